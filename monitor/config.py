@@ -1,0 +1,374 @@
+"""Configuration: one TOML file, validated once at load into frozen dataclasses.
+
+Every default lives in this module (the ``field`` defaults below) and is documented in
+README.md, "Configuration". Every problem is reported with the file and the dotted key.
+Secrets (tokens, passwords) are never read from the TOML itself: each comes from a file
+(``token_file``) or an environment variable (``token_env``), with a fixed fallback variable.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from monitor.errors import ConfigError
+
+CONFIG_ENV = "HOSTMON_CONFIG"
+STATE_DIR_ENV = "HOSTMON_STATE_DIR"
+SINK_KINDS = ("sqlite", "influxdb_v2", "influxdb_v1")
+OVERFLOW_POLICIES = ("drop_oldest", "spill")
+COMPARISONS = (">", ">=", "<", "<=")
+SEVERITIES = ("info", "warning", "critical")
+MiB = 1024 * 1024
+
+
+def default_state_dir(environ: Mapping[str, str] = os.environ) -> Path:
+    """``$HOSTMON_STATE_DIR``, else /var/lib/hostmon for root, else the XDG state dir."""
+    if environ.get(STATE_DIR_ENV):
+        return Path(environ[STATE_DIR_ENV])
+    if os.geteuid() == 0:
+        return Path("/var/lib/hostmon")
+    xdg = environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(xdg) / "hostmon"
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    host: str = ""  # "" means socket.gethostname()
+    interval_s: float = 10.0
+    state_dir: Path = Path()
+
+
+@dataclass(frozen=True)
+class SpoolConfig:
+    path: Path = Path()  # default: <state_dir>/spool.db
+    max_spool_bytes: int = 256 * MiB  # disk budget of the spool file
+    buffer_size: int = 1_000_000  # the seed's setting: samples held before the overflow policy
+    overflow: str = "drop_oldest"  # or "spill"
+    spill_path: Path = Path()  # default: <state_dir>/spill.lp
+
+
+@dataclass(frozen=True)
+class ShipperConfig:
+    batch_size: int = 5000  # samples per write request
+    flush_interval_s: float = 1.0
+    gzip: bool = True
+    timeout_s: float = 10.0
+    backoff_initial_s: float = 1.0
+    backoff_max_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class SinkConfig:
+    kind: str = "sqlite"
+    measurement: str = "system"
+    # influxdb_v1 / influxdb_v2
+    url: str = ""
+    verify_tls: bool = True
+    ca_file: Path | None = None
+    token: str = field(default="", repr=False)  # resolved secret, v2 (and v1 on 2.x/3.x)
+    # influxdb_v2
+    org: str = ""
+    bucket: str = ""
+    # influxdb_v1
+    database: str = ""
+    retention_policy: str = ""
+    username: str = ""
+    password: str = field(default="", repr=False)  # resolved secret
+    # sqlite
+    path: Path = Path()  # default: <state_dir>/metrics.db
+    retention_days: float = 30.0
+    max_db_bytes: int = 1024 * MiB
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    host: str = "127.0.0.1"
+    port: int = 5000
+    token: str = field(default="", repr=False)  # resolved secret; "" means no auth
+    max_points: int = 10_000
+    max_window_minutes: float = 31 * 24 * 60.0
+    query_timeout_s: float = 10.0
+    threads: int = 8
+
+
+@dataclass(frozen=True)
+class AlertRule:
+    name: str
+    metric: str
+    op: str
+    threshold: float
+    for_s: float = 0.0
+    severity: str = "warning"
+    hysteresis: float = 0.0
+    webhook: str = ""
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    log_path: Path = Path()  # default: <state_dir>/alerts.log
+    max_bytes: int = 10 * MiB
+    backup_count: int = 5
+    webhook_timeout_s: float = 5.0
+    rules: tuple[AlertRule, ...] = ()
+
+
+@dataclass(frozen=True)
+class Config:
+    agent: AgentConfig
+    spool: SpoolConfig
+    shipper: ShipperConfig
+    sink: SinkConfig
+    api: ApiConfig
+    alerts: AlertsConfig
+    source: Path | None = None
+
+    @property
+    def host(self) -> str:
+        return self.agent.host
+
+
+SECRETS = {  # section -> secret key -> fallback environment variable
+    "sink": {"token": "HOSTMON_SINK_TOKEN", "password": "HOSTMON_SINK_PASSWORD"},
+    "api": {"token": "HOSTMON_API_TOKEN"},
+}
+
+
+class _Reader:
+    """Collects every problem instead of stopping at the first."""
+
+    def __init__(self, source: str, environ: Mapping[str, str]) -> None:
+        self.source = source
+        self.environ = environ
+        self.problems: list[str] = []
+
+    def problem(self, key: str, message: str) -> None:
+        self.problems.append(f"{self.source}: {key}: {message}")
+
+    def section(self, raw: Mapping[str, Any], cls: type, name: str, **fixed: Any) -> Any:
+        table = raw.get(name, {})
+        if not isinstance(table, dict):
+            self.problem(name, "must be a table")
+            table = {}
+        secrets = SECRETS.get(name, {})
+        known = {f.name for f in fields(cls)}
+        allowed = known | {f"{s}_file" for s in secrets} | {f"{s}_env" for s in secrets}
+        for key in table:
+            if key in secrets:
+                self.problem(
+                    f"{name}.{key}",
+                    f"secrets are not read from the config file; use {name}.{key}_file or {name}.{key}_env",
+                )
+            elif key not in allowed:
+                self.problem(f"{name}.{key}", "unknown key")
+        values: dict[str, Any] = dict(fixed)
+        for f in fields(cls):
+            if f.name in fixed:
+                continue
+            if f.name in secrets:
+                values[f.name] = self.secret(table, name, f.name, secrets[f.name])
+            elif f.name in table:
+                values[f.name] = self.convert(f"{name}.{f.name}", table[f.name], f.default)
+        return cls(**values)
+
+    def convert(self, key: str, value: Any, default: Any) -> Any:
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                self.problem(key, f"expected true or false, got {value!r}")
+                return default
+            return value
+        if isinstance(default, float):
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                return float(value)
+            return self._bad(key, "a number", value, default)
+        if isinstance(default, int):
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
+            return self._bad(key, "an integer", value, default)
+        if isinstance(default, Path) or default is None:
+            if isinstance(value, str) and value:
+                return Path(value)
+            return self._bad(key, "a non-empty path", value, default)
+        if isinstance(default, str):
+            if isinstance(value, str):
+                return value
+            return self._bad(key, "a string", value, default)
+        return value
+
+    def _bad(self, key: str, expected: str, value: Any, default: Any) -> Any:
+        self.problem(key, f"expected {expected}, got {value!r}")
+        return default
+
+    def secret(self, table: Mapping[str, Any], section: str, name: str, fallback: str) -> str:
+        file_key, env_key = f"{name}_file", f"{name}_env"
+        if file_key in table:
+            path = Path(str(table[file_key]))
+            try:
+                return path.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                self.problem(f"{section}.{file_key}", f"cannot read {path}: {exc.strerror}")
+                return ""
+        if env_key in table:
+            var = str(table[env_key])
+            if var not in self.environ:
+                self.problem(f"{section}.{env_key}", f"environment variable {var} is not set")
+            return self.environ.get(var, "")
+        return self.environ.get(fallback, "")
+
+
+def _check(r: _Reader, key: str, ok: bool, message: str) -> None:
+    if not ok:
+        r.problem(key, message)
+
+
+def _validate(r: _Reader, c: Config) -> None:
+    _check(r, "agent.interval_s", 0.1 <= c.agent.interval_s <= 3600, "must be 0.1 to 3600 seconds")
+    _check(r, "spool.max_spool_bytes", c.spool.max_spool_bytes >= MiB, "must be at least 1 MiB")
+    _check(r, "spool.buffer_size", c.spool.buffer_size >= 1, "must be at least 1")
+    _check(
+        r,
+        "spool.overflow",
+        c.spool.overflow in OVERFLOW_POLICIES,
+        f"must be one of {', '.join(OVERFLOW_POLICIES)}",
+    )
+    _check(r, "shipper.batch_size", 1 <= c.shipper.batch_size <= 100_000, "must be 1 to 100000")
+    for key in ("flush_interval_s", "timeout_s", "backoff_initial_s", "backoff_max_s"):
+        _check(r, f"shipper.{key}", getattr(c.shipper, key) > 0, "must be positive")
+    _check(
+        r,
+        "shipper.backoff_max_s",
+        c.shipper.backoff_max_s >= c.shipper.backoff_initial_s,
+        "must be at least shipper.backoff_initial_s",
+    )
+    s = c.sink
+    _check(r, "sink.kind", s.kind in SINK_KINDS, f"must be one of {', '.join(SINK_KINDS)}")
+    _check(r, "sink.measurement", bool(s.measurement), "must not be empty")
+    if s.kind.startswith("influxdb"):
+        _check(r, "sink.url", s.url.startswith(("http://", "https://")), "must be an http:// or https:// URL")
+    if s.kind == "influxdb_v2":
+        for key in ("org", "bucket"):
+            _check(r, f"sink.{key}", bool(getattr(s, key)), "is required for influxdb_v2")
+        _check(
+            r,
+            "sink.token_file",
+            bool(s.token),
+            "a token is required for influxdb_v2 (token_file, token_env or HOSTMON_SINK_TOKEN)",
+        )
+    if s.kind == "influxdb_v1":
+        _check(r, "sink.database", bool(s.database), "is required for influxdb_v1")
+    _check(r, "sink.retention_days", s.retention_days > 0, "must be positive")
+    _check(r, "sink.max_db_bytes", s.max_db_bytes >= MiB, "must be at least 1 MiB")
+    a = c.api
+    _check(r, "api.port", 0 <= a.port <= 65535, "must be 0 to 65535")
+    _check(r, "api.max_points", 10 <= a.max_points <= 1_000_000, "must be 10 to 1000000")
+    _check(r, "api.max_window_minutes", a.max_window_minutes > 0, "must be positive")
+    _check(r, "api.query_timeout_s", a.query_timeout_s > 0, "must be positive")
+    _check(r, "api.threads", 1 <= a.threads <= 64, "must be 1 to 64")
+    _check(r, "alerts.max_bytes", c.alerts.max_bytes >= 1024, "must be at least 1024")
+    _check(r, "alerts.backup_count", c.alerts.backup_count >= 0, "must not be negative")
+
+
+def _rules(r: _Reader, raw: Any) -> tuple[AlertRule, ...]:
+    if not isinstance(raw, list):
+        r.problem("alerts.rules", "must be an array of tables ([[alerts.rules]])")
+        return ()
+    rules: list[AlertRule] = []
+    names: set[str] = set()
+    known = {f.name for f in fields(AlertRule)}
+    for i, item in enumerate(raw):
+        key = f"alerts.rules[{i}]"
+        if not isinstance(item, dict):
+            r.problem(key, "must be a table")
+            continue
+        for k in item:
+            if k not in known:
+                r.problem(f"{key}.{k}", "unknown key")
+        missing = [k for k in ("name", "metric", "op", "threshold") if k not in item]
+        for k in missing:
+            r.problem(f"{key}.{k}", "is required")
+        if missing:
+            continue
+        defaults = AlertRule("", "", ">", 0.0)
+        values = {k: r.convert(f"{key}.{k}", item[k], getattr(defaults, k)) for k in known & set(item)}
+        rule = AlertRule(**values)
+        _check(r, f"{key}.op", rule.op in COMPARISONS, f"must be one of {' '.join(COMPARISONS)}")
+        _check(r, f"{key}.severity", rule.severity in SEVERITIES, f"must be one of {', '.join(SEVERITIES)}")
+        _check(r, f"{key}.for_s", rule.for_s >= 0, "must not be negative")
+        _check(r, f"{key}.hysteresis", rule.hysteresis >= 0, "must not be negative")
+        _check(r, f"{key}.name", rule.name not in names, f"duplicate rule name {rule.name!r}")
+        _check(
+            r,
+            f"{key}.webhook",
+            not rule.webhook or rule.webhook.startswith(("http://", "https://")),
+            "must be an http:// or https:// URL",
+        )
+        names.add(rule.name)
+        rules.append(rule)
+    return tuple(rules)
+
+
+def parse(
+    raw: Mapping[str, Any],
+    source: str = "<defaults>",
+    *,
+    environ: Mapping[str, str] = os.environ,
+    hostname: Callable[[], str] = socket.gethostname,
+) -> Config:
+    """Build a validated Config from an already-parsed TOML mapping."""
+    r = _Reader(source, environ)
+    for name in raw:
+        if name not in ("agent", "spool", "shipper", "sink", "api", "alerts"):
+            r.problem(name, "unknown section")
+    agent = r.section(raw, AgentConfig, "agent")
+    if agent.host == "":
+        agent = AgentConfig(hostname(), agent.interval_s, agent.state_dir)
+    if agent.state_dir == Path():
+        agent = AgentConfig(agent.host, agent.interval_s, default_state_dir(environ))
+    state = agent.state_dir
+    spool = r.section(raw, SpoolConfig, "spool")
+    spool = _default_paths(spool, path=state / "spool.db", spill_path=state / "spill.lp")
+    sink = _default_paths(r.section(raw, SinkConfig, "sink"), path=state / "metrics.db")
+    alerts_raw = raw.get("alerts", {}) if isinstance(raw.get("alerts", {}), dict) else {}
+    rules = _rules(r, alerts_raw.get("rules", []))
+    alerts = r.section(raw, AlertsConfig, "alerts", rules=rules)
+    alerts = _default_paths(alerts, log_path=state / "alerts.log")
+    config = Config(
+        agent,
+        spool,
+        r.section(raw, ShipperConfig, "shipper"),
+        sink,
+        r.section(raw, ApiConfig, "api"),
+        alerts,
+        None if source == "<defaults>" else Path(source),
+    )
+    _validate(r, config)
+    if r.problems:
+        raise ConfigError(r.problems)
+    return config
+
+
+def _default_paths(obj: Any, **defaults: Path) -> Any:
+    changes = {k: v for k, v in defaults.items() if getattr(obj, k) == Path()}
+    return type(obj)(**{**{f.name: getattr(obj, f.name) for f in fields(obj)}, **changes})
+
+
+def load(path: str | Path | None = None, *, environ: Mapping[str, str] = os.environ) -> Config:
+    """Load PATH, else ``$HOSTMON_CONFIG``, else the built-in defaults (embedded SQLite)."""
+    if path is None:
+        path = environ.get(CONFIG_ENV) or None
+    if path is None:
+        return parse({}, environ=environ)
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            raw = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from exc
+    return parse(raw, str(path), environ=environ)

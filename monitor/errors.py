@@ -1,0 +1,84 @@
+"""The one exception tree of the monitor package.
+
+    MonitorError                 root; ``retryable`` says whether trying again can help
+     ├── ConfigError             a config file or value is wrong (never retryable)
+     ├── SinkError               a write to the database failed
+     │    ├── Unavailable        network error, timeout, 429 or 5xx: keep the batch, retry later
+     │    ├── AuthFailed         401/403: keep the batch, alert, keep retrying
+     │    └── Rejected           400/422: the batch is bad data, drop it and move on
+     └── StoreError              a read (API query) failed
+          ├── StoreUnavailable   the database cannot be reached or timed out (HTTP 503)
+          └── QueryFailed        the database answered with an error
+
+Foreign errors (``urllib3``, ``sqlite3``, ``influxdb_client``) are translated at the
+boundary where they happen: ``raise Unavailable(url, str(exc)) from exc``.
+"""
+
+from __future__ import annotations
+
+
+class MonitorError(Exception):
+    """Root of every error this package raises on purpose."""
+
+    retryable = False
+
+
+class ConfigError(MonitorError):
+    """One or more configuration problems; each message names the file and the key."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("; ".join(self.problems))
+
+
+class SinkError(MonitorError):
+    """A batch could not be written."""
+
+    def __init__(self, target: str, reason: str, *, status: int | None = None) -> None:
+        self.target = target
+        self.reason = reason
+        self.status = status
+        super().__init__(f"{target}: {reason}")
+
+
+class Unavailable(SinkError):
+    """Network error, timeout, 429 or 5xx: the batch stays spooled and is retried."""
+
+    retryable = True
+
+    def __init__(
+        self,
+        target: str,
+        reason: str,
+        *,
+        status: int | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(target, reason, status=status)
+        self.retry_after_s = retry_after_s
+
+
+class AuthFailed(SinkError):
+    """401/403: credentials refused. The batch stays spooled; an alert is raised."""
+
+    retryable = True
+
+
+class Rejected(SinkError):
+    """400/422: the server refused the data itself. Retrying the same batch cannot help."""
+
+    retryable = False
+
+
+class StoreError(MonitorError):
+    """A query for the API failed."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached, or did not answer in time."""
+
+    retryable = True
+
+
+class QueryFailed(StoreError):
+    """The store answered the query with an error."""
