@@ -91,6 +91,11 @@ class ApiConfig:
     host: str = "127.0.0.1"
     port: int = 5000
     token: str = field(default="", repr=False)  # resolved secret; "" means no auth
+    # Read credentials for the API's queries; empty means "use the sink's". Lets the API hold a
+    # read-only token/user while the agent holds a write-only one.
+    store_username: str = ""
+    store_password: str = field(default="", repr=False)  # resolved secret
+    store_token: str = field(default="", repr=False)  # resolved secret
     max_points: int = 10_000
     max_window_minutes: float = 31 * 24 * 60.0
     query_timeout_s: float = 10.0
@@ -135,7 +140,11 @@ class Config:
 
 SECRETS = {  # section -> secret key -> fallback environment variable
     "sink": {"token": "HOSTMON_SINK_TOKEN", "password": "HOSTMON_SINK_PASSWORD"},
-    "api": {"token": "HOSTMON_API_TOKEN"},
+    "api": {
+        "token": "HOSTMON_API_TOKEN",
+        "store_password": "HOSTMON_STORE_PASSWORD",
+        "store_token": "HOSTMON_STORE_TOKEN",
+    },
 }
 
 

@@ -1,0 +1,27 @@
+"""Sinks: where the shipper sends spooled line protocol (InfluxDB v2 API, v1 API, SQLite).
+
+Every sink takes a batch of lines exactly as the spool stored them and either accepts the
+whole batch or raises one of :mod:`monitor.errors`' ``SinkError`` subclasses, which decide
+the batch's fate: ``Unavailable`` (keep, retry with backoff, honour ``retry_after_s``),
+``AuthFailed`` (keep, alert, retry) or ``Rejected`` (drop, count, log the server's message).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+
+class Sink(Protocol):
+    """The one seam between the shipper and a database."""
+
+    @property
+    def name(self) -> str:
+        """Where this sink writes, for logs and alerts (never contains a secret)."""
+        ...
+
+    def write(self, lines: Sequence[str]) -> None:
+        """Write every line or raise ``Unavailable`` / ``AuthFailed`` / ``Rejected``."""
+        ...
+
+    def close(self) -> None: ...
