@@ -1,0 +1,160 @@
+"""The agent (``hostmon collect``): ticks → collector → spool → shipper → sink, plus alerts.
+
+The sampling loop runs in the calling thread; the shipper runs in its own thread. Every
+sample is in the spool before anything else happens to it. ``stop`` (SIGTERM/SIGINT) ends
+the loop, lets the shipper make a last bounded flush and closes everything; ``reload``
+(SIGHUP) re-reads the config file and applies it between ticks without touching the
+spooled data (a config with errors is refused and the old one kept).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from monitor import config as config_mod
+from monitor.alerts import Alerts
+from monitor.collector import Collector, SystemStats, Ticker
+from monitor.config import Config
+from monitor.errors import ConfigError
+from monitor.lineprotocol import encode
+from monitor.shipper import Shipper
+from monitor.sinks import make_sink
+from monitor.spool import Spool
+
+log = logging.getLogger(__name__)
+
+OVERFLOW_CHECK_EVERY = 30  # ticks between checks whether a spool overflow has cleared
+
+
+@dataclass
+class _Parts:
+    collector: Collector
+    ticker: Ticker
+    spool: Spool
+    alerts: Alerts
+    shipper: Shipper
+
+
+class Agent:
+    """Owns the pieces and the two threads; ``run`` blocks until ``stop`` is set."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        stats: SystemStats | None = None,
+        clock: Callable[[], float] = time.time,
+        loader: Callable[[], Config] | None = None,
+    ) -> None:
+        self.config = config
+        self.stats = stats
+        self.clock = clock
+        self.loader = loader or (lambda: config_mod.load(config.source))
+        self.stop_event = threading.Event()
+        self._reload = threading.Event()
+        self._overflowing = False
+
+    # -- signals ------------------------------------------------------------------------
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def request_reload(self) -> None:
+        self._reload.set()
+
+    # -- the loop -----------------------------------------------------------------------
+    def run(self) -> None:
+        parts = self._build()
+        ship_thread = threading.Thread(
+            target=parts.shipper.run, args=(self.stop_event,), name="shipper", daemon=True
+        )
+        ship_thread.start()
+        try:
+            self._loop(parts)
+        finally:
+            self.stop_event.set()
+            ship_thread.join(self.config.shipper.timeout_s + 5)
+            if ship_thread.is_alive():
+                log.warning("shipper did not finish its final flush in time; samples stay spooled")
+            parts.alerts.close()
+            parts.spool.close()
+            log.info("stopped")
+
+    def _build(self) -> _Parts:
+        c = self.config
+        alerts = Alerts(c.alerts, c.host, clock=self.clock)
+        spool = Spool(c.spool, clock=self.clock, on_overflow=self._on_overflow(alerts))
+        sink = make_sink(c.sink, c.shipper)
+        log.info("collecting every %ss for host %s into %s", c.agent.interval_s, c.host, sink.name)
+        shipper = Shipper(spool, sink, c.shipper, on_state=self._on_state(alerts))
+        collector = Collector(c.host, self.stats)
+        collector.prime(self.clock())
+        return _Parts(collector, Ticker(c.agent.interval_s, clock=self.clock), spool, alerts, shipper)
+
+    def _loop(self, parts: _Parts) -> None:
+        measurement = self.config.sink.measurement
+        ticks = 0
+        while not self.stop_event.is_set():
+            ts_ms = parts.ticker.wait_next(self.stop_event)
+            if ts_ms is None:
+                break
+            sample = parts.collector.sample(ts_ms, self.clock())
+            parts.spool.append(ts_ms, encode(sample, measurement))
+            parts.alerts.observe(sample)
+            ticks += 1
+            if self._overflowing and ticks % OVERFLOW_CHECK_EVERY == 0:
+                self._check_overflow_cleared(parts)
+            if self._reload.is_set():
+                self._reload.clear()
+                parts = self._apply_reload(parts)
+                measurement = self.config.sink.measurement
+
+    # -- alerts from the spool and the shipper --------------------------------------------
+    def _on_overflow(self, alerts: Alerts) -> Callable[[str, int], None]:
+        def overflow(policy: str, n: int) -> None:
+            self._overflowing = True
+            verb = "dropped (oldest first)" if policy == "drop_oldest" else "spilled to the spill file"
+            alerts.set_condition(
+                "spool_overflow", True, "critical", f"spool budget reached: {n} samples {verb}"
+            )
+
+        return overflow
+
+    def _on_state(self, alerts: Alerts) -> Callable[[str, bool, str], None]:
+        def state(name: str, active: bool, message: str) -> None:
+            alerts.set_condition(name, active, "critical", message)
+
+        return state
+
+    def _check_overflow_cleared(self, parts: _Parts) -> None:
+        depth = parts.spool.status().depth
+        if depth < self.config.spool.buffer_size // 2:
+            self._overflowing = False
+            parts.alerts.set_condition(
+                "spool_overflow", False, "critical", f"spool back under budget ({depth} samples queued)"
+            )
+
+    # -- SIGHUP -------------------------------------------------------------------------
+    def _apply_reload(self, parts: _Parts) -> _Parts:
+        try:
+            new = self.loader()
+        except ConfigError as exc:
+            for problem in exc.problems:
+                log.error("reload refused, keeping the running config: %s", problem)
+            return parts
+        old = self.config
+        self.config = new
+        parts.alerts.reconfigure(new.alerts)
+        parts.spool.reconfigure(new.spool)
+        if (new.sink, new.shipper) != (old.sink, old.shipper):
+            parts.shipper.replace_sink(make_sink(new.sink, new.shipper), new.shipper)
+        if new.agent.interval_s != old.agent.interval_s:
+            parts.ticker = Ticker(new.agent.interval_s, clock=self.clock)
+        if new.host != old.host:
+            parts.collector = Collector(new.host, self.stats)
+            parts.collector.prime(self.clock())
+        log.info("configuration reloaded from %s", new.source or "defaults")
+        return parts

@@ -1,0 +1,207 @@
+"""``hostmon`` — the command line: collect, api, run, selftest, spool, check-config.
+
+Exit codes: 0 success, 1 the command ran and failed (selftest mismatch, replay failure),
+2 the configuration or the command line is wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from monitor import __version__
+from monitor import config as config_mod
+from monitor.config import Config
+from monitor.errors import ConfigError, MonitorError
+
+log = logging.getLogger("monitor.cli")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hostmon", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"hostmon {__version__}")
+    p.add_argument(
+        "-c",
+        "--config",
+        help=f"TOML config file (default: ${config_mod.CONFIG_ENV}, else built-in defaults)",
+    )
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("collect", help="run the agent: sample, spool and ship until SIGTERM")
+    sub.add_parser("api", help="serve the HTTP API until SIGTERM")
+    sub.add_parser("run", help="the agent and the API in one process (what `make run` starts)")
+    sub.add_parser("selftest", help="write marked test records to the database, read them back")
+    spool = sub.add_parser("spool", help="show the spool's depth and counters; replay a spill file")
+    spool_sub = spool.add_subparsers(dest="spool_command", metavar="ACTION")
+    replay = spool_sub.add_parser("replay", help="send a spilled line-protocol file to the database")
+    replay.add_argument("file", type=Path)
+    replay.add_argument("--keep", action="store_true", help="keep the file after a full replay")
+    sub.add_parser("check-config", help="validate the config file and print every error")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        config = config_mod.load(args.config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"config error: {problem}", file=sys.stderr)
+        return 2
+    command = args.command.replace("-", "_")
+    if command == "spool" and args.spool_command == "replay":
+        return _replay(config, args.file, keep=args.keep)
+    try:
+        return int(COMMANDS[command](config))
+    except MonitorError as exc:
+        print(f"hostmon {args.command}: {exc}", file=sys.stderr)
+        return 1
+
+
+def _collect(config: Config) -> int:
+    from monitor.agent import Agent
+
+    agent = Agent(config)
+    _on_signals(stop=agent.stop, reload=agent.request_reload)
+    agent.run()
+    return 0
+
+
+def _api(config: Config) -> int:
+    from monitor.api import serve
+
+    serve(config)
+    return 0
+
+
+def _run(config: Config) -> int:
+    from monitor.agent import Agent
+    from monitor.api import serve
+
+    agent = Agent(config)
+    api_stop = threading.Event()
+    api = threading.Thread(target=serve, args=(config,), kwargs={"stop": api_stop}, name="api")
+    api.start()
+
+    def stop() -> None:
+        agent.stop()
+        api_stop.set()
+
+    _on_signals(stop=stop, reload=agent.request_reload)
+    try:
+        agent.run()
+    finally:
+        api_stop.set()
+        api.join(10)
+    return 0
+
+
+def _selftest(config: Config) -> int:
+    from monitor.selftest import run_selftest
+
+    ok, lines = run_selftest(config)
+    for line in lines:
+        print(line)
+    return 0 if ok else 1
+
+
+def _spool(config: Config) -> int:
+    from monitor.spool import read_status
+
+    status = read_status(config.spool.path)
+    if status is None:
+        print(f"no spool at {config.spool.path} (the agent has not run with this config)")
+        return 0
+    rows = [
+        ("spool", str(config.spool.path)),
+        ("depth (samples)", str(status.depth)),
+        ("oldest sample", _iso(status.oldest_ts_ms)),
+        ("newest sample", _iso(status.newest_ts_ms)),
+        ("dropped (total)", str(status.dropped_total)),
+        ("spilled (total)", str(status.spilled_total)),
+        ("rejected by the database (total)", str(status.rejected_total)),
+        ("last successful write", _iso(status.last_success_ms)),
+        ("database reachable", {None: "unknown", True: "yes", False: "no"}[status.sink_reachable]),
+        ("last error", status.last_error or "-"),
+        ("agent heartbeat", _iso(status.updated_ms)),
+    ]
+    if config.spool.spill_path.exists():
+        rows.append(("spill file", f"{config.spool.spill_path} (replay: hostmon spool replay FILE)"))
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+    return 0
+
+
+def _replay(config: Config, path: Path, *, keep: bool) -> int:
+    """Send a spill file; move it aside first so the agent can keep spilling to a fresh one."""
+    from monitor.shipper import replay_file
+    from monitor.sinks import make_sink
+
+    if not path.is_file():
+        print(f"hostmon spool replay: {path}: no such file", file=sys.stderr)
+        return 2
+    work = path if keep else path.with_name(f"{path.name}.replaying-{os.getpid()}")
+    if not keep:
+        path.rename(work)
+    sink = make_sink(config.sink, config.shipper)
+    try:
+        sent = replay_file(work, sink, config.shipper.batch_size)
+    except MonitorError as exc:
+        print(f"hostmon spool replay: stopped: {exc}; the rest is still in {work}", file=sys.stderr)
+        return 1
+    finally:
+        sink.close()
+    if not keep:
+        work.unlink()
+    print(f"replayed {sent} lines from {path} to {sink.name}" + ("" if keep else "; file removed"))
+    return 0
+
+
+def _check_config(config: Config) -> int:
+    where = config.source or "built-in defaults"
+    print(f"{where}: OK (sink {config.sink.kind}, host {config.host}, every {config.agent.interval_s}s,")
+    print(f"  state in {config.agent.state_dir}, {len(config.alerts.rules)} alert rule(s))")
+    return 0
+
+
+def _iso(ts_ms: int | None) -> str:
+    if ts_ms is None:
+        return "-"
+    return datetime.fromtimestamp(ts_ms / 1000, UTC).isoformat(timespec="milliseconds")
+
+
+def _on_signals(*, stop: Callable[[], None], reload: Callable[[], None]) -> None:
+    def handle_stop(signum: int, _frame: object) -> None:
+        log.info("received %s, stopping", signal.Signals(signum).name)
+        stop()
+
+    def handle_reload(_signum: int, _frame: object) -> None:
+        log.info("received SIGHUP, reloading the configuration")
+        reload()
+
+    signal.signal(signal.SIGTERM, handle_stop)
+    signal.signal(signal.SIGINT, handle_stop)
+    signal.signal(signal.SIGHUP, handle_reload)
+
+
+COMMANDS = {
+    "collect": _collect,
+    "api": _api,
+    "run": _run,
+    "selftest": _selftest,
+    "spool": _spool,
+    "check_config": _check_config,
+}

@@ -1,0 +1,35 @@
+"""``make bench``: every benchmark in one run, a table each, the JSON reports in .bench/."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from tests.bench import bench_agent, bench_replay
+
+
+def main() -> None:
+    out = Path(".bench")
+    out.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    reports = []
+    agent = bench_agent.run(60.0)
+    print(bench_agent.table(agent), flush=True)
+    reports.append(agent)
+    replay = bench_replay.run(86_400)
+    print(json.dumps(replay["speed_vs_raw"]), json.dumps(replay["samples_per_s"]), flush=True)
+    reports.append(replay)
+    try:
+        from tests.bench import bench_api
+    except ImportError:
+        print("bench_api not available")
+    else:
+        reports.append(bench_api.run())  # type: ignore[attr-defined]
+    path = out / f"bench-{stamp}.json"
+    path.write_text(json.dumps(reports, indent=2))
+    print(f"reports: {path}")
+
+
+if __name__ == "__main__":
+    main()
