@@ -1,0 +1,171 @@
+"""Config loading: defaults, every kind of bad value named by file and key, secrets handling."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from monitor import config
+from monitor.errors import ConfigError
+
+ENV: dict[str, str] = {"HOSTMON_STATE_DIR": "/srv/state"}
+
+
+def problems(raw: dict, environ: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        config.parse(raw, "cfg.toml", environ=environ or ENV, hostname=lambda: "h1")
+    return info.value.problems
+
+
+def test_no_config_means_embedded_sqlite_in_the_state_dir():
+    c = config.parse({}, environ=ENV, hostname=lambda: "web-1")
+    assert c.sink.kind == "sqlite"
+    assert c.host == "web-1"
+    assert c.sink.path == Path("/srv/state/metrics.db")
+    assert c.spool.path == Path("/srv/state/spool.db")
+    assert c.spool.spill_path == Path("/srv/state/spill.lp")
+    assert c.alerts.log_path == Path("/srv/state/alerts.log")
+    assert c.api.host == "127.0.0.1" and c.api.port == 5000
+
+
+def test_load_without_a_path_uses_the_environment_variable(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[agent]\nhost = "db-7"\ninterval_s = 2\n')
+    c = config.load(environ={**ENV, "HOSTMON_CONFIG": str(cfg)})
+    assert c.host == "db-7" and c.agent.interval_s == 2.0 and c.source == cfg
+
+
+def test_unknown_sections_and_keys_are_named():
+    found = problems({"agnet": {}, "sink": {"kind": "sqlite", "retension_days": 3}})
+    assert "cfg.toml: agnet: unknown section" in found
+    assert "cfg.toml: sink.retension_days: unknown key" in found
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ({"agent": {"interval_s": "5"}}, "cfg.toml: agent.interval_s: expected a number, got '5'"),
+        ({"agent": {"interval_s": 0}}, "cfg.toml: agent.interval_s: must be 0.1 to 3600 seconds"),
+        ({"spool": {"buffer_size": 1.5}}, "cfg.toml: spool.buffer_size: expected an integer, got 1.5"),
+        ({"spool": {"buffer_size": True}}, "cfg.toml: spool.buffer_size: expected an integer, got True"),
+        ({"spool": {"overflow": "panic"}}, "cfg.toml: spool.overflow: must be one of drop_oldest, spill"),
+        ({"shipper": {"gzip": "yes"}}, "cfg.toml: shipper.gzip: expected true or false, got 'yes'"),
+        (
+            {"shipper": {"backoff_initial_s": 9, "backoff_max_s": 2}},
+            "cfg.toml: shipper.backoff_max_s: must be at least shipper.backoff_initial_s",
+        ),
+        (
+            {"sink": {"kind": "influx"}},
+            "cfg.toml: sink.kind: must be one of sqlite, influxdb_v2, influxdb_v1",
+        ),
+        (
+            {"sink": {"kind": "influxdb_v1", "url": "localhost:8086", "database": "m"}},
+            "cfg.toml: sink.url: must be an http:// or https:// URL",
+        ),
+        (
+            {"sink": {"kind": "influxdb_v1", "url": "http://x"}},
+            "cfg.toml: sink.database: is required for influxdb_v1",
+        ),
+        ({"api": {"port": 70000}}, "cfg.toml: api.port: must be 0 to 65535"),
+        ({"api": {"max_points": 1}}, "cfg.toml: api.max_points: must be 10 to 1000000"),
+        ({"spool": {"path": ""}}, "cfg.toml: spool.path: expected a non-empty path, got ''"),
+        ({"sink": "sqlite"}, "cfg.toml: sink: must be a table"),
+    ],
+)
+def test_each_bad_value_is_reported_with_its_key(raw, expected):
+    assert expected in problems(raw)
+
+
+def test_every_problem_is_reported_at_once():
+    found = problems({"agent": {"interval_s": -1}, "api": {"port": -1, "threads": 0}})
+    assert len(found) == 3
+
+
+def test_v2_sink_requires_org_bucket_and_a_token():
+    found = problems({"sink": {"kind": "influxdb_v2", "url": "http://db:8086"}})
+    assert "cfg.toml: sink.org: is required for influxdb_v2" in found
+    assert "cfg.toml: sink.bucket: is required for influxdb_v2" in found
+    assert any(p.startswith("cfg.toml: sink.token_file: a token is required") for p in found)
+
+
+def test_inline_secrets_are_refused_with_the_keys_to_use_instead():
+    found = problems({"sink": {"password": "hunter2"}, "api": {"token": "t"}})
+    assert (
+        "cfg.toml: sink.password: secrets are not read from the config file; "
+        "use sink.password_file or sink.password_env"
+    ) in found
+    assert any(p.startswith("cfg.toml: api.token: secrets are not read") for p in found)
+    assert not any("hunter2" in p for p in found)
+
+
+def test_secrets_come_from_a_file_an_env_var_or_the_fallback_variable(tmp_path):
+    token = tmp_path / "token"
+    token.write_text("from-file\n")
+    base = {"kind": "influxdb_v2", "url": "http://db:8086", "org": "o", "bucket": "b"}
+    c = config.parse({"sink": {**base, "token_file": str(token)}}, environ=ENV)
+    assert c.sink.token == "from-file"
+    c = config.parse({"sink": {**base, "token_env": "MY_TOKEN"}}, environ={**ENV, "MY_TOKEN": "from-env"})
+    assert c.sink.token == "from-env"
+    c = config.parse({"sink": base}, environ={**ENV, "HOSTMON_SINK_TOKEN": "fallback"})
+    assert c.sink.token == "fallback"
+    assert "from-file" not in repr(c) and "fallback" not in repr(c)
+
+
+def test_unreadable_secret_file_and_missing_env_var_are_named(tmp_path):
+    found = problems({"sink": {"password_file": str(tmp_path / "nope")}, "api": {"token_env": "UNSET_VAR"}})
+    assert (
+        f"cfg.toml: sink.password_file: cannot read {tmp_path / 'nope'}: No such file or directory" in found
+    )
+    assert "cfg.toml: api.token_env: environment variable UNSET_VAR is not set" in found
+
+
+def test_alert_rules_are_validated_each_with_its_index():
+    rules = [
+        {"name": "cpu", "metric": "cpu_usage_overall", "op": ">", "threshold": 90, "for_s": 30},
+        {"name": "cpu", "metric": "memory_usage", "op": "=>", "threshold": 1, "severity": "fatal"},
+        {"metric": "memory_usage", "op": ">", "colour": "red"},
+    ]
+    found = problems({"alerts": {"rules": rules}})
+    assert "cfg.toml: alerts.rules[1].op: must be one of > >= < <=" in found
+    assert "cfg.toml: alerts.rules[1].severity: must be one of info, warning, critical" in found
+    assert "cfg.toml: alerts.rules[1].name: duplicate rule name 'cpu'" in found
+    assert "cfg.toml: alerts.rules[2].colour: unknown key" in found
+    assert "cfg.toml: alerts.rules[2].name: is required" in found
+    assert "cfg.toml: alerts.rules[2].threshold: is required" in found
+
+
+def test_valid_alert_rules_load_with_defaults():
+    rule = {"name": "mem", "metric": "memory_usage", "op": ">=", "threshold": 95}
+    c = config.parse({"alerts": {"rules": [rule]}}, environ=ENV)
+    (r,) = c.alerts.rules
+    assert (r.name, r.op, r.threshold, r.for_s, r.severity, r.hysteresis) == (
+        "mem",
+        ">=",
+        95.0,
+        0.0,
+        "warning",
+        0.0,
+    )
+
+
+def test_a_broken_toml_file_names_the_file(tmp_path):
+    cfg = tmp_path / "broken.toml"
+    cfg.write_text("[agent\n")
+    with pytest.raises(ConfigError) as info:
+        config.load(cfg, environ=ENV)
+    assert info.value.problems[0].startswith(f"{cfg}: not valid TOML")
+
+
+def test_a_missing_file_names_the_file(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read: No such file"):
+        config.load(tmp_path / "absent.toml", environ=ENV)
+
+
+def test_state_dir_default_depends_on_the_user():
+    assert config.default_state_dir({"HOSTMON_STATE_DIR": "/x"}) == Path("/x")
+    expected = Path("/var/lib/hostmon") if config.os.geteuid() == 0 else None
+    if expected is not None:
+        assert config.default_state_dir({}) == expected
+    else:
+        assert config.default_state_dir({"XDG_STATE_HOME": "/xdg"}) == Path("/xdg/hostmon")
