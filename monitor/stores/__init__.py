@@ -1,0 +1,140 @@
+"""Stores: where the API reads samples back (InfluxQL over ``/query``, or the SQLite file).
+
+Both stores answer the same questions with the same results (a test holds them to it):
+
+- raw rows per host, or the mean per time bucket, buckets aligned to the epoch
+  (``floor(ts_ms / step_ms) * step_ms``, exactly as InfluxQL's ``GROUP BY time()``);
+- one aggregate (mean, min, max, last, count) of one metric over a window;
+- the metric names the store holds, and a cheap reachability check.
+
+Windows are half-open: ``start_ms <= ts_ms < end_ms``. Metric names are checked against
+:func:`is_metric` before they reach any query; nothing else is ever pasted into one unquoted.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from monitor.config import Config
+
+BASE_METRICS = (
+    "cpu_usage_overall",
+    "memory_usage",
+    "disk_read",
+    "disk_write",
+    "network_sent",
+    "network_recv",
+)
+_CORE_METRIC = re.compile(r"cpu_usage_[1-9][0-9]{0,3}")
+AGGREGATES = ("mean", "min", "max", "last", "count")
+
+
+def is_metric(name: str) -> bool:
+    """True for the seed's field names and ``cpu_usage_1`` .. ``cpu_usage_9999``."""
+    return name in BASE_METRICS or _CORE_METRIC.fullmatch(name) is not None
+
+
+def metric_order(name: str) -> tuple[int, int, str]:
+    """Sort key: overall CPU, then cores numerically, then the other seed fields."""
+    if name == "cpu_usage_overall":
+        return (0, 0, name)
+    if _CORE_METRIC.fullmatch(name):
+        return (1, int(name.rsplit("_", 1)[1]), name)
+    return (2, BASE_METRICS.index(name) if name in BASE_METRICS else 99, name)
+
+
+def known_metrics(names: Sequence[str]) -> list[str]:
+    """The allow-listed names among NAMES, deduplicated, in :func:`metric_order`."""
+    return sorted({n for n in names if is_metric(n)}, key=metric_order)
+
+
+@dataclass(frozen=True)
+class Query:
+    """Which samples: metric names (allow-listed), a half-open window, an optional host."""
+
+    metrics: tuple[str, ...]
+    start_ms: int
+    end_ms: int
+    host: str | None = None
+
+
+@dataclass(frozen=True)
+class Series:
+    """One host's rows: ``(ts_ms, values)`` with values in the query's metric order."""
+
+    host: str
+    rows: list[tuple[int, list[float | None]]]
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """One aggregate over a window; ``value`` is None when the window holds no sample."""
+
+    value: float | None
+    samples: int
+
+
+class Store(Protocol):
+    """The one seam between the API and a database."""
+
+    @property
+    def name(self) -> str:
+        """What this store reads, for logs and /health (never contains a secret)."""
+        ...
+
+    @property
+    def kind(self) -> str:
+        """``sqlite``, ``influxdb_v1`` or ``influxdb_v2``."""
+        ...
+
+    def names(self) -> list[str]:
+        """The allow-listed metric names the store holds, in :func:`metric_order`."""
+        ...
+
+    def counts(self, query: Query) -> dict[str, int]:
+        """Raw rows per host in the window (a row: one timestamp of one host)."""
+        ...
+
+    def rows(self, query: Query, step_ms: int | None = None) -> list[Series]:
+        """Raw rows (``step_ms`` None) or the mean per epoch-aligned bucket, by host."""
+        ...
+
+    def aggregate(self, metric: str, fn: str, start_ms: int, end_ms: int, host: str | None) -> Aggregate:
+        """``fn`` (one of :data:`AGGREGATES`) of METRIC over the window, all hosts or one."""
+        ...
+
+    def ping(self) -> str:
+        """A one-line description if the store answers; raises ``StoreUnavailable`` if not."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def make_store(config: Config) -> Store:
+    """The store that reads what the configured sink writes (``config.sink.kind``)."""
+    timeout_s = config.api.query_timeout_s
+    if config.sink.kind == "sqlite":
+        from monitor.stores.sqlite import SQLiteStore
+
+        return SQLiteStore(config.sink.path, timeout_s=timeout_s)
+    from monitor.stores.influxql import InfluxQLStore
+
+    return InfluxQLStore.from_config(config)
+
+
+__all__ = [
+    "AGGREGATES",
+    "BASE_METRICS",
+    "Aggregate",
+    "Query",
+    "Series",
+    "Store",
+    "is_metric",
+    "known_metrics",
+    "make_store",
+    "metric_order",
+]

@@ -1,0 +1,290 @@
+"""The InfluxDB store: InfluxQL over ``/query`` (never Flux), with the standard library's HTTP.
+
+The same requests work on InfluxDB 1.x (``db``/``rp``, basic auth), on 2.x through the
+v1-compatibility API (``db`` = bucket, every bucket has a virtual DBRP mapping,
+``Authorization: Token …``) and on 3.x. Nothing from the request is pasted into a query
+unquoted: metric names are allow-listed *and* double-quoted, the host is a single-quoted,
+escaped string literal, and times are integers with an ``ms`` suffix.
+
+Each query has one deadline (``timeout_s``) covering connect, send and the whole body, so
+a database that trickles or stalls becomes ``StoreUnavailable`` instead of a hung thread.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import ssl
+import time
+import urllib.parse
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from monitor.errors import QueryFailed, StoreUnavailable
+from monitor.stores import AGGREGATES, Aggregate, Query, Series, is_metric, known_metrics
+
+if TYPE_CHECKING:
+    from monitor.config import Config
+
+_MAX_BODY_BYTES = 256 * 1024 * 1024
+_EMPTY_ERRORS = ("database not found",)  # nothing written yet: an empty store, as with SQLite
+
+
+def ident(name: str) -> str:
+    """An InfluxQL identifier, double-quoted and escaped."""
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def literal(value: str) -> str:
+    """An InfluxQL string literal, single-quoted and escaped."""
+    escaped = value.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n")
+    return "'" + escaped + "'"
+
+
+def field(metric: str) -> str:
+    """A metric as a quoted identifier, refusing anything outside the allow-list."""
+    if not is_metric(metric):
+        raise QueryFailed(f"not an allow-listed metric: {metric!r}")
+    return ident(metric)
+
+
+class InfluxQLStore:
+    """Store over InfluxDB's ``/query`` endpoint (1.x, 2.x v1-compat, 3.x)."""
+
+    def __init__(
+        self,
+        url: str,
+        database: str,
+        *,
+        kind: str = "influxdb_v1",
+        measurement: str = "system",
+        retention_policy: str = "",
+        username: str = "",
+        password: str = "",
+        token: str = "",
+        timeout_s: float = 10.0,
+        verify_tls: bool = True,
+        ca_file: Path | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) URL: {url!r}")
+        self.kind = kind
+        self._https = parts.scheme == "https"
+        self._host = parts.hostname
+        self._port = parts.port or (443 if self._https else 80)
+        self._path = parts.path.rstrip("/") + "/query"
+        self._public_url = f"{parts.scheme}://{self._host}:{self._port}{parts.path.rstrip('/')}"
+        self.database = database
+        self.measurement = measurement
+        self.retention_policy = retention_policy
+        self.timeout_s = timeout_s
+        self._monotonic = monotonic
+        self._headers = {"Accept": "application/json", "User-Agent": "hostmon-api"}
+        if username:
+            basic = base64.b64encode(f"{username}:{password}".encode()).decode()
+            self._headers["Authorization"] = f"Basic {basic}"
+        elif token:
+            self._headers["Authorization"] = f"Token {token}"
+        self._ssl = _ssl_context(verify_tls, ca_file) if self._https else None
+        self.version = ""
+
+    @classmethod
+    def from_config(cls, config: Config) -> InfluxQLStore:
+        """Read what the configured InfluxDB sink writes, with the API's read credentials."""
+        sink, api = config.sink, config.api
+        username, password = (
+            (api.store_username, api.store_password) if api.store_username else (sink.username, sink.password)
+        )
+        token = api.store_token or sink.token
+        if sink.kind == "influxdb_v2":
+            database, rp, username, password = sink.bucket, "", "", ""
+        else:
+            database, rp = sink.database, sink.retention_policy
+        return cls(
+            sink.url,
+            database,
+            kind=sink.kind,
+            measurement=sink.measurement,
+            retention_policy=rp,
+            username=username,
+            password=password,
+            token=token,
+            timeout_s=api.query_timeout_s,
+            verify_tls=sink.verify_tls,
+            ca_file=sink.ca_file,
+        )
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind} {self._public_url} db={self.database}"
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def _source(self) -> str:
+        if self.retention_policy:
+            return f"{ident(self.retention_policy)}.{ident(self.measurement)}"
+        return ident(self.measurement)
+
+    @staticmethod
+    def _where(start_ms: int, end_ms: int, host: str | None) -> str:
+        clause = f"time >= {int(start_ms)}ms AND time < {int(end_ms)}ms"
+        return clause if host is None else f"{clause} AND {ident('host')} = {literal(host)}"
+
+    def names(self) -> list[str]:
+        result = self._query(f"SHOW FIELD KEYS FROM {self._source()}")
+        return known_metrics([row[0] for s in result for row in s.get("values") or []])
+
+    def counts(self, query: Query) -> dict[str, int]:
+        selects = ", ".join(f"count({field(m)}) AS {ident(m)}" for m in query.metrics)
+        q = (
+            f"SELECT {selects} FROM {self._source()} "  # noqa: S608 (every part quoted above)
+            f"WHERE {self._where(query.start_ms, query.end_ms, query.host)} GROUP BY {ident('host')}"
+        )
+        out: dict[str, int] = {}
+        for series in self._query(q):
+            host = str((series.get("tags") or {}).get("host", ""))
+            n = max((int(v or 0) for row in series.get("values") or [] for v in row[1:]), default=0)
+            if n:
+                out[host] = max(out.get(host, 0), n)
+        return out
+
+    def rows(self, query: Query, step_ms: int | None = None) -> list[Series]:
+        where = self._where(query.start_ms, query.end_ms, query.host)
+        if step_ms is None:
+            selects = ", ".join(field(m) for m in query.metrics)
+            group = ident("host")
+        else:
+            selects = ", ".join(f"mean({field(m)}) AS {ident(m)}" for m in query.metrics)
+            group = f"time({int(step_ms)}ms), {ident('host')} fill(none)"
+        q = f"SELECT {selects} FROM {self._source()} WHERE {where} GROUP BY {group}"  # noqa: S608
+        out = [_series(s, query.metrics) for s in self._query(q)]
+        return sorted((s for s in out if s.rows), key=lambda s: s.host)
+
+    def aggregate(self, metric: str, fn: str, start_ms: int, end_ms: int, host: str | None) -> Aggregate:
+        if fn not in AGGREGATES:
+            raise QueryFailed(f"not an aggregate: {fn!r}")
+        f = field(metric)
+        q = (
+            f"SELECT {fn}({f}) AS {ident('value')}, count({f}) AS {ident('samples')} "  # noqa: S608
+            f"FROM {self._source()} WHERE {self._where(start_ms, end_ms, host)}"
+        )
+        for series in self._query(q):
+            for row in series.get("values") or []:
+                value, samples = row[1], int(row[2] or 0)
+                if samples:
+                    return Aggregate(None if value is None else float(value), samples)
+        return Aggregate(0.0 if fn == "count" else None, 0)
+
+    def ping(self) -> str:
+        _, missing = self._statement(f"SHOW FIELD KEYS FROM {self._source()}")
+        version = f" (InfluxDB {self.version})" if self.version else ""
+        note = f" (database {self.database!r} not found: nothing written so far)" if missing else ""
+        return f"{self.name}{version}{note}"
+
+    def close(self) -> None:
+        """Nothing to release: every query uses its own connection."""
+
+    # -- HTTP ------------------------------------------------------------------------------
+
+    def _query(self, q: str) -> list[dict[str, Any]]:
+        """The series of the single statement Q, [] when the database does not exist yet."""
+        return self._statement(q)[0]
+
+    def _statement(self, q: str) -> tuple[list[dict[str, Any]], bool]:
+        """(series, database missing) of the single statement Q."""
+        params = {"db": self.database, "q": q, "epoch": "ms"}
+        if self.retention_policy:
+            params["rp"] = self.retention_policy
+        status, body = self._get(f"{self._path}?{urllib.parse.urlencode(params)}")
+        try:
+            doc = json.loads(body) if body else {}
+        except ValueError as exc:
+            raise StoreUnavailable(f"{self.name}: not an InfluxDB answer (HTTP {status})") from exc
+        error = _error_text(doc)
+        if status in (401, 403):
+            raise StoreUnavailable(f"{self.name}: the database refused the API's credentials (HTTP {status})")
+        if error and any(marker in error for marker in _EMPTY_ERRORS):
+            return [], True
+        if status == 429 or status >= 500 or status == 404:
+            raise StoreUnavailable(f"{self.name}: HTTP {status} {error}".rstrip())
+        if status >= 300 or error:
+            raise QueryFailed(f"{self.name}: HTTP {status}: {error or 'query failed'}")
+        results = doc.get("results") or [{}]
+        return list(results[0].get("series") or []), False
+
+    def _get(self, target: str) -> tuple[int, bytes]:
+        deadline = self._monotonic() + self.timeout_s
+        conn: http.client.HTTPConnection
+        if self._https:
+            conn = http.client.HTTPSConnection(
+                self._host, self._port, timeout=self.timeout_s, context=self._ssl
+            )
+        else:
+            conn = http.client.HTTPConnection(self._host, self._port, timeout=self.timeout_s)
+        try:
+            conn.connect()
+            sock = conn.sock
+            conn.request("GET", target, headers=self._headers)
+            resp = conn.getresponse()
+            self.version = resp.getheader("X-Influxdb-Version", "") or self.version
+            chunks: list[bytes] = []
+            total = 0
+            while True:
+                remaining = deadline - self._monotonic()
+                if remaining <= 0:
+                    raise TimeoutError
+                sock.settimeout(remaining)
+                chunk = resp.read1(65536)
+                if not chunk:
+                    return resp.status, b"".join(chunks)
+                total += len(chunk)
+                if total > _MAX_BODY_BYTES:
+                    raise StoreUnavailable(f"{self.name}: answer larger than {_MAX_BODY_BYTES} bytes")
+                chunks.append(chunk)
+        except TimeoutError as exc:
+            raise StoreUnavailable(f"{self.name}: no answer within {self.timeout_s:g} s") from exc
+        except (OSError, http.client.HTTPException) as exc:
+            raise StoreUnavailable(f"{self.name}: {_describe(exc)}") from exc
+        finally:
+            conn.close()
+
+
+def _series(raw: dict[str, Any], metrics: Sequence[str]) -> Series:
+    columns = list(raw.get("columns") or [])
+    index = [columns.index(m) if m in columns else None for m in metrics]
+    rows: list[tuple[int, list[float | None]]] = []
+    for values in raw.get("values") or []:
+        row = [None if i is None or values[i] is None else float(values[i]) for i in index]
+        if any(v is not None for v in row):
+            rows.append((int(values[0]), row))
+    return Series(str((raw.get("tags") or {}).get("host", "")), rows)
+
+
+def _error_text(doc: Any) -> str:
+    if not isinstance(doc, dict):
+        return ""
+    if doc.get("error"):
+        return str(doc["error"])
+    results = doc.get("results") or [{}]
+    first = results[0] if isinstance(results, list) and results and isinstance(results[0], dict) else {}
+    return str(first.get("error") or "")
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (is the database running?)"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS error: {exc.reason or exc}"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _ssl_context(verify_tls: bool, ca_file: Path | None) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    if not verify_tls:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context

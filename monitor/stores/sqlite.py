@@ -1,0 +1,212 @@
+"""The embedded store: reads the SQLite file the SQLite sink writes (schema: monitor/sqlitedb.py).
+
+The file is opened read-only, one connection per call (cheap, and safe across waitress's
+threads). A file that does not exist yet, or has no table yet, is an empty store, not an
+error. Every query runs under a deadline (a progress handler), so a huge scan becomes a
+``StoreUnavailable`` after ``timeout_s`` instead of holding a thread.
+
+The primary key is (metric, host, ts_ms); every query is written so SQLite seeks that key
+per (metric, host) pair instead of scanning: hosts are found with a skip-scan (one index
+seek per distinct host), then each range is ``metric = ? AND host = ? AND ts_ms BETWEEN``.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from monitor.errors import QueryFailed, StoreUnavailable
+from monitor.stores import Aggregate, Query, Series, is_metric, known_metrics
+
+_HOSTS = """
+WITH RECURSIVE h(host) AS (
+    SELECT (SELECT min(host) FROM points WHERE metric = :metric)
+    UNION ALL
+    SELECT (SELECT min(host) FROM points WHERE metric = :metric AND host > h.host)
+    FROM h WHERE h.host IS NOT NULL
+)
+SELECT host FROM h WHERE host IS NOT NULL
+"""
+_METRICS = """
+WITH RECURSIVE m(metric) AS (
+    SELECT (SELECT min(metric) FROM points)
+    UNION ALL
+    SELECT (SELECT min(metric) FROM points WHERE metric > m.metric) FROM m WHERE m.metric IS NOT NULL
+)
+SELECT metric FROM m WHERE metric IS NOT NULL
+"""
+# Every range below is one seek of the primary key (metric, host, ts_ms).
+_WHERE = " FROM points WHERE metric = :metric AND host = :host AND ts_ms >= :start AND ts_ms < :end"
+_AGGREGATE_SQL = {
+    "mean": "SELECT sum(value), count(*)" + _WHERE,
+    "min": "SELECT min(value), count(*)" + _WHERE,
+    "max": "SELECT max(value), count(*)" + _WHERE,
+    "count": "SELECT count(*), count(*)" + _WHERE,
+}
+_LAST_SQL = "SELECT ts_ms, value" + _WHERE + " ORDER BY ts_ms DESC LIMIT 1"
+_COUNT_SQL = "SELECT count(*)" + _WHERE
+_RAW_SQL = "SELECT ts_ms, value" + _WHERE
+# floor(ts_ms / step) * step, also for negative ts_ms: epoch-aligned like InfluxQL's GROUP BY time().
+_BUCKET_SQL = (
+    "SELECT ts_ms - ((ts_ms % :step) + :step) % :step AS bucket, avg(value)" + _WHERE + " GROUP BY bucket"
+)
+_EMPTY_MARKERS = ("no such table",)
+
+
+class SQLiteStore:
+    """Store over the SQLite sink's file."""
+
+    kind = "sqlite"
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        timeout_s: float = 10.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.path = Path(path)
+        self.timeout_s = timeout_s
+        self._monotonic = monotonic
+
+    @property
+    def name(self) -> str:
+        return f"sqlite:{self.path}"
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection | None]:
+        """A read-only connection with a deadline, or None when there is no file yet."""
+        if not self.path.exists():
+            yield None
+            return
+        try:
+            conn = sqlite3.connect(
+                f"file:{self.path}?mode=ro", uri=True, timeout=self.timeout_s, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"{self.name}: cannot open: {exc}") from exc
+        deadline = self._monotonic() + self.timeout_s
+        conn.set_progress_handler(lambda: int(self._monotonic() > deadline), 10_000)
+        try:
+            yield conn
+        except sqlite3.OperationalError as exc:
+            raise self._translate(exc) from exc
+        except sqlite3.DatabaseError as exc:
+            raise StoreUnavailable(f"{self.name}: {exc}") from exc
+        finally:
+            conn.close()
+
+    def _translate(self, exc: sqlite3.OperationalError) -> Exception:
+        text = str(exc)
+        if "interrupted" in text:
+            return StoreUnavailable(f"{self.name}: query took longer than {self.timeout_s:g} s")
+        if "locked" in text or "unable to open" in text or "disk I/O" in text:
+            return StoreUnavailable(f"{self.name}: {text}")
+        return QueryFailed(f"{self.name}: {text}")
+
+    @staticmethod
+    def _fetch(conn: sqlite3.Connection, sql: str, params: dict[str, Any]) -> list[Any]:
+        try:
+            return conn.execute(sql, params).fetchall()
+        except sqlite3.OperationalError as exc:
+            if any(marker in str(exc) for marker in _EMPTY_MARKERS):
+                return []  # the sink has not created its table yet: an empty store
+            raise
+
+    def _hosts(self, conn: sqlite3.Connection, metric: str, host: str | None) -> list[str]:
+        if host is not None:
+            return [host]
+        return [row[0] for row in self._fetch(conn, _HOSTS, {"metric": metric})]
+
+    def _pairs(self, conn: sqlite3.Connection, query: Query) -> Iterator[tuple[int, str, dict[str, Any]]]:
+        """(metric index, host, bound parameters) for every (metric, host) range to read."""
+        for i, metric in enumerate(query.metrics):
+            for host in self._hosts(conn, metric, query.host):
+                yield i, host, {"metric": metric, "host": host, "start": query.start_ms, "end": query.end_ms}
+
+    def ping(self) -> str:
+        with self._connect() as conn:
+            if conn is None:
+                return f"{self.name} (no file yet: nothing written so far)"
+            tables = conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'points'").fetchone()[0]
+        return self.name if tables else f"{self.name} (no points table yet)"
+
+    def close(self) -> None:
+        """Nothing to release: every call opens and closes its own connection."""
+
+    def names(self) -> list[str]:
+        with self._connect() as conn:
+            if conn is None:
+                return []
+            return known_metrics([row[0] for row in self._fetch(conn, _METRICS, {})])
+
+    def counts(self, query: Query) -> dict[str, int]:
+        out: dict[str, int] = {}
+        with self._connect() as conn:
+            if conn is None:
+                return out
+            for _, host, params in self._pairs(conn, query):
+                n = int(self._fetch(conn, _COUNT_SQL, params)[0][0])
+                if n:
+                    out[host] = max(out.get(host, 0), n)
+        return out
+
+    def rows(self, query: Query, step_ms: int | None = None) -> list[Series]:
+        width = len(query.metrics)
+        table: dict[str, dict[int, list[float | None]]] = defaultdict(dict)
+        with self._connect() as conn:
+            if conn is None:
+                return []
+            for i, host, params in self._pairs(conn, query):
+                sql = _RAW_SQL if step_ms is None else _BUCKET_SQL
+                if step_ms is not None:
+                    params["step"] = step_ms
+                by_ts = table[host]
+                for ts_ms, value in self._fetch(conn, sql, params):
+                    row = by_ts.get(ts_ms)
+                    if row is None:
+                        row = by_ts[ts_ms] = [None] * width
+                    row[i] = value if value is not None and math.isfinite(value) else None
+        return [Series(host, sorted(by_ts.items())) for host, by_ts in sorted(table.items()) if by_ts]
+
+    def aggregate(self, metric: str, fn: str, start_ms: int, end_ms: int, host: str | None) -> Aggregate:
+        if not is_metric(metric):
+            raise QueryFailed(f"not an allow-listed metric: {metric!r}")
+        query = Query((metric,), start_ms, end_ms, host)
+        partials: list[tuple[Any, ...]] = []
+        with self._connect() as conn:
+            if conn is None:
+                return Aggregate(0.0 if fn == "count" else None, 0)
+            for _, _, params in self._pairs(conn, query):
+                if fn == "last":
+                    for ts_ms, value in self._fetch(conn, _LAST_SQL, params):
+                        n = self._fetch(conn, _COUNT_SQL, params)[0][0]
+                        partials.append((ts_ms, value, n))
+                else:
+                    partials.extend(self._fetch(conn, _AGGREGATE_SQL[fn], params))
+        return _combine(fn, partials)
+
+
+def _combine(fn: str, partials: Sequence[tuple[Any, ...]]) -> Aggregate:
+    """Merge per-host partial results into one, as InfluxQL does across series."""
+    if fn == "last":
+        if not partials:
+            return Aggregate(None, 0)
+        # The latest timestamp wins; on a tie the larger value (InfluxDB's rule).
+        _, value, _ = max(partials, key=lambda p: (p[0], p[1]))
+        return Aggregate(float(value), sum(int(p[2]) for p in partials))
+    samples = sum(int(n) for _, n in partials)
+    if fn == "count":
+        return Aggregate(float(samples), samples)
+    if samples == 0:
+        return Aggregate(None, 0)
+    values = [float(v) for v, n in partials if n]
+    if fn == "mean":
+        return Aggregate(math.fsum(values) / samples, samples)
+    return Aggregate(min(values) if fn == "min" else max(values), samples)
