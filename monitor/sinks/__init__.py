@@ -11,6 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from monitor.config import ShipperConfig, SinkConfig
+from monitor.errors import ConfigError
+
 
 class Sink(Protocol):
     """The one seam between the shipper and a database."""
@@ -25,3 +28,20 @@ class Sink(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def make_sink(config: SinkConfig, shipper: ShipperConfig) -> Sink:
+    """The sink ``config.kind`` names. Only ``influxdb_v2`` imports influxdb-client (~20 MB)."""
+    if config.kind == "influxdb_v2":
+        from monitor.sinks.influx_v2 import InfluxV2Sink
+
+        return InfluxV2Sink(config, shipper)
+    if config.kind == "influxdb_v1":
+        from monitor.sinks.influx_v1 import InfluxV1Sink
+
+        return InfluxV1Sink(config, shipper)
+    if config.kind == "sqlite":
+        from monitor.sinks.sqlite import SQLiteSink
+
+        return SQLiteSink(config, shipper)
+    raise ConfigError([f"sink.kind: unknown sink kind {config.kind!r}"])

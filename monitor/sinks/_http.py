@@ -1,0 +1,137 @@
+"""HTTP answers → our errors, shared by the InfluxDB v1 and v2 sinks (standard library only).
+
+Status decides a batch's fate (see README, "What happens to a batch"):
+
+    2xx                  accepted
+    401, 403             AuthFailed   keep the batch, alert, retry
+    400, 422             Rejected     bad data: drop the batch (InfluxDB 1.x may have written the
+                                      batch's good points already: a "partial write")
+    413                  too large:   the batch is split in halves and each half re-sent; a single
+                                      line that is still too large is Rejected
+    429, 5xx             Unavailable  retry later, honouring Retry-After
+    anything else        Unavailable  e.g. 404 "database not found": a deployment problem, so the
+                                      data is kept until it is fixed, never dropped
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import math
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC
+from urllib.parse import urlsplit
+
+from monitor.errors import AuthFailed, Rejected, SinkError, Unavailable
+
+log = logging.getLogger(__name__)
+
+MAX_REASON_CHARS = 300
+
+
+def parse_retry_after(value: str | None, now_s: float) -> float | None:
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP-date; None if absent/bad."""
+    if not value or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = when.timestamp() - now_s
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+def one_line(text: str, limit: int = MAX_REASON_CHARS) -> str:
+    """Collapse whitespace (newlines included) and cut to ``limit`` characters."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def server_message(body: bytes | str | None) -> str:
+    """The server's error text, one line: JSON ``error`` (1.x) or ``message`` (2.x), else the body."""
+    if body is None:
+        return ""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    text = text.strip()
+    if text.startswith("{"):
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = None
+        if isinstance(data, dict):
+            for key in ("error", "message"):
+                if isinstance(data.get(key), str) and data[key]:
+                    text = data[key]
+                    break
+    return one_line(text)
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """Replace every (non-trivial) secret in ``text`` with ``***``."""
+    for secret in secrets:
+        if len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return text
+
+
+def display_url(url: str) -> str:
+    """``scheme://host:port/path`` without user info, query or fragment (safe for logs)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path.rstrip('/')}"
+
+
+def error_for_status(target: str, status: int, message: str, retry_after_s: float | None) -> SinkError:
+    """The error a non-2xx answer means (see the module docstring)."""
+    reason = f"HTTP {status}: {message}" if message else f"HTTP {status}"
+    if status in (401, 403):
+        return AuthFailed(target, reason, status=status)
+    if status in (400, 413, 422):
+        return Rejected(target, reason, status=status)
+    if status != 429 and status < 500:
+        reason += " (unexpected answer to a write; the batch is kept)"
+    return Unavailable(target, reason, status=status, retry_after_s=retry_after_s)
+
+
+def describe(exc: BaseException) -> str:
+    """One line for a network-level failure, e.g. ``ConnectionRefusedError: [Errno 111] ...``."""
+    if isinstance(exc, TimeoutError):
+        return one_line(f"timed out: {exc}" if str(exc) else "timed out")
+    return one_line(f"{type(exc).__name__}: {exc}")
+
+
+def send_splitting_on_413(send: Callable[[Sequence[str]], None], lines: Sequence[str]) -> None:
+    """``send(lines)``; on 413 re-send each half (recursively) until one line is still too large.
+
+    Writes are idempotent (same series and timestamp overwrite), so a half that succeeded
+    before a later failure is harmless when the whole batch is retried. A Rejected half
+    does not stop the other half; the first Rejected is raised at the end.
+    """
+    try:
+        send(lines)
+        return
+    except Rejected as exc:
+        if exc.status != 413 or len(lines) < 2:
+            raise
+        log.info("%s: batch of %d lines too large (HTTP 413); sending it in halves", exc.target, len(lines))
+    mid = len(lines) // 2
+    rejected: Rejected | None = None
+    for half in (lines[:mid], lines[mid:]):
+        try:
+            send_splitting_on_413(send, half)
+        except Rejected as exc:
+            rejected = rejected or exc
+    if rejected is not None:
+        raise rejected

@@ -1,0 +1,153 @@
+"""Embedded SQLite sink: decodes each line into rows of the ``points`` table (monitor/sqlitedb.py).
+
+A sample of N fields becomes N rows (metric = field name, host, ts_ms, value); the
+measurement name is not stored (one measurement per store). ``INSERT OR REPLACE`` on the
+primary key makes a re-sent batch overwrite itself instead of duplicating.
+
+Retention runs after a write at most once per ``RETENTION_INTERVAL_S`` (clock handed in):
+rows older than ``retention_days`` go, then, while the live pages of the file exceed
+``max_db_bytes``, the oldest data goes until they are under ``SHRINK_TO`` of it. Freed pages
+are reused by later inserts, so the file stops growing near ``max_db_bytes``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+from monitor import sqlitedb
+from monitor.config import ShipperConfig, SinkConfig
+from monitor.errors import Rejected, Unavailable
+from monitor.lineprotocol import decode
+from monitor.sinks._http import one_line
+
+log = logging.getLogger(__name__)
+
+RETENTION_INTERVAL_S = 60.0
+SHRINK_TO = 0.9  # after a size cut the live data is under this fraction of max_db_bytes
+MAX_SHRINK_ROUNDS = 20
+INSERT = "INSERT OR REPLACE INTO points (metric, host, ts_ms, value) VALUES (?, ?, ?, ?)"
+Row = tuple[str, str, int, float]
+
+
+def to_rows(lines: Sequence[str]) -> tuple[list[Row], list[str]]:
+    """Rows for every decodable line, and one problem per line that is not (``line N: why``)."""
+    rows: list[Row] = []
+    problems: list[str] = []
+    for number, line in enumerate(lines, 1):
+        try:
+            _, sample = decode(line)
+            bad = [k for k, v in sample.fields.items() if not math.isfinite(v)]
+            if bad:
+                raise ValueError(f"field {bad[0]} is not a finite number")
+        except ValueError as exc:
+            problems.append(f"line {number}: {exc}")
+            continue
+        rows.extend((metric, sample.host, sample.ts_ms, value) for metric, value in sample.fields.items())
+    return rows, problems
+
+
+def live_bytes(conn: sqlite3.Connection) -> int:
+    """Bytes of the file's pages that hold data (free pages excluded: inserts reuse them)."""
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+    return int((pages - free) * page_size)
+
+
+class SQLiteSink:
+    """Stores batches in the embedded SQLite database the API reads."""
+
+    def __init__(
+        self, config: SinkConfig, shipper: ShipperConfig, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._path = config.path
+        self._retention_ms = int(config.retention_days * 86_400_000)
+        self._max_db_bytes = config.max_db_bytes
+        self._timeout_s = shipper.timeout_s
+        self._clock = clock
+        self._next_retention_s = -math.inf
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+        self._name = f"sqlite {config.path}"
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def write(self, lines: Sequence[str]) -> None:
+        """Store every decodable line; raise Rejected (after storing the rest) if any is not."""
+        rows, problems = to_rows(lines)
+        if rows:
+            with self._lock:
+                self._insert(rows)
+        if problems:
+            reason = f"{len(problems)} of {len(lines)} lines not stored (the rest were): {problems[0]}"
+            raise Rejected(self._name, one_line(reason))
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+    def _insert(self, rows: list[Row]) -> None:
+        try:
+            if self._conn is None:
+                self._conn = sqlitedb.connect(self._path, timeout_s=self._timeout_s)
+            with self._conn:  # one transaction: all rows or none
+                self._conn.executemany(INSERT, rows)
+        except (sqlite3.Error, OSError) as exc:  # locked, disk full, I/O error, cannot create
+            self._drop()
+            raise Unavailable(self._name, one_line(f"{type(exc).__name__}: {exc}")) from exc
+        now_s = self._clock()
+        if now_s >= self._next_retention_s:
+            self._next_retention_s = now_s + RETENTION_INTERVAL_S
+            try:
+                self._retain(self._conn, now_s)
+            except sqlite3.Error as exc:  # the batch is stored; retention tries again later
+                log.warning("%s: retention failed, will retry: %s", self._name, exc)
+
+    def _retain(self, conn: sqlite3.Connection, now_s: float) -> None:
+        cutoff_ms = int(now_s * 1000) - self._retention_ms
+        with conn:
+            old = conn.execute("DELETE FROM points WHERE ts_ms < ?", (cutoff_ms,)).rowcount
+        if old:
+            log.info("%s: deleted %d points older than the retention", self._name, old)
+        if live_bytes(conn) > self._max_db_bytes:
+            self._shrink(conn)
+
+    def _shrink(self, conn: sqlite3.Connection) -> None:
+        """Delete the oldest timestamps until the live data is under SHRINK_TO * max_db_bytes.
+
+        Each round estimates the cut from the time range (two index lookups, assuming data
+        spread evenly over time) and re-measures, so uneven data only costs another round.
+        """
+        target = self._max_db_bytes * SHRINK_TO
+        deleted, cutoff = 0, None
+        for _ in range(MAX_SHRINK_ROUNDS):
+            used = live_bytes(conn)
+            oldest = conn.execute("SELECT min(ts_ms) FROM points").fetchone()[0]
+            newest = conn.execute("SELECT max(ts_ms) FROM points").fetchone()[0]
+            if used <= target or oldest is None or oldest == newest:
+                break
+            cutoff = oldest + max(1, int((newest - oldest) * (1 - target / used)))
+            with conn:
+                deleted += conn.execute("DELETE FROM points WHERE ts_ms < ?", (cutoff,)).rowcount
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        log.warning(
+            "%s: database above max_db_bytes=%d; deleted the %d oldest points (before ts_ms %s)",
+            self._name,
+            self._max_db_bytes,
+            deleted,
+            cutoff,
+        )
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.close()
+            self._conn = None
