@@ -1,0 +1,307 @@
+"""The HTTP API: Bottle routes served by waitress (never Bottle's development server).
+
+Every answer is JSON (CSV for /metrics on request) and every error, whatever raised it
+(a bad parameter, a missing token, an unknown path or method, the database down, a bug),
+has one shape: ``{"error": {"status", "title", "parameter", "message"}}``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import json
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http import HTTPStatus
+from typing import Any
+
+import bottle
+
+from monitor import api_params as params
+from monitor import api_views as views
+from monitor.api_params import ApiError
+from monitor.config import Config
+from monitor.errors import QueryFailed, StoreError, StoreUnavailable
+from monitor.openapi import document
+from monitor.spool import SpoolStatus, read_status
+from monitor.stores import Query, Store, make_store
+
+log = logging.getLogger(__name__)
+
+JSON = "application/json"
+CSV = "text/csv; charset=utf-8"
+Handler = Callable[[], bottle.HTTPResponse]
+
+
+def _dumps(body: Any) -> bytes:
+    return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
+
+
+def error_body(status: int, message: str, parameter: str | None = None) -> dict[str, Any]:
+    title = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+    return {"error": {"status": status, "title": title, "parameter": parameter, "message": message}}
+
+
+def _error_response(
+    status: int, message: str, parameter: str | None = None, **headers: str
+) -> bottle.HTTPResponse:
+    return bottle.HTTPResponse(
+        _dumps(error_body(status, message, parameter)), status, Content_Type=JSON, **headers
+    )
+
+
+def _json_response(
+    body: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> bottle.HTTPResponse:
+    response = bottle.HTTPResponse(_dumps(body), status, Content_Type=JSON)
+    for name, value in (headers or {}).items():
+        response.set_header(name, value)
+    return response
+
+
+def _query_string() -> str:
+    raw = str(bottle.request.environ.get("QUERY_STRING", ""))
+    try:
+        return raw.encode("latin-1").decode("utf-8")  # PEP 3333 hands bytes over as latin-1
+    except UnicodeError as exc:
+        raise ApiError(400, "the query string is not valid UTF-8") from exc
+
+
+class _Api:
+    """The routes' shared state: config, store, clock, and where the agent's status comes from."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        clock: Callable[[], float],
+        spool_status: Callable[[], SpoolStatus | None],
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self.spool_status = spool_status
+        self._token = config.api.token.encode()
+
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    def endpoint(self, func: Handler, *, public: bool = False) -> Handler:
+        """Auth, error translation and a request log line around one route."""
+
+        @functools.wraps(func)
+        def wrapper() -> bottle.HTTPResponse:
+            started = time.perf_counter()
+            try:
+                if not public:
+                    self.authorize()
+                response = func()
+            except ApiError as exc:
+                response = _error_response(exc.status, exc.message, exc.parameter, **exc.headers)
+            except StoreUnavailable as exc:
+                log.warning("store unavailable: %s", exc)
+                response = _error_response(503, f"the database is unavailable: {exc}")
+            except (QueryFailed, StoreError) as exc:
+                log.warning("store query failed: %s", exc)
+                response = _error_response(502, f"the database refused the query: {exc}")
+            except Exception:
+                log.exception("bug while answering %s %s", bottle.request.method, bottle.request.path)
+                response = _error_response(500, "internal error (a bug; the server log has the details)")
+            log.debug(
+                "%s %s -> %d in %.1f ms",
+                bottle.request.method,
+                bottle.request.path,
+                response.status_code,
+                (time.perf_counter() - started) * 1000,
+            )
+            return response
+
+        return wrapper
+
+    def authorize(self) -> None:
+        if not self._token:
+            return
+        header = str(bottle.request.get_header("Authorization", ""))
+        scheme, _, credentials = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(credentials.strip().encode(), self._token):
+            raise ApiError(
+                401,
+                "a bearer token is required: Authorization: Bearer <token>",
+                headers={"WWW-Authenticate": 'Bearer realm="hostmon"'},
+            )
+
+    def metrics(self) -> bottle.HTTPResponse:
+        p = params.metrics_params(_query_string(), self.config.api, self.now_ms())
+        w = p.window
+        metrics = p.metrics if p.metrics is not None else tuple(self.store.names())
+        query = Query(metrics, w.start_ms, w.end_ms, p.host)
+        counts = self.store.counts(query) if metrics else {}
+        raw_points = sum(counts.values())
+        step_ms, reason = views.choose_step(
+            p.step_ms, raw_points, len(counts), w.end_ms - w.start_ms, p.max_points
+        )
+        series = self.store.rows(query, step_ms) if raw_points else []
+        body = views.metrics_body(
+            w,
+            p.host,
+            metrics,
+            series,
+            step_ms=step_ms,
+            reason=reason,
+            raw_points=raw_points,
+            max_points=p.max_points,
+        )
+        headers = views.metrics_headers(body)
+        fmt = p.format or (
+            "csv" if params.wants_csv(str(bottle.request.get_header("Accept", ""))) else "json"
+        )
+        if fmt == "csv":
+            response = bottle.HTTPResponse(views.metrics_csv(body).encode(), 200, Content_Type=CSV)
+            for name, value in headers.items():
+                response.set_header(name, value)
+            return response
+        return _json_response(body, headers=headers)
+
+    def aggregate(self) -> bottle.HTTPResponse:
+        p = params.aggregate_params(_query_string(), self.config.api, self.now_ms())
+        w = p.window
+        result = self.store.aggregate(p.metric, p.fn, w.start_ms, w.end_ms, p.host)
+        return _json_response(views.aggregate_body(w, p.metric, p.fn, p.host, result))
+
+    def names(self) -> bottle.HTTPResponse:
+        params.no_params(_query_string())
+        return _json_response({"metrics": self.store.names(), "store": self.store.kind})
+
+    def health(self) -> bottle.HTTPResponse:
+        params.no_params(_query_string())
+        now_ms = self.now_ms()
+        problems: list[str] = []
+        store = {"kind": self.store.kind, "name": self.store.name, "reachable": True, "detail": ""}
+        try:
+            store["detail"] = self.store.ping()
+        except StoreError as exc:
+            store.update(reachable=False, detail=str(exc))
+            problems.append(f"store unreachable: {exc}")
+        agent = None
+        try:
+            status = self.spool_status()
+        except Exception as exc:  # a damaged spool file must not break the health check
+            problems.append(f"agent spool unreadable: {exc}")
+            status = None
+        if status is not None:
+            agent = views.agent_body(status, now_ms)
+            problems += views.agent_problems(status, now_ms, self.config.agent.interval_s)
+        body: dict[str, Any] = {
+            "status": "unhealthy" if problems else "ok",
+            "time": views.iso(now_ms),
+            "problems": problems,
+            "store": store,
+            "agent": agent,
+        }
+        if problems:
+            body.update(error_body(503, "; ".join(problems)))
+        return _json_response(body, 503 if problems else 200)
+
+    def openapi(self) -> bottle.HTTPResponse:
+        params.no_params(_query_string())
+        return _json_response(document(self.config.api))
+
+
+def make_app(
+    config: Config,
+    store: Store,
+    *,
+    clock: Callable[[], float] = time.time,
+    spool_status: Callable[[], SpoolStatus | None] | None = None,
+) -> bottle.Bottle:
+    """The WSGI application. SPOOL_STATUS defaults to reading ``config.spool.path`` read-only."""
+    api = _Api(config, store, clock, spool_status or (lambda: read_status(config.spool.path)))
+    app = bottle.Bottle(catchall=True, autojson=False)
+    app.route("/metrics", "GET", api.endpoint(api.metrics))
+    app.route("/metrics/aggregate", "GET", api.endpoint(api.aggregate))
+    app.route("/metrics/names", "GET", api.endpoint(api.names))
+    app.route("/health", "GET", api.endpoint(api.health))
+    app.route("/openapi.json", "GET", api.endpoint(api.openapi, public=True))
+    app.default_error_handler = _bottle_error
+    return app
+
+
+def _bottle_error(err: bottle.HTTPError) -> bottle.HTTPResponse:
+    """Errors Bottle raises itself (404, 405, unreadable paths, uncaught bugs) in our shape."""
+    status = int(err.status_code)
+    if status == 404:
+        message = f"no such endpoint: {bottle.request.path} (see /openapi.json)"
+    elif status == 405:
+        message = f"method {bottle.request.method} not allowed here"
+    elif status >= 500:
+        log.error("unhandled error: %s", err.exception or err.body)
+        message = "internal error (a bug; the server log has the details)"
+    else:
+        message = str(err.body or HTTPStatus(status).phrase)
+    extra = {"Allow": str(err.headers["Allow"])} if "Allow" in err.headers else {}
+    return _error_response(status, message, **extra)
+
+
+def serve(
+    config: Config,
+    *,
+    stop: threading.Event | None = None,
+    store: Store | None = None,
+    on_ready: Callable[[str], None] | None = None,
+) -> None:
+    """Serve the API with waitress on ``api.host:api.port`` until STOP is set.
+
+    In the main thread SIGTERM and SIGINT set STOP too. ON_READY gets the URL once the
+    socket listens (useful with port 0).
+    """
+    import waitress
+    from waitress import wasyncore
+
+    stop = stop or threading.Event()
+    store = store or make_store(config)
+    app = make_app(config, store)
+    sockets: dict[int, Any] = {}
+    server = waitress.create_server(
+        app,
+        map=sockets,
+        host=config.api.host,
+        port=config.api.port,
+        threads=config.api.threads,
+        ident="hostmon",
+    )
+    port = getattr(server, "effective_port", config.api.port)
+    host = config.api.host if ":" not in config.api.host else f"[{config.api.host}]"
+    url = f"http://{host}:{port}"
+    auth = "bearer token required" if config.api.token else "no authentication"
+    log.info("API serving on %s (store: %s; %s; %d threads)", url, store.name, auth, config.api.threads)
+    try:
+        with _stop_on_signals(stop):
+            if on_ready is not None:
+                on_ready(url)
+            while not stop.is_set():
+                wasyncore.loop(timeout=0.2, map=sockets, use_poll=True, count=1)
+    finally:
+        server.task_dispatcher.shutdown()
+        wasyncore.close_all(sockets)
+        store.close()
+        log.info("API on %s stopped", url)
+
+
+@contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM/SIGINT set STOP while inside (main thread only; elsewhere a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    for sig in previous:
+        signal.signal(sig, lambda signum, frame: stop.set())
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

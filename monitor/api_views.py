@@ -1,0 +1,202 @@
+"""What the API's endpoints answer: downsampling decisions, response bodies, health rules.
+
+Pure functions of the store's results and the clock, so the HTTP layer (monitor/api.py)
+stays a thin shell and these rules are tested without a server.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from monitor.api_params import ApiError, Window
+from monitor.spool import SpoolStatus
+from monitor.stores import Aggregate, Series
+
+# Bucket widths the API picks when it must downsample: round numbers a person can read.
+NICE_STEPS_MS = (
+    *(1, 2, 5, 10, 20, 50, 100, 200, 500),
+    *(1_000, 2_000, 5_000, 10_000, 15_000, 30_000),
+    *(60_000, 120_000, 300_000, 600_000, 900_000, 1_800_000),
+    *(3_600_000, 7_200_000, 10_800_000, 21_600_000, 43_200_000, 86_400_000),
+)
+DAY_MS = 86_400_000
+HEALTH_GRACE_MIN_S = 300.0
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def iso(ts_ms: int) -> str:
+    """``2024-05-01T12:00:00.000Z`` for an epoch-milliseconds timestamp."""
+    return (_EPOCH + timedelta(milliseconds=ts_ms)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def max_buckets(window_ms: int, step_ms: int) -> int:
+    """Most epoch-aligned buckets a window can touch (a partial one at each end)."""
+    return -(-window_ms // step_ms) + 1
+
+
+def choose_step(
+    requested_ms: int | None, raw_points: int, hosts: int, window_ms: int, max_points: int
+) -> tuple[int | None, str | None]:
+    """(step in ms or None for raw, why the answer is downsampled) so points <= MAX_POINTS."""
+    hosts = max(hosts, 1)
+    if requested_ms is None and raw_points <= max_points:
+        return None, None
+    if requested_ms is not None and (
+        raw_points <= max_points or hosts * max_buckets(window_ms, requested_ms) <= max_points
+    ):
+        return requested_ms, "step requested"
+    per_host = max_points // hosts
+    if per_host < 2:
+        raise ApiError(
+            400,
+            f"max_points: {max_points} is too small to downsample {hosts} hosts' data "
+            f"(at least 2 points per host); raise it or filter with host=",
+            "max_points",
+        )
+    least = max(-(-window_ms // (per_host - 1)), requested_ms or 1)
+    step = next((s for s in NICE_STEPS_MS if s >= least), -(-least // DAY_MS) * DAY_MS)
+    if requested_ms is None:
+        reason = f"{raw_points} raw points exceed max_points={max_points}"
+    else:
+        reason = f"step={requested_ms / 1000:g}s would exceed max_points={max_points}"
+    return step, reason
+
+
+def window_body(window: Window) -> dict[str, Any]:
+    return {
+        "start": iso(window.start_ms),
+        "end": iso(window.end_ms),
+        "start_ms": window.start_ms,
+        "end_ms": window.end_ms,
+        "start_minutes": window.start_minutes,
+        "end_minutes": window.end_minutes,
+    }
+
+
+def metrics_body(
+    window: Window,
+    host: str | None,
+    metrics: Sequence[str],
+    series: Sequence[Series],
+    *,
+    step_ms: int | None,
+    reason: str | None,
+    raw_points: int,
+    max_points: int,
+) -> dict[str, Any]:
+    names = list(metrics)
+    out_series = [
+        {
+            "host": s.host,
+            "points": [
+                {"time": iso(ts_ms), "ts_ms": ts_ms, **dict(zip(names, map(finite, values), strict=True))}
+                for ts_ms, values in s.rows
+            ],
+        }
+        for s in series
+    ]
+    return {
+        "window": window_body(window),
+        "host": host,
+        "metrics": names,
+        "step_s": None if step_ms is None else step_ms / 1000,
+        "downsampled": step_ms is not None,
+        "downsample_reason": reason,
+        "raw_samples": raw_points,
+        "points": sum(len(s.rows) for s in series),
+        "max_points": max_points,
+        "series": out_series,
+    }
+
+
+def metrics_headers(body: dict[str, Any]) -> dict[str, str]:
+    return {
+        "X-Hostmon-Raw-Samples": str(body["raw_samples"]),
+        "X-Hostmon-Points": str(body["points"]),
+        "X-Hostmon-Step-S": "raw" if body["step_s"] is None else f"{body['step_s']:g}",
+        "X-Hostmon-Downsampled": "true" if body["downsampled"] else "false",
+    }
+
+
+def metrics_csv(body: dict[str, Any]) -> str:
+    """``host,time,ts_ms,<metric>...``, one row per point, empty cells for missing values."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    names = body["metrics"]
+    writer.writerow(["host", "time", "ts_ms", *names])
+    for s in body["series"]:
+        for p in s["points"]:
+            cells = ["" if p.get(n) is None else repr(p[n]) for n in names]
+            writer.writerow([s["host"], p["time"], p["ts_ms"], *cells])
+    return out.getvalue()
+
+
+def aggregate_body(
+    window: Window, metric: str, fn: str, host: str | None, result: Aggregate
+) -> dict[str, Any]:
+    value: float | int | None = finite(result.value)
+    reason = None
+    if result.samples == 0 and fn != "count":
+        where = f" of host {host!r}" if host is not None else ""
+        reason = f"no samples of {metric}{where} in the window"
+    elif value is None and result.value is not None:
+        reason = "the result is not a finite number"
+    if fn == "count" and value is not None:
+        value = int(value)
+    return {
+        "metric": metric,
+        "fn": fn,
+        "host": host,
+        "window": window_body(window),
+        "value": value,
+        "samples": result.samples,
+        "reason": reason,
+    }
+
+
+def grace_s(interval_s: float) -> float:
+    """How stale the agent's last success or heartbeat may be before /health fails."""
+    return max(HEALTH_GRACE_MIN_S, 3 * interval_s)
+
+
+def agent_body(status: SpoolStatus, now_ms: int) -> dict[str, Any]:
+    def age_s(ts_ms: int | None) -> float | None:
+        return None if ts_ms is None else round((now_ms - ts_ms) / 1000, 3)
+
+    return {
+        "spool_depth": status.depth,
+        "oldest_unsent": None if status.oldest_ts_ms is None else iso(status.oldest_ts_ms),
+        "last_success": None if status.last_success_ms is None else iso(status.last_success_ms),
+        "last_success_age_s": age_s(status.last_success_ms),
+        "heartbeat_age_s": age_s(status.updated_ms),
+        "sink_reachable": status.sink_reachable,
+        "last_error": status.last_error,
+        "dropped_total": status.dropped_total,
+        "spilled_total": status.spilled_total,
+        "rejected_total": status.rejected_total,
+    }
+
+
+def agent_problems(status: SpoolStatus, now_ms: int, interval_s: float) -> list[str]:
+    """The health rules about the agent (see the OpenAPI description)."""
+    grace_ms = grace_s(interval_s) * 1000
+    problems = []
+    last = status.last_success_ms
+    if status.sink_reachable is False and (last is None or now_ms - last > grace_ms):
+        since = "never" if last is None else f"{(now_ms - last) / 1000:.0f} s ago"
+        detail = status.last_error or "database unreachable"
+        problems.append(f"agent cannot write to the database (last success: {since}): {detail}")
+    if status.updated_ms is not None and now_ms - status.updated_ms > grace_ms:
+        problems.append(
+            f"agent heartbeat is {(now_ms - status.updated_ms) / 1000:.0f} s old (is the agent running?)"
+        )
+    return problems

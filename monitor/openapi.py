@@ -1,0 +1,326 @@
+"""The API's OpenAPI 3 document, built from the running configuration (limits, auth).
+
+Served at ``GET /openapi.json``; the test suite fuzzes the API from it (schemathesis) and
+checks every response against it, so the document and the behaviour cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from monitor import __version__
+from monitor.api_params import (
+    DEFAULT_END_MINUTES,
+    DEFAULT_START_MINUTES,
+    MAX_HOST_CHARS,
+    MAX_LOOKBACK_MINUTES,
+)
+from monitor.config import ApiConfig
+from monitor.stores import AGGREGATES, BASE_METRICS
+
+_METRIC = "(" + "|".join(BASE_METRICS) + "|cpu_usage_[1-9][0-9]{0,3})"
+NUMBER_OR_NULL = {"type": "number", "nullable": True}
+STRING_OR_NULL = {"type": "string", "nullable": True}
+INTEGER_OR_NULL = {"type": "integer", "nullable": True}
+
+DESCRIPTION = """\
+Read back what the hostmon agent collected (CPU, memory, disk and network per host).
+
+Times are **minutes back from now**, decimals allowed, as in `start=10&end=2` (from ten to two
+minutes ago). Omitted, `start` is 10 and `end` is 0: the last ten minutes. Windows are half-open
+(`start <= t < end`) and at most `api.max_window_minutes` long.
+
+Every error, whatever the endpoint or status, has one shape: `{"error": {"status", "title",
+"parameter", "message"}}`; `parameter` names the query parameter at fault (or is null).
+Unknown or repeated query parameters are errors. A database that is down or slower than
+`api.query_timeout_s` gives 503 with the reason; a database that answers with an error, 502.
+
+**Health** (`/health`) is 200 when every rule holds and 503 otherwise, listing the broken rules
+in `problems`: (1) the store answers a query within `api.query_timeout_s`; and, when an agent
+spool exists beside the API, (2) the agent's last write reached the database, or its last
+successful write is younger than the grace period, max(300 s, 3 * `agent.interval_s`), and
+(3) the agent's heartbeat is younger than the same grace period.
+"""
+
+
+def _param(name: str, description: str, schema: dict[str, Any], *, required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "description": description, "schema": schema}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _object(properties: dict[str, Any], *, required: list[str] | None = None) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties) if required is None else required,
+    }
+
+
+def _window_params(config: ApiConfig) -> list[dict[str, Any]]:
+    limit = {"type": "number", "minimum": 0, "maximum": MAX_LOOKBACK_MINUTES}
+    return [
+        _param(
+            "start",
+            f"Window start in minutes back from now; greater than `end`. Default {DEFAULT_START_MINUTES:g}.",
+            {**limit, "default": DEFAULT_START_MINUTES},
+        ),
+        _param(
+            "end",
+            f"Window end in minutes back from now (0 = now). Default {DEFAULT_END_MINUTES:g}. "
+            f"`start - end` is at most {config.max_window_minutes:g} minutes.",
+            {**limit, "default": DEFAULT_END_MINUTES},
+        ),
+        _param(
+            "host",
+            "Only this host (exact match). Default: every host.",
+            {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": MAX_HOST_CHARS,
+                "pattern": "^[^\\x00-\\x1f\\x7f]+$",
+            },
+        ),
+    ]
+
+
+def _schemas() -> dict[str, Any]:
+    window = _object(
+        {
+            "start": {"type": "string", "format": "date-time"},
+            "end": {"type": "string", "format": "date-time"},
+            "start_ms": {"type": "integer"},
+            "end_ms": {"type": "integer"},
+            "start_minutes": {"type": "number"},
+            "end_minutes": {"type": "number"},
+        }
+    )
+    point = {
+        "type": "object",
+        "description": "One timestamp of one host: `time`, `ts_ms` and one key per requested metric "
+        "(null where that metric has no value at that time).",
+        "properties": {"time": {"type": "string", "format": "date-time"}, "ts_ms": {"type": "integer"}},
+        "required": ["time", "ts_ms"],
+        "additionalProperties": NUMBER_OR_NULL,
+    }
+    series = _object({"host": {"type": "string"}, "points": {"type": "array", "items": point}})
+    error = _object(
+        {
+            "error": _object(
+                {
+                    "status": {"type": "integer"},
+                    "title": {"type": "string"},
+                    "parameter": STRING_OR_NULL,
+                    "message": {"type": "string"},
+                }
+            )
+        }
+    )
+    metrics = _object(
+        {
+            "window": _ref("Window"),
+            "host": STRING_OR_NULL,
+            "metrics": {"type": "array", "items": {"type": "string"}},
+            "step_s": {**NUMBER_OR_NULL, "description": "Bucket width in seconds; null when raw."},
+            "downsampled": {"type": "boolean"},
+            "downsample_reason": STRING_OR_NULL,
+            "raw_samples": {"type": "integer", "description": "Raw points in the window."},
+            "points": {"type": "integer", "description": "Points returned, at most max_points."},
+            "max_points": {"type": "integer"},
+            "series": {"type": "array", "items": _ref("Series")},
+        }
+    )
+    aggregate = _object(
+        {
+            "metric": {"type": "string"},
+            "fn": {"type": "string", "enum": list(AGGREGATES)},
+            "host": STRING_OR_NULL,
+            "window": _ref("Window"),
+            "value": {**NUMBER_OR_NULL, "description": "Null when the window holds no sample (see reason)."},
+            "samples": {"type": "integer"},
+            "reason": STRING_OR_NULL,
+        }
+    )
+    names = _object({"metrics": {"type": "array", "items": {"type": "string"}}, "store": {"type": "string"}})
+    agent = {
+        **_object(
+            {
+                "spool_depth": {"type": "integer"},
+                "oldest_unsent": STRING_OR_NULL,
+                "last_success": STRING_OR_NULL,
+                "last_success_age_s": NUMBER_OR_NULL,
+                "heartbeat_age_s": NUMBER_OR_NULL,
+                "sink_reachable": {"type": "boolean", "nullable": True},
+                "last_error": {"type": "string"},
+                "dropped_total": {"type": "integer"},
+                "spilled_total": {"type": "integer"},
+                "rejected_total": {"type": "integer"},
+            }
+        ),
+        "nullable": True,
+    }
+    store = _object(
+        {
+            "kind": {"type": "string"},
+            "name": {"type": "string"},
+            "reachable": {"type": "boolean"},
+            "detail": {"type": "string"},
+        }
+    )
+    health = _object(
+        {
+            "status": {"type": "string", "enum": ["ok", "unhealthy"]},
+            "time": {"type": "string", "format": "date-time"},
+            "problems": {"type": "array", "items": {"type": "string"}},
+            "store": store,
+            "agent": agent,
+            "error": error["properties"]["error"],
+        },
+        required=["status", "time", "problems", "store", "agent"],
+    )
+    return {
+        "Window": window,
+        "Series": series,
+        "Error": error,
+        "Metrics": metrics,
+        "Aggregate": aggregate,
+        "Names": names,
+        "Health": health,
+    }
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    text = {
+        400: "A bad parameter (named in error.parameter).",
+        401: "Missing or wrong bearer token.",
+        502: "The database answered the query with an error.",
+        503: "The database is unreachable or did not answer within api.query_timeout_s.",
+    }
+    return {str(code): _json(_ref("Error"), text[code]) for code in codes}
+
+
+def document(config: ApiConfig) -> dict[str, Any]:
+    """The OpenAPI 3.0 document for an API running with CONFIG."""
+    auth = (401,) if config.token else ()
+    header_names = {
+        "X-Hostmon-Raw-Samples": ("integer", "Raw points in the window."),
+        "X-Hostmon-Points": ("integer", "Points returned."),
+        "X-Hostmon-Step-S": ("string", "Bucket width in seconds, or `raw`."),
+        "X-Hostmon-Downsampled": ("string", "`true` or `false`."),
+    }
+    headers = {k: {"description": d, "schema": {"type": t}} for k, (t, d) in header_names.items()}
+    metrics_ok = {
+        "description": "Points per host. With `Accept: text/csv` or `format=csv`: CSV with a header row "
+        "`host,time,ts_ms,<metric>...` and the same metadata in X-Hostmon-* headers.",
+        "headers": headers,
+        "content": {
+            "application/json": {"schema": _ref("Metrics")},
+            "text/csv": {"schema": {"type": "string"}},
+        },
+    }
+    metric_pattern = f"^{_METRIC}$"
+    metrics_params = [
+        *_window_params(config),
+        _param(
+            "metrics",
+            "Comma-separated metric names. Default: every metric the store holds.",
+            {"type": "string", "pattern": f"^{_METRIC}(,{_METRIC})*$"},
+        ),
+        _param(
+            "step",
+            "Mean per bucket of this many seconds (buckets aligned to the epoch). Raised automatically "
+            "(and said so) when the buckets would exceed max_points. Default: raw samples.",
+            {"type": "number", "minimum": 0.001, "maximum": config.max_window_minutes * 60},
+        ),
+        _param(
+            "max_points",
+            f"Cap on returned points (a point: one timestamp of one host). Beyond it the answer is "
+            f"downsampled, never truncated. Default and maximum {config.max_points} (api.max_points).",
+            {"type": "integer", "minimum": 1, "maximum": config.max_points, "default": config.max_points},
+        ),
+        _param(
+            "format",
+            "`csv` or `json`; overrides the Accept header.",
+            {"type": "string", "enum": ["json", "csv"]},
+        ),
+    ]
+    aggregate_params = [
+        *_window_params(config),
+        _param(
+            "metric", "The metric to aggregate.", {"type": "string", "pattern": metric_pattern}, required=True
+        ),
+        _param(
+            "fn",
+            "Aggregate function. Default mean.",
+            {"type": "string", "enum": list(AGGREGATES), "default": "mean"},
+        ),
+    ]
+    paths: dict[str, Any] = {
+        "/metrics": {
+            "get": {
+                "summary": "Samples in a window, per host, capped at max_points (downsampled beyond it)",
+                "operationId": "getMetrics",
+                "parameters": metrics_params,
+                "responses": {"200": metrics_ok, **_errors(400, *auth, 502, 503)},
+            }
+        },
+        "/metrics/aggregate": {
+            "get": {
+                "summary": "One aggregate (mean, min, max, last, count) of one metric over a window",
+                "operationId": "getAggregate",
+                "parameters": aggregate_params,
+                "responses": {
+                    "200": _json(_ref("Aggregate"), "The aggregate."),
+                    **_errors(400, *auth, 502, 503),
+                },
+            }
+        },
+        "/metrics/names": {
+            "get": {
+                "summary": "The metric names the store holds",
+                "operationId": "getMetricNames",
+                "responses": {"200": _json(_ref("Names"), "Metric names."), **_errors(400, *auth, 502, 503)},
+            }
+        },
+        "/health": {
+            "get": {
+                "summary": "Liveness, the store's reachability and the agent's spool state",
+                "operationId": "getHealth",
+                "responses": {
+                    "200": _json(_ref("Health"), "Healthy."),
+                    "503": _json(_ref("Health"), "Unhealthy: see problems (and error)."),
+                    **_errors(400, *auth),
+                },
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "operationId": "getOpenApi",
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "OpenAPI 3 document.",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    **_errors(400),
+                },
+            }
+        },
+    }
+    doc: dict[str, Any] = {
+        "openapi": "3.0.3",
+        "info": {"title": "hostmon API", "version": __version__, "description": DESCRIPTION},
+        "paths": paths,
+        "components": {"schemas": _schemas()},
+    }
+    if config.token:
+        doc["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+        doc["security"] = [{"bearer": []}]
+    return doc
