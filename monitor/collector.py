@@ -1,0 +1,273 @@
+"""Collector: one sample of CPU, memory, disk and network per tick, on wall-clock-aligned ticks.
+
+Fields of every sample (one measurement, tagged ``host``)::
+
+    cpu_usage_overall, cpu_usage_1 .. cpu_usage_N   percent 0-100, every core, 1-based
+    memory_usage                                    percent 0-100 of virtual memory in use
+    disk_read, disk_write                           bytes per second, summed over all disks
+    network_sent, network_recv                      bytes per second, summed over all NICs but ``lo``
+
+CPU percent comes from deltas of cumulative CPU times between two samples: busy = total - idle -
+iowait, divided by the total, clamped to 0..100 (the kernel's idle/iowait counters can step back a
+little; that never shows as a negative value). Disk and network rates are counter deltas divided by
+the real elapsed time between the two samples (``now_s`` minus the previous ``now_s``).
+
+Counter resets and wraps. Cumulative counters can go down: a NIC is reset or re-created, a 32-bit
+counter wraps, a disk disappears and the sum over disks shrinks. A counter that decreased is
+treated as a reset and contributes 0 for that interval (it is impossible to know how much moved
+between the last reading and the reset, and a guess could be absurdly large). Counters are compared
+per device: a device that appears contributes 0 in its first interval (its counters are lifetime
+totals, not this interval's traffic) and a device that vanished contributes nothing. A core that
+appears (CPU hotplug) reports 0 in its first interval. If no time elapsed, rates are 0.
+
+Timestamps and precision. A sample's timestamp is the aligned time of its tick in integer
+milliseconds (``Ticker``): ``ts_ms = round(k * interval_s * 1000)``. Every sample therefore lands on an
+exact multiple of the interval — with a 10 s interval, always at ``...:00.000``, ``...:10.000`` and
+so on. The seed's "weirdness at .00 seconds" is now deliberate: it makes samples from every host
+line up in the database, and a sample's timestamp says which tick it belongs to, not when the
+process happened to wake up. Values are rounded to 2 decimals.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from monitor.lineprotocol import Sample
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CpuTimes:
+    """Cumulative CPU seconds since boot for one core (or all cores together)."""
+
+    total_s: float  # every state, including idle and iowait (Linux: without guest, already in user)
+    idle_s: float
+    iowait_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class IoBytes:
+    """Cumulative byte counters of one device: (read, written) for a disk, (sent, received) for a NIC."""
+
+    out_bytes: int  # disk: read; NIC: sent
+    in_bytes: int  # disk: written; NIC: received
+
+
+class SystemStats(Protocol):
+    """The OS readings the collector needs; :class:`PsutilStats` is the real one, tests pass a fake."""
+
+    def cpu_times(self) -> CpuTimes: ...
+
+    def cpu_times_per_core(self) -> Sequence[CpuTimes]: ...
+
+    def memory_percent(self) -> float: ...
+
+    def disk_bytes(self) -> Mapping[str, IoBytes]:
+        """Per disk (or one total entry): out_bytes = read, in_bytes = written. {} when unknown."""
+        ...
+
+    def net_bytes(self) -> Mapping[str, IoBytes]:
+        """Per NIC without loopback: out_bytes = sent, in_bytes = received."""
+        ...
+
+
+class PsutilStats:
+    """:class:`SystemStats` backed by psutil, the only place the package imports psutil."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self._psutil = psutil
+
+    def cpu_times(self) -> CpuTimes:
+        return _cpu(self._psutil.cpu_times())
+
+    def cpu_times_per_core(self) -> Sequence[CpuTimes]:
+        return [_cpu(t) for t in self._psutil.cpu_times(percpu=True)]
+
+    def memory_percent(self) -> float:
+        return float(self._psutil.virtual_memory().percent)
+
+    def disk_bytes(self) -> Mapping[str, IoBytes]:
+        # perdisk=False sums whole disks only (no partitions); None in some containers.
+        counters = self._psutil.disk_io_counters(perdisk=False)
+        if counters is None:
+            return {}
+        return {"all": IoBytes(counters.read_bytes, counters.write_bytes)}
+
+    def net_bytes(self) -> Mapping[str, IoBytes]:
+        nics = self._psutil.net_io_counters(pernic=True)
+        return {name: IoBytes(c.bytes_sent, c.bytes_recv) for name, c in nics.items() if name != "lo"}
+
+
+def _cpu(times: object) -> CpuTimes:
+    values = times._asdict()  # type: ignore[attr-defined]
+    # Linux counts guest time inside user/nice as well; psutil and htop subtract it the same way.
+    total = sum(values.values()) - values.get("guest", 0.0) - values.get("guest_nice", 0.0)
+    return CpuTimes(total, values.get("idle", 0.0), values.get("iowait", 0.0))
+
+
+@dataclass(frozen=True)
+class _Reading:
+    now_s: float
+    cpu: CpuTimes
+    cores: Sequence[CpuTimes]
+    disks: Mapping[str, IoBytes]
+    nics: Mapping[str, IoBytes]
+
+
+def _cpu_percent(before: CpuTimes | None, after: CpuTimes) -> float:
+    if before is None:
+        return 0.0
+    total = after.total_s - before.total_s
+    if total <= 0:
+        return 0.0
+    idle = (after.idle_s + after.iowait_s) - (before.idle_s + before.iowait_s)
+    return min(100.0, max(0.0, (total - idle) / total * 100.0))
+
+
+def _delta(before: Mapping[str, IoBytes], after: Mapping[str, IoBytes]) -> tuple[int, int]:
+    """Summed per-device increases; a device whose counter went down (reset, wrap) adds 0."""
+    out_total = in_total = 0
+    for name, now in after.items():
+        old = before.get(name)
+        if old is None:
+            continue
+        out_total += max(0, now.out_bytes - old.out_bytes)
+        in_total += max(0, now.in_bytes - old.in_bytes)
+    return out_total, in_total
+
+
+def _percent(value: float) -> float:
+    return round(min(100.0, max(0.0, value)), 2) if math.isfinite(value) else 0.0
+
+
+class Collector:
+    """Turns two readings of cumulative counters into one :class:`Sample` of percents and rates."""
+
+    def __init__(self, host: str, stats: SystemStats | None = None) -> None:
+        self.host = host
+        self._stats: SystemStats = stats if stats is not None else PsutilStats()
+        self._previous: _Reading | None = None
+
+    def _read(self, now_s: float) -> _Reading:
+        s = self._stats
+        return _Reading(now_s, s.cpu_times(), list(s.cpu_times_per_core()), s.disk_bytes(), s.net_bytes())
+
+    def prime(self, now_s: float) -> None:
+        """Take the first counters; the next :meth:`sample` reports rates since this moment."""
+        self._previous = self._read(now_s)
+
+    def sample(self, ts_ms: int, now_s: float) -> Sample:
+        """Percents and rates over ``now_s`` minus the previous ``now_s``, stamped ``ts_ms``.
+
+        Without a previous reading (no :meth:`prime`), CPU and rates are 0 for this one sample.
+        """
+        current = self._read(now_s)
+        previous = self._previous or current
+        self._previous = current
+        elapsed_s = current.now_s - previous.now_s
+        fields: dict[str, float] = {
+            "cpu_usage_overall": round(_cpu_percent(previous.cpu, current.cpu), 2),
+        }
+        for i, core in enumerate(current.cores):
+            before = previous.cores[i] if i < len(previous.cores) else None
+            fields[f"cpu_usage_{i + 1}"] = round(_cpu_percent(before, core), 2)
+        fields["memory_usage"] = _percent(self._stats.memory_percent())
+        disk_read, disk_write = _delta(previous.disks, current.disks)
+        sent, recv = _delta(previous.nics, current.nics)
+        for name, moved in (
+            ("disk_read", disk_read),
+            ("disk_write", disk_write),
+            ("network_sent", sent),
+            ("network_recv", recv),
+        ):
+            fields[name] = round(moved / elapsed_s, 2) if elapsed_s > 0 else 0.0
+        return Sample(ts_ms, self.host, fields)
+
+
+class StopEvent(Protocol):
+    """What :meth:`Ticker.wait_next` needs of a stop signal; ``threading.Event`` is one."""
+
+    def is_set(self) -> bool: ...
+
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+
+class Ticker:
+    """Ticks on wall-clock multiples of ``interval_s``; the next tick is always computed from the clock.
+
+    Sleeping never accumulates: each wait re-reads the clock and sleeps only the remainder, so
+    there is no drift however long it runs and however much the sleeps jitter. A tick that comes
+    late (the work after the previous tick overran, or the process was suspended) is logged at
+    WARNING with how late it is and how many ticks were skipped; it takes the current tick's
+    aligned timestamp. Two ticks never share a timestamp and missed ticks are never back-filled.
+    If the wall clock steps back behind the last tick, the ticker waits (warning once per wait)
+    until the clock reaches the next unused tick, rather than reuse timestamps that would
+    overwrite stored samples. With ``stop``, waiting is ``stop.wait(timeout)``, so setting the
+    event ends it at once.
+    """
+
+    def __init__(
+        self,
+        interval_s: float,
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if not interval_s > 0:
+            raise ValueError(f"interval_s must be positive, got {interval_s!r}")
+        self.interval_s = interval_s
+        self._clock = clock
+        self._sleep = sleep
+        self._last_k: int | None = None
+
+    def _ts_ms(self, k: int) -> int:
+        return round(k * self.interval_s * 1000)
+
+    def _k_at(self, now_s: float) -> int:
+        """Index of the latest tick at or before ``now_s``."""
+        return math.floor(now_s / self.interval_s)
+
+    def wait_next(self, stop: threading.Event | StopEvent | None = None) -> int | None:
+        """Sleep until the next tick; its ``ts_ms``, or None when ``stop`` was set meanwhile."""
+        if stop is not None and stop.is_set():
+            return None
+        now_s = self._clock()
+        target = self._k_at(now_s) + 1 if self._last_k is None else self._last_k + 1
+        late_on_entry = now_s >= target * self.interval_s
+        if now_s < (target - 2) * self.interval_s:
+            log.warning(
+                "wall clock stepped back %.3f s behind the last tick; waiting for it to catch up"
+                " so that no timestamp is used twice",
+                (target - 1) * self.interval_s - now_s,
+            )
+        while (remaining_s := target * self.interval_s - now_s) > 0:
+            # At most one interval per sleep, so a clock step during the sleep is noticed.
+            if self._pause(min(remaining_s, self.interval_s), stop):
+                return None
+            now_s = self._clock()
+        current = max(target, self._k_at(now_s))
+        if late_on_entry or current > target:
+            log.warning(
+                "tick late by %.3f s (work or sleep overran); %d tick(s) skipped, taking tick at %d ms",
+                now_s - target * self.interval_s,
+                current - target,
+                self._ts_ms(current),
+            )
+        self._last_k = current
+        return self._ts_ms(current)
+
+    def _pause(self, duration_s: float, stop: threading.Event | StopEvent | None) -> bool:
+        """Sleep ``duration_s``; True when ``stop`` was set (the wait ends early then)."""
+        if stop is None:
+            self._sleep(duration_s)
+            return False
+        return stop.wait(duration_s)
