@@ -15,7 +15,7 @@ from monitor.lineprotocol import decode, encode
 class FakeStats:
     """Counters the test sets by hand between samples."""
 
-    cpu: CpuTimes = CpuTimes(0.0, 0.0)
+    cpu: CpuTimes = field(default_factory=lambda: CpuTimes(0.0, 0.0))
     cores: list[CpuTimes] = field(default_factory=lambda: [CpuTimes(0.0, 0.0), CpuTimes(0.0, 0.0)])
     memory: float = 0.0
     disks: dict[str, IoBytes] = field(default_factory=dict)
