@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import gzip
 import http.client
+import logging
 import ssl
 import threading
 import time
@@ -30,6 +31,8 @@ from monitor.sinks._http import (
     send_splitting_on_413,
     server_message,
 )
+
+log = logging.getLogger(__name__)
 
 GZIP_LEVEL = 6  # nearly the ratio of 9 at a fraction of the CPU
 # What a server's idle-timeout close of a kept-alive connection looks like on the next request.
@@ -83,6 +86,8 @@ class InfluxV1Sink:
         self._lock = threading.Lock()
         rp = f" rp={config.retention_policy}" if config.retention_policy else ""
         self._name = f"influxdb_v1 {display_url(config.url)} db={config.database}{rp}"
+        if self._https and not config.verify_tls:
+            log.warning("%s: TLS certificate verification is off (sink.verify_tls = false)", self._name)
 
     @property
     def name(self) -> str:

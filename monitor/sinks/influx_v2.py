@@ -9,6 +9,7 @@ Works with InfluxDB 2.x/3.x and with VictoriaMetrics, which accepts ``/api/v2/wr
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -31,6 +32,8 @@ from monitor.sinks._http import (
     send_splitting_on_413,
     server_message,
 )
+
+log = logging.getLogger(__name__)
 
 
 class InfluxV2Sink:
@@ -55,6 +58,8 @@ class InfluxV2Sink:
             ssl_ca_cert=str(config.ca_file) if config.ca_file else None,
         )
         self._write_api: Any = self._client.write_api(write_options=SYNCHRONOUS)
+        if config.url.startswith("https:") and not config.verify_tls:
+            log.warning("%s: TLS certificate verification is off (sink.verify_tls = false)", self._name)
 
     @property
     def name(self) -> str:
