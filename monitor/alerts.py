@@ -1,0 +1,203 @@
+"""Alerts: threshold rules evaluated on every sample, plus system conditions, logged once per change.
+
+Rule semantics (``AlertRule``: metric, op, threshold, for_s, hysteresis, severity, webhook):
+
+- A rule FIRES once, at the first sample where its condition (``value op threshold``) has held
+  on every sample for at least ``for_s`` seconds (``for_s = 0``: at the first such sample).
+  A sample where the condition does not hold restarts the wait.
+- A firing rule RESOLVES once, when its *clear* condition has held on every sample for at
+  least ``for_s`` seconds. Clear means the condition fails even with the threshold moved by
+  ``hysteresis`` towards the clear side: for ``>``/``>=`` the value must fall to
+  ``threshold - hysteresis`` (``<=`` it for ``>``, below it for ``>=``), for ``<``/``<=`` it
+  must rise to ``threshold + hysteresis``. With ``hysteresis = 0`` clear is exactly "not the
+  condition". A value oscillating around the threshold therefore never flaps: once firing it
+  stays firing until the value is clearly and steadily back.
+- Time is the sample's timestamp (its aligned tick), so evaluation is deterministic and the
+  logged time matches the stored point. A sample without the rule's metric (or with a
+  non-finite value) leaves the rule's state and timers unchanged.
+
+System conditions (``set_condition``: "sink_unreachable", "sink_auth_failed", "spool_overflow"
+...) follow the same FIRING-once/RESOLVED-once semantics, timed by the handed-in clock.
+
+Every event is one line in alerts.log (format in :mod:`monitor.alert_log`), a log record on this
+module's logger (WARNING when firing, INFO when resolved) and, for rules with ``webhook``, a
+JSON POST ``{host, rule, severity, state, value, threshold, op, time, message}`` delivered off
+the sampling thread (:mod:`monitor.webhook`).
+
+``reconfigure`` (SIGHUP) keeps the state of every rule whose name and condition (metric, op,
+threshold, for_s, hysteresis) are unchanged; a change of severity or webhook alone keeps the
+state too and applies from the next event. Changed rules start afresh, removed rules are
+dropped without an event, system conditions keep their state, and the log is re-opened with
+the new path and rotation settings.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import operator
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from monitor.alert_log import FIRING, RESOLVED, AlertEvent, AlertLog, number
+from monitor.config import AlertRule, AlertsConfig
+from monitor.lineprotocol import Sample
+from monitor.webhook import Post, WebhookSender, post_json
+
+log = logging.getLogger(__name__)
+
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+}
+_CLEAR_OPS = {">": "<=", ">=": "<", "<": ">=", "<=": ">"}
+
+
+def _condition(rule: AlertRule) -> tuple[str, str, float, float, float]:
+    return (rule.metric, rule.op, rule.threshold, rule.for_s, rule.hysteresis)
+
+
+def clear_threshold(rule: AlertRule) -> float:
+    """The value a firing rule must get back to (see the module docstring)."""
+    if rule.op in (">", ">="):
+        return rule.threshold - rule.hysteresis
+    return rule.threshold + rule.hysteresis
+
+
+@dataclass
+class _RuleState:
+    rule: AlertRule
+    firing: bool = False
+    since_ms: int | None = None  # first sample of the current run towards the other state
+
+    def holds(self, value: float) -> bool:
+        return _OPS[self.rule.op](value, self.rule.threshold)
+
+    def clears(self, value: float) -> bool:
+        return not _OPS[self.rule.op](value, clear_threshold(self.rule))
+
+    def step(self, value: float, now_ms: int) -> str | None:
+        """Feed one value; FIRING or RESOLVED when the state changes, else None."""
+        towards_other = self.clears(value) if self.firing else self.holds(value)
+        if not towards_other:
+            self.since_ms = None
+            return None
+        if self.since_ms is None:
+            self.since_ms = now_ms
+        if now_ms - self.since_ms < self.rule.for_s * 1000:
+            return None
+        self.firing = not self.firing
+        self.since_ms = None
+        return FIRING if self.firing else RESOLVED
+
+    def message(self, state: str, value: float) -> str:
+        r = self.rule
+        held = f" for at least {number(r.for_s)} s" if r.for_s > 0 else ""
+        if state == FIRING:
+            return f"{r.metric} is {number(value)}, {r.op} {number(r.threshold)}{held}"
+        return (
+            f"{r.metric} is {number(value)}, back {_CLEAR_OPS[r.op]} {number(clear_threshold(r))}{held}"
+            f" (threshold {number(r.threshold)}, hysteresis {number(r.hysteresis)})"
+        )
+
+
+class Alerts:
+    """Evaluates rules on samples and records system conditions; thread-safe."""
+
+    def __init__(
+        self,
+        config: AlertsConfig,
+        host: str,
+        *,
+        clock: Callable[[], float] = time.time,
+        post: Post | None = None,
+    ) -> None:
+        self._config = config
+        self._host = host
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._rules = {rule.name: _RuleState(rule) for rule in config.rules}
+        self._conditions: dict[str, bool] = {}
+        self._log = AlertLog(config.log_path, config.max_bytes, config.backup_count)
+        self._webhooks = WebhookSender(post if post is not None else post_json)
+        self._closed = False
+
+    def observe(self, sample: Sample) -> None:
+        """Evaluate every rule on one sample."""
+        with self._lock:
+            if self._closed:
+                return
+            for state in self._rules.values():
+                value = sample.fields.get(state.rule.metric)
+                if value is None or not math.isfinite(value):
+                    continue
+                change = state.step(value, sample.ts_ms)
+                if change is not None:
+                    r = state.rule
+                    event = AlertEvent(
+                        sample.ts_ms,
+                        self._host,
+                        r.name,
+                        r.severity,
+                        change,
+                        value,
+                        r.op,
+                        r.threshold,
+                        state.message(change, value),
+                    )
+                    self._emit(event, r.webhook)
+
+    def set_condition(self, name: str, active: bool, severity: str, message: str) -> None:
+        """A system alert: FIRING once when it becomes active, RESOLVED once when it clears."""
+        with self._lock:
+            if self._closed or self._conditions.get(name, False) == active:
+                return
+            self._conditions[name] = active
+            now_ms = round(self._clock() * 1000)
+            state = FIRING if active else RESOLVED
+            self._emit(AlertEvent(now_ms, self._host, name, severity, state, None, "", None, message), "")
+
+    def firing(self) -> list[str]:
+        """Names of the rules and system conditions firing now, sorted."""
+        with self._lock:
+            names = {n for n, s in self._rules.items() if s.firing}
+            names |= {n for n, active in self._conditions.items() if active}
+        return sorted(names)
+
+    def _emit(self, event: AlertEvent, webhook: str) -> None:
+        self._log.write(event)
+        level = logging.WARNING if event.state == FIRING else logging.INFO
+        log.log(level, "alert %s %s (%s): %s", event.rule, event.state, event.severity, event.message)
+        if webhook:
+            self._webhooks.send(webhook, event.payload(), self._config.webhook_timeout_s)
+
+    def reconfigure(self, config: AlertsConfig) -> None:
+        """SIGHUP: new rules and log settings; unchanged rules keep their state."""
+        with self._lock:
+            rules: dict[str, _RuleState] = {}
+            for rule in config.rules:
+                old = self._rules.get(rule.name)
+                if old is not None and _condition(old.rule) == _condition(rule):
+                    old.rule = rule  # severity/webhook may have changed
+                    rules[rule.name] = old
+                else:
+                    rules[rule.name] = _RuleState(rule)
+            self._rules = rules
+            old_config, self._config = self._config, config
+            log_settings = (config.log_path, config.max_bytes, config.backup_count)
+            if log_settings != (old_config.log_path, old_config.max_bytes, old_config.backup_count):
+                self._log.close()
+                self._log = AlertLog(*log_settings)
+
+    def close(self) -> None:
+        """Close the log and deliver queued webhooks (waiting a bounded time)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._log.close()
+        self._webhooks.close(timeout_s=2 * self._config.webhook_timeout_s + 1.0)
