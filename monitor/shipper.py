@@ -1,0 +1,266 @@
+"""The shipper: drains the spool into the sink, oldest sample first, one batch at a time.
+
+The exception a sink raises decides the batch's fate (:mod:`monitor.errors`):
+
+* ``Unavailable`` (connection error, timeout, 429, 5xx) and anything unexpected: the batch
+  stays spooled and is retried after a capped exponential backoff with full jitter
+  (``rand() * min(backoff_max_s, backoff_initial_s * 2**(failures-1))``), never sooner than
+  the server's ``retry_after_s``. ``sink_unreachable`` fires once and resolves once.
+* ``AuthFailed`` (401/403): kept and retried the same way; ``sink_auth_failed`` fires once.
+* ``Rejected`` (400/422): the server's message is logged, the batch counted in
+  ``rejected_total`` and dropped, so a poison batch never blocks the queue.
+
+Rows are peeked afresh on every attempt and acked only after the sink accepted them, so a
+crash at any point re-sends at most one batch (InfluxDB and the SQLite sink overwrite a point
+with the same series and timestamp, so a re-sent batch changes nothing).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from monitor.config import ShipperConfig
+from monitor.errors import AuthFailed, Rejected, SinkError, Unavailable
+from monitor.sinks import Sink
+from monitor.spool import Spool
+
+log = logging.getLogger(__name__)
+
+UNREACHABLE = "sink_unreachable"
+AUTH_FAILED = "sink_auth_failed"
+_WAKE_POLL_S = 0.5  # the default sleep notices replace_sink() this often
+
+
+class ReplayFailed(SinkError):
+    """A spill file could not be replayed completely; ``sent`` lines were written before."""
+
+    def __init__(self, path: Path, sent: int, cause: Exception) -> None:
+        super().__init__(str(path), f"stopped after {sent} lines were sent: {cause}")
+        self.sent = sent
+        self.retryable = getattr(cause, "retryable", False)
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    shipped: int  # samples the sink accepted
+    full: bool  # a whole batch was taken off the queue: more may be waiting
+    retry_in_s: float | None = None  # the attempt failed: wait this long
+
+
+class Shipper:
+    """Moves samples from a :class:`Spool` to a :class:`Sink`. ``run`` is its thread's body."""
+
+    def __init__(
+        self,
+        spool: Spool,
+        sink: Sink,
+        config: ShipperConfig,
+        *,
+        on_state: Callable[[str, bool, str], None] | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], object] | None = None,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self._spool = spool
+        self._sink = sink
+        self._config = config
+        self._on_state = on_state
+        self._clock = clock
+        self._sleep = sleep if sleep is not None else self._interruptible_sleep
+        self._rand = rand
+        self._lock = threading.Lock()  # one batch at a time; replace_sink waits for it
+        self._failures = 0
+        self._active: set[str] = set()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+
+    def ship_once(self) -> int:
+        """Send at most one batch; the number of samples the sink accepted."""
+        return self._attempt().shipped
+
+    def run(self, stop: threading.Event) -> None:
+        """Ship until STOP is set, then flush once more (bounded by ``timeout_s``)."""
+        self._stop = stop
+        log.info("shipping to %s", self._sink.name)
+        while not stop.is_set():
+            try:
+                outcome = self._attempt()
+            except Exception:
+                log.exception("shipper: unexpected error around the spool; retrying")
+                outcome = _Outcome(0, False, self._backoff_s())
+            delay = self._delay_after(outcome)
+            if delay > 0 and not stop.is_set():
+                self._sleep(delay)
+        self._final_flush()
+
+    def replace_sink(self, sink: Sink, config: ShipperConfig) -> None:
+        """Swap sink and settings between batches (SIGHUP); the old sink is closed."""
+        with self._lock:
+            old, self._sink, self._config = self._sink, sink, config
+            self._failures = 0
+        self._wake.set()
+        log.info("shipper: now shipping to %s (batch_size=%d)", sink.name, config.batch_size)
+        if old is not sink:
+            try:
+                old.close()
+            except Exception:
+                log.exception("shipper: closing the previous sink %s failed", old.name)
+
+    # -- one attempt ---------------------------------------------------------------------------
+
+    def _attempt(self) -> _Outcome:
+        with self._lock:
+            sink, batch_size = self._sink, self._config.batch_size
+            rows = self._spool.peek(batch_size)
+            if not rows:
+                return _Outcome(0, False)
+            full = len(rows) == batch_size
+            try:
+                sink.write([line for _, _, line in rows])
+            except Rejected as exc:
+                self._rejected(sink, rows, exc)
+                return _Outcome(0, full)
+            except AuthFailed as exc:
+                return _Outcome(0, False, self._auth_failed(exc))
+            except Unavailable as exc:
+                return _Outcome(0, False, self._unavailable(sink, exc, exc.status is not None))
+            except Exception as exc:
+                log.exception("shipper: unexpected error writing to %s; keeping the batch", sink.name)
+                return _Outcome(0, False, self._unavailable(sink, exc, reachable=False))
+            self._spool.ack([seq for seq, _, _ in rows])
+            self._spool.record_success(int(self._clock() * 1000))
+            self._succeeded(sink, len(rows))
+            return _Outcome(len(rows), full)
+
+    def _succeeded(self, sink: Sink, n: int) -> None:
+        if self._failures:
+            log.info("shipper: %s accepts writes again (%d samples sent)", sink.name, n)
+        self._failures = 0
+        self._resolve(UNREACHABLE, f"{sink.name} accepts writes again")
+        self._resolve(AUTH_FAILED, f"{sink.name} accepts the credentials again")
+
+    def _rejected(self, sink: Sink, rows: Sequence[tuple[int, int, str]], exc: Rejected) -> None:
+        n = len(rows)
+        log.error(
+            "shipper: %s rejected %d samples (ts_ms %d..%d) as bad data; dropping them: %s",
+            sink.name,
+            n,
+            rows[0][1],
+            rows[-1][1],
+            exc.reason,
+        )
+        self._spool.add_rejected(n)
+        self._spool.ack([seq for seq, _, _ in rows])
+        self._spool.record_failure(f"rejected {n} samples: {exc}", reachable=True)
+        self._failures = 0  # the server answered: it is reachable and took the credentials
+        self._resolve(UNREACHABLE, f"{sink.name} answers again")
+        self._resolve(AUTH_FAILED, f"{sink.name} accepts the credentials again")
+
+    def _auth_failed(self, exc: AuthFailed) -> float:
+        delay = self._backoff_s()
+        log.error("shipper: credentials refused: %s; samples stay spooled (retry in %.1fs)", exc, delay)
+        self._spool.record_failure(str(exc), reachable=True)
+        self._resolve(UNREACHABLE, f"{exc.target} answers, but refuses the credentials")
+        self._fire(AUTH_FAILED, str(exc))
+        return delay
+
+    def _unavailable(self, sink: Sink, exc: Exception, reachable: bool) -> float:
+        delay = self._backoff_s()
+        retry_after = exc.retry_after_s if isinstance(exc, Unavailable) else None
+        if retry_after is not None:
+            delay = max(delay, retry_after)
+        message = str(exc) if isinstance(exc, SinkError) else f"{sink.name}: {type(exc).__name__}: {exc}"
+        log.warning("shipper: write failed (attempt %d): %s; retry in %.1fs", self._failures, message, delay)
+        self._spool.record_failure(message, reachable=reachable)
+        self._fire(UNREACHABLE, message)
+        return delay
+
+    def _backoff_s(self) -> float:
+        """Count a failure; full jitter over the capped exponential backoff."""
+        self._failures += 1
+        cfg = self._config
+        cap = min(cfg.backoff_max_s, cfg.backoff_initial_s * 2.0 ** min(self._failures - 1, 64))
+        return self._rand() * cap
+
+    def _fire(self, condition: str, message: str) -> None:
+        if condition not in self._active:
+            self._active.add(condition)
+            if self._on_state is not None:
+                self._on_state(condition, True, message)
+
+    def _resolve(self, condition: str, message: str) -> None:
+        if condition in self._active:
+            self._active.discard(condition)
+            if self._on_state is not None:
+                self._on_state(condition, False, message)
+
+    # -- pacing --------------------------------------------------------------------------------
+
+    def _delay_after(self, outcome: _Outcome) -> float:
+        if outcome.retry_in_s is not None:
+            return outcome.retry_in_s
+        return 0.0 if outcome.full else self._config.flush_interval_s
+
+    def _final_flush(self) -> None:
+        """After stop: send what is waiting until it is gone, a write fails, or timeout_s passes."""
+        deadline = self._clock() + self._config.timeout_s
+        shipped = 0
+        while self._clock() < deadline:
+            try:
+                outcome = self._attempt()
+            except Exception:
+                log.exception("shipper: final flush failed")
+                break
+            shipped += outcome.shipped
+            if outcome.retry_in_s is not None or not outcome.full:
+                break
+        log.info("shipper: final flush sent %d samples; the rest stays spooled", shipped)
+
+    def _interruptible_sleep(self, seconds: float) -> None:
+        """Sleep, returning early when run()'s stop event is set or replace_sink() was called."""
+        end = time.monotonic() + seconds
+        while not self._stop.is_set() and not self._wake.is_set():
+            left = end - time.monotonic()
+            if left <= 0:
+                break
+            self._stop.wait(min(left, _WAKE_POLL_S))
+        self._wake.clear()
+
+
+def replay_file(path: Path, sink: Sink, batch_size: int) -> int:
+    """Send a spilled line-protocol file in batches; the number of lines sent.
+
+    Blank lines and ``#`` comments are skipped. On failure raises :class:`ReplayFailed`
+    with ``sent``. The file is left alone: on success the caller decides whether to remove it.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    sent = 0
+    batch: list[str] = []
+    with path.open(encoding="utf-8") as fh:
+        for raw in fh:
+            text = raw.rstrip("\r\n")
+            if not text.strip() or text.lstrip().startswith("#"):
+                continue
+            batch.append(text)
+            if len(batch) == batch_size:
+                sent = _replay_batch(path, sink, batch, sent)
+                batch = []
+    if batch:
+        sent = _replay_batch(path, sink, batch, sent)
+    log.info("replayed %d lines from %s to %s", sent, path, sink.name)
+    return sent
+
+
+def _replay_batch(path: Path, sink: Sink, batch: list[str], sent: int) -> int:
+    try:
+        sink.write(batch)
+    except Exception as exc:
+        raise ReplayFailed(path, sent, exc) from exc
+    return sent + len(batch)
