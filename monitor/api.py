@@ -220,7 +220,8 @@ def make_app(
 ) -> bottle.Bottle:
     """The WSGI application. SPOOL_STATUS defaults to reading ``config.spool.path`` read-only."""
     api = _Api(config, store, clock, spool_status or (lambda: read_status(config.spool.path)))
-    app = bottle.Bottle(catchall=True, autojson=False)
+    app = bottle.Bottle(catchall=True)
+    app.config["json.enable"] = False  # every body is encoded here, in one place
     app.route("/metrics", "GET", api.endpoint(api.metrics))
     app.route("/metrics/aggregate", "GET", api.endpoint(api.aggregate))
     app.route("/metrics/names", "GET", api.endpoint(api.names))
