@@ -12,7 +12,8 @@ value=93.5 op=> threshold=90 message="cpu_usage_overall is 93.5, > 90 for at lea
   (``>``, ``>=``, ``<``, ``<=``) and threshold; all three are ``-`` for system conditions
   (``sink_unreachable``, ``sink_auth_failed``, ``spool_overflow`` ...).
 - A value is written bare unless it is empty or contains a space, ``"``, ``\\`` or a control
-  character; then it is double-quoted with ``\\"``, ``\\\\``, ``\\n``, ``\\r``, ``\\t`` escapes, so
+  character; then it is double-quoted with ``\\"``, ``\\\\``, ``\\n``, ``\\r``, ``\\t`` escapes (other
+  non-printable characters as ``\\xHH``, ``\\uHHHH``, ``\\UHHHHHHHH``), so
   an event can never span two lines. Keys never contain ``=``: a value is everything after the
   first ``=`` (``op=>=`` is op ``>=``). ``message`` is always last.
 
@@ -92,8 +93,13 @@ def number(value: float) -> str:
 def quote(value: str) -> str:
     if value and not _NEEDS_QUOTES.search(value):
         return value
-    escaped = "".join(_ESCAPES.get(ch, ch if ch.isprintable() else f"\\x{ord(ch):02x}") for ch in value)
+    escaped = "".join(_ESCAPES.get(ch, ch if ch.isprintable() else _hex_escape(ch)) for ch in value)
     return f'"{escaped}"'
+
+
+def _hex_escape(ch: str) -> str:
+    code = ord(ch)
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
 def format_line(event: AlertEvent) -> str:
@@ -117,8 +123,8 @@ def _unquote(text: str) -> str:
         return text
     body = text[1:-1]
     return re.sub(
-        r"\\x([0-9a-f]{2})|\\(.)",
-        lambda m: chr(int(m[1], 16)) if m[1] else _UNESCAPES.get(m[2], m[2]),
+        r"\\x([0-9a-f]{2})|\\u([0-9a-f]{4})|\\U([0-9a-f]{8})|\\(.)",
+        lambda m: chr(int(m[1] or m[2] or m[3], 16)) if m[4] is None else _UNESCAPES.get(m[4], m[4]),
         body,
     )
 

@@ -41,7 +41,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from monitor.alert_log import FIRING, RESOLVED, AlertEvent, AlertLog, number
+from monitor.alert_log import FIRING, RESOLVED, AlertEvent, AlertLog, number, quote
 from monitor.config import AlertRule, AlertsConfig
 from monitor.lineprotocol import Sample
 from monitor.webhook import Post, WebhookSender, post_json
@@ -171,7 +171,7 @@ class Alerts:
     def _emit(self, event: AlertEvent, webhook: str) -> None:
         self._log.write(event)
         level = logging.WARNING if event.state == FIRING else logging.INFO
-        log.log(level, "alert %s %s (%s): %s", event.rule, event.state, event.severity, event.message)
+        log.log(level, "alert %s %s (%s): %s", event.rule, event.state, event.severity, quote(event.message))
         if webhook:
             self._webhooks.send(webhook, event.payload(), self._config.webhook_timeout_s)
 
