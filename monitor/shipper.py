@@ -10,6 +10,9 @@ The exception a sink raises decides the batch's fate (:mod:`monitor.errors`):
 * ``Rejected`` (400/422): the server's message is logged, the batch counted in
   ``rejected_total`` and dropped, so a poison batch never blocks the queue.
 
+One thread runs ``run`` (or calls ``ship_once``); ``replace_sink`` may be called from any
+other thread and takes effect at the next batch. ``run`` closes the sink when it returns.
+
 Rows are peeked afresh on every attempt and acked only after the sink accepted them, so a
 crash at any point re-sends at most one batch (InfluxDB and the SQLite sink overwrite a point
 with the same series and timestamp, so a re-sent batch changes nothing).
@@ -74,7 +77,8 @@ class Shipper:
         self._clock = clock
         self._sleep = sleep if sleep is not None else self._interruptible_sleep
         self._rand = rand
-        self._lock = threading.Lock()  # one batch at a time; replace_sink waits for it
+        self._pending: tuple[Sink, ShipperConfig] | None = None  # from replace_sink()
+        self._pending_lock = threading.Lock()
         self._failures = 0
         self._active: set[str] = set()
         self._stop = threading.Event()
@@ -85,7 +89,7 @@ class Shipper:
         return self._attempt().shipped
 
     def run(self, stop: threading.Event) -> None:
-        """Ship until STOP is set, then flush once more (bounded by ``timeout_s``)."""
+        """Ship until STOP is set, flush once more (bounded by ``timeout_s``), close the sink."""
         self._stop = stop
         log.info("shipping to %s", self._sink.name)
         while not stop.is_set():
@@ -98,45 +102,62 @@ class Shipper:
             if delay > 0 and not stop.is_set():
                 self._sleep(delay)
         self._final_flush()
+        self._apply_pending()
+        self._close(self._sink)
 
     def replace_sink(self, sink: Sink, config: ShipperConfig) -> None:
-        """Swap sink and settings between batches (SIGHUP); the old sink is closed."""
-        with self._lock:
-            old, self._sink, self._config = self._sink, sink, config
-            self._failures = 0
+        """Use SINK and CONFIG from the next batch on (SIGHUP); the old sink is then closed.
+
+        Returns at once, never waiting for a write in flight; wakes the default sleep.
+        """
+        with self._pending_lock:
+            superseded, self._pending = self._pending, (sink, config)
+        if superseded is not None:  # replaced twice before a batch: the first one was never used
+            self._close(superseded[0])
         self._wake.set()
-        log.info("shipper: now shipping to %s (batch_size=%d)", sink.name, config.batch_size)
-        if old is not sink:
-            try:
-                old.close()
-            except Exception:
-                log.exception("shipper: closing the previous sink %s failed", old.name)
 
     # -- one attempt ---------------------------------------------------------------------------
 
     def _attempt(self) -> _Outcome:
-        with self._lock:
-            sink, batch_size = self._sink, self._config.batch_size
-            rows = self._spool.peek(batch_size)
-            if not rows:
-                return _Outcome(0, False)
-            full = len(rows) == batch_size
-            try:
-                sink.write([line for _, _, line in rows])
-            except Rejected as exc:
-                self._rejected(sink, rows, exc)
-                return _Outcome(0, full)
-            except AuthFailed as exc:
-                return _Outcome(0, False, self._auth_failed(exc))
-            except Unavailable as exc:
-                return _Outcome(0, False, self._unavailable(sink, exc, exc.status is not None))
-            except Exception as exc:
-                log.exception("shipper: unexpected error writing to %s; keeping the batch", sink.name)
-                return _Outcome(0, False, self._unavailable(sink, exc, reachable=False))
-            self._spool.ack([seq for seq, _, _ in rows])
-            self._spool.record_success(int(self._clock() * 1000))
-            self._succeeded(sink, len(rows))
-            return _Outcome(len(rows), full)
+        self._apply_pending()
+        sink, batch_size = self._sink, self._config.batch_size
+        rows = self._spool.peek(batch_size)
+        if not rows:
+            return _Outcome(0, False)
+        full = len(rows) == batch_size
+        try:
+            sink.write([line for _, _, line in rows])
+        except Rejected as exc:
+            self._rejected(sink, rows, exc)
+            return _Outcome(0, full)
+        except AuthFailed as exc:
+            return _Outcome(0, False, self._auth_failed(exc))
+        except Unavailable as exc:
+            return _Outcome(0, False, self._unavailable(sink, exc, exc.status is not None))
+        except Exception as exc:
+            log.exception("shipper: unexpected error writing to %s; keeping the batch", sink.name)
+            return _Outcome(0, False, self._unavailable(sink, exc, reachable=False))
+        self._spool.ack([seq for seq, _, _ in rows])
+        self._spool.record_success(int(self._clock() * 1000))
+        self._succeeded(sink, len(rows))
+        return _Outcome(len(rows), full)
+
+    def _apply_pending(self) -> None:
+        with self._pending_lock:
+            pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        old, (self._sink, self._config) = self._sink, pending
+        self._failures = 0
+        log.info("shipper: now shipping to %s (batch_size=%d)", self._sink.name, self._config.batch_size)
+        if old is not self._sink:
+            self._close(old)
+
+    def _close(self, sink: Sink) -> None:
+        try:
+            sink.close()
+        except Exception:
+            log.exception("shipper: closing %s failed", sink.name)
 
     def _succeeded(self, sink: Sink, n: int) -> None:
         if self._failures:

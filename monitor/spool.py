@@ -186,6 +186,8 @@ class Spool:
 
     def peek(self, limit: int) -> list[tuple[int, int, str]]:
         """Up to LIMIT oldest samples as (seq, ts_ms, line), in (ts_ms, seq) order."""
+        if limit < 1:  # SQLite reads LIMIT -1 as "no limit"
+            return []
         with self._lock:
             return [(int(s), int(t), str(ln)) for s, t, ln in self._conn.execute(_OLDEST, (limit,))]
 

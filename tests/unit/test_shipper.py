@@ -335,6 +335,7 @@ def test_stop_flushes_everything_waiting_before_run_returns(spool: Spool) -> Non
 
     assert sink.accepted == lines
     assert fake.sleeps == []
+    assert sink.closed  # run() owns the sink once it has started
 
 
 def test_final_flush_gives_up_at_the_first_failure_without_waiting(spool: Spool) -> None:
@@ -381,10 +382,45 @@ def test_replace_sink_closes_the_old_sink_and_ships_the_kept_batch_with_new_sett
 
     assert shipper.ship_once() == 0
     shipper.replace_sink(new, shipper_config(batch_size=4))
+    assert not old.closed  # swapped between batches, not before
 
-    assert old.closed and not new.closed
     assert shipper.ship_once() == 4
+    assert old.closed and not new.closed
     assert new.accepted == lines[:4]
+
+
+def test_replace_sink_twice_before_a_batch_closes_the_unused_sink(spool: Spool) -> None:
+    lines = fill(spool, range(2))
+    old, unused, new = FakeSink(), FakeSink(name="unused"), FakeSink(name="new")
+    shipper = Shipper(spool, old, shipper_config())
+
+    shipper.replace_sink(unused, shipper_config())
+    shipper.replace_sink(new, shipper_config())
+    shipper.ship_once()
+
+    assert old.closed and unused.closed and not new.closed
+    assert (new.accepted, unused.attempts) == (lines, [])
+
+
+def test_replace_sink_returns_without_waiting_for_the_write_in_flight(spool: Spool) -> None:
+    lines = fill(spool, range(6))
+    in_write, gate = threading.Event(), threading.Event()
+    released: list[bool] = []
+    old, new = FakeSink(), FakeSink(name="new")
+    old.on_write = lambda: (in_write.set(), released.append(gate.wait(timeout=30)))
+    shipper = Shipper(spool, old, shipper_config())
+    writer = threading.Thread(target=shipper.ship_once)
+    writer.start()
+    assert in_write.wait(timeout=30)
+
+    shipper.replace_sink(new, shipper_config())  # the write is still blocked in the old sink
+    gate.set()
+    writer.join(timeout=30)
+
+    assert released == [True]
+    assert old.accepted == lines[:3] and not old.closed
+    assert shipper.ship_once() == 3
+    assert new.accepted == lines[3:] and old.closed
 
 
 def test_replace_sink_resets_the_backoff_and_nothing_is_lost(spool: Spool) -> None:
