@@ -1,0 +1,168 @@
+"""Same data, same questions, same answers: the SQLite store and InfluxDB 1.6.7 (via InfluxQL).
+
+Two hours of 1-second samples from two hosts (one with a core the other lacks, gaps, values
+with many digits, timestamps off the second) are loaded into both; then a query set of raw
+windows, epoch-aligned buckets, counts and every aggregate runs through both Store
+implementations and through the API on top of each, and the answers are compared.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import statistics
+import urllib.request
+from typing import Any
+
+import pytest
+
+from monitor import sqlitedb
+from monitor.api import make_app
+from monitor.config import parse
+from monitor.lineprotocol import Sample, encode
+from monitor.stores import AGGREGATES, Query, Series
+from monitor.stores.influxql import InfluxQLStore
+from monitor.stores.sqlite import SQLiteStore
+from tests.unit.test_api import call
+
+pytestmark = pytest.mark.integration
+
+T0 = 1_700_000_000_000
+HOURS = 2
+NOW_S = (T0 + HOURS * 3_600_000) / 1000
+ALL = ("cpu_usage_overall", "cpu_usage_1", "cpu_usage_2", "memory_usage", "disk_read", "network_recv")
+
+
+def samples() -> list[Sample]:
+    rnd = random.Random(42)
+    out = []
+    for i in range(HOURS * 3600):
+        for host in ("a", "b"):
+            if (i // 300) % 7 == 3 and host == "b":
+                continue  # a five-minute gap every 35 minutes on host b
+            fields = {m: rnd.uniform(0, 100) for m in ALL if not (m == "cpu_usage_2" and host == "b")}
+            if i % 11 == 0:
+                fields.pop("memory_usage")  # a field missing now and then
+            out.append(Sample(T0 + i * 1000 + (i * 37) % 1000, host, fields))
+    return out
+
+
+@pytest.fixture(scope="module")
+def stores(influxdb1, tmp_path_factory) -> tuple[SQLiteStore, InfluxQLStore]:
+    data = samples()
+    path = tmp_path_factory.mktemp("consistency") / "metrics.db"
+    conn = sqlitedb.connect(path)
+    conn.executemany(
+        "INSERT INTO points VALUES (?, ?, ?, ?)",
+        [(m, s.host, s.ts_ms, v) for s in data for m, v in s.fields.items()],
+    )
+    conn.commit()
+    conn.close()
+    db = "consistency"
+    urllib.request.urlopen(
+        urllib.request.Request(f"{influxdb1.url}/query?q=CREATE+DATABASE+{db}", method="POST")
+    ).close()
+    for i in range(0, len(data), 5000):
+        body = "\n".join(encode(s, "system") for s in data[i : i + 5000]).encode()
+        req = urllib.request.Request(f"{influxdb1.url}/write?db={db}&precision=ms", data=body, method="POST")
+        urllib.request.urlopen(req, timeout=30).close()
+    return SQLiteStore(path), InfluxQLStore(influxdb1.url, db, timeout_s=30)
+
+
+WINDOWS = [
+    (T0, T0 + HOURS * 3_600_000),  # everything
+    (T0 + 1234, T0 + 3_600_000 - 77),  # edges off every bucket boundary
+    (T0 + 5_037, T0 + 5_037 + 1),  # one sample exactly at start: included
+    (T0 + 4_000, T0 + 5_037),  # a sample exactly at end: excluded
+    (T0 + 1_500_000, T0 + 2_100_000),  # across one of b's gaps
+    (T0 - 3_600_000, T0),  # before any data
+]
+METRIC_SETS = [ALL, ("cpu_usage_2",), ("memory_usage", "disk_read")]
+HOSTS = [None, "a", "b", "nobody"]
+STEPS = [None, 1000, 7000, 60_000, 3_600_000, 86_400_000]
+
+
+def assert_same_series(left: list[Series], right: list[Series]) -> None:
+    assert [s.host for s in left] == [s.host for s in right]
+    for a, b in zip(left, right, strict=True):
+        assert [ts for ts, _ in a.rows] == [ts for ts, _ in b.rows], a.host
+        for (ts, va), (_, vb) in zip(a.rows, b.rows, strict=True):
+            assert same(va, vb), (a.host, ts, va, vb)
+
+
+@pytest.mark.parametrize("window", WINDOWS)
+@pytest.mark.parametrize("metrics", METRIC_SETS)
+@pytest.mark.parametrize("host", HOSTS)
+def test_counts_and_rows_match(stores, window, metrics, host):
+    sqlite, influx = stores
+    query = Query(metrics, *window, host)
+    assert sqlite.counts(query) == influx.counts(query)
+    for step in STEPS:
+        assert_same_series(sqlite.rows(query, step), influx.rows(query, step))
+
+
+@pytest.mark.parametrize("window", WINDOWS)
+@pytest.mark.parametrize("host", HOSTS)
+@pytest.mark.parametrize("fn", AGGREGATES)
+def test_aggregates_match(stores, window, host, fn):
+    sqlite, influx = stores
+    for metric in ("cpu_usage_overall", "cpu_usage_2", "memory_usage"):
+        a = sqlite.aggregate(metric, fn, *window, host)
+        b = influx.aggregate(metric, fn, *window, host)
+        assert a.samples == b.samples, (metric, fn)
+        assert same(a.value, b.value), (metric, fn, a.value, b.value)
+
+
+def test_names_match(stores):
+    sqlite, influx = stores
+    assert sqlite.names() == influx.names() == ["cpu_usage_overall", "cpu_usage_1", "cpu_usage_2", *ALL[3:]]
+
+
+def apps(stores, tmp_path, max_points: int = 1000) -> list[Any]:
+    config = parse({"agent": {"state_dir": str(tmp_path)}, "api": {"max_points": max_points}}, environ={})
+    return [make_app(config, store, clock=lambda: NOW_S, spool_status=lambda: None) for store in stores]
+
+
+def comparable(body: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in body.items() if k != "store"}
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/metrics?start=120&end=100",
+        "/metrics?start=120&end=0&metrics=cpu_usage_2,disk_read",  # over the cap: downsampled
+        "/metrics?start=61.5&end=33.3&step=90&host=b",
+        "/metrics/names",
+        *(f"/metrics/aggregate?metric=memory_usage&start=100&end=7.7&fn={fn}" for fn in AGGREGATES),
+    ],
+)
+def test_the_api_answers_the_same_on_both_stores(stores, tmp_path, target):
+    sqlite_app, influx_app = apps(stores, tmp_path)
+    left, right = call(sqlite_app, target).json(), call(influx_app, target).json()
+    left.pop("store", None), right.pop("store", None)
+    assert left.get("series", left.get("metrics", left.get("value"))), left  # not vacuously equal
+    assert same(left, right)
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal, with floats compared to 12 significant digits (summation order differs)."""
+    if isinstance(a, float) or isinstance(b, float):
+        return a is not None and b is not None and math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-12)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
+@pytest.mark.parametrize("window", [(120, 0), (90.25, 45.5), (5, 4.99), (61, 59)])
+def test_aggregate_mean_equals_the_mean_of_the_raw_samples_on_influxdb(stores, tmp_path, window):
+    _, influx_app = apps(stores, tmp_path, max_points=20_000)
+    start, end = window
+    raw = call(influx_app, f"/metrics?start={start}&end={end}&metrics=cpu_usage_1").json()
+    agg = call(influx_app, f"/metrics/aggregate?metric=cpu_usage_1&start={start}&end={end}").json()
+    assert not raw["downsampled"]
+    values = [p["cpu_usage_1"] for s in raw["series"] for p in s["points"]]
+    assert agg["samples"] == len(values) > 0
+    assert agg["value"] == pytest.approx(statistics.fmean(values), rel=1e-12)
