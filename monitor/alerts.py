@@ -175,9 +175,11 @@ class Alerts:
         if webhook:
             self._webhooks.send(webhook, event.payload(), self._config.webhook_timeout_s)
 
-    def reconfigure(self, config: AlertsConfig) -> None:
-        """SIGHUP: new rules and log settings; unchanged rules keep their state."""
+    def reconfigure(self, config: AlertsConfig, host: str | None = None) -> None:
+        """SIGHUP: new rules and log settings (and ``host``, if given); unchanged rules keep their state."""
         with self._lock:
+            if host is not None:
+                self._host = host
             rules: dict[str, _RuleState] = {}
             for rule in config.rules:
                 old = self._rules.get(rule.name)

@@ -284,6 +284,18 @@ def test_reconfigure_moves_the_log_and_keeps_conditions(tmp_path: Path) -> None:
     assert [e["state"] for e in events(tmp_path / "b")] == ["RESOLVED"]
 
 
+def test_reconfigure_with_a_new_host_uses_it_for_later_events(tmp_path: Path) -> None:
+    alerts = Alerts(config(tmp_path, rule()), "old-name")
+    feed(alerts, [95])
+    alerts.reconfigure(config(tmp_path, rule()), host="new-name")
+    feed(alerts, [50], start_ms=T0 + STEP_MS)
+    alerts.close()
+    assert [(e["state"], e["host"]) for e in events(tmp_path)] == [
+        ("FIRING", "old-name"),
+        ("RESOLVED", "new-name"),
+    ]
+
+
 # -- webhooks ---------------------------------------------------------------------------------
 
 
