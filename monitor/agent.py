@@ -27,7 +27,7 @@ from monitor.spool import Spool
 
 log = logging.getLogger(__name__)
 
-OVERFLOW_CHECK_EVERY = 30  # ticks between checks whether a spool overflow has cleared
+OVERFLOW_QUIET_TICKS = 30  # ticks without an overflow before the spool_overflow alert resolves
 
 
 @dataclass
@@ -56,7 +56,7 @@ class Agent:
         self.loader = loader or (lambda: config_mod.load(config.source))
         self.stop_event = threading.Event()
         self._reload = threading.Event()
-        self._overflowing = False
+        self._overflow_ticks_ago: int | None = None  # None: no overflow outstanding
 
     # -- signals ------------------------------------------------------------------------
     def stop(self) -> None:
@@ -76,7 +76,7 @@ class Agent:
             self._loop(parts)
         finally:
             self.stop_event.set()
-            ship_thread.join(self.config.shipper.timeout_s + 5)
+            ship_thread.join(2 * self.config.shipper.timeout_s + 5)  # a write may start at the deadline
             if ship_thread.is_alive():
                 log.warning("shipper did not finish its final flush in time; samples stay spooled")
             parts.alerts.close()
@@ -96,7 +96,6 @@ class Agent:
 
     def _loop(self, parts: _Parts) -> None:
         measurement = self.config.sink.measurement
-        ticks = 0
         while not self.stop_event.is_set():
             ts_ms = parts.ticker.wait_next(self.stop_event)
             if ts_ms is None:
@@ -104,9 +103,7 @@ class Agent:
             sample = parts.collector.sample(ts_ms, self.clock())
             parts.spool.append(ts_ms, encode(sample, measurement))
             parts.alerts.observe(sample)
-            ticks += 1
-            if self._overflowing and ticks % OVERFLOW_CHECK_EVERY == 0:
-                self._check_overflow_cleared(parts)
+            self._check_overflow_cleared(parts)
             if self._reload.is_set():
                 self._reload.clear()
                 parts = self._apply_reload(parts)
@@ -115,7 +112,7 @@ class Agent:
     # -- alerts from the spool and the shipper --------------------------------------------
     def _on_overflow(self, alerts: Alerts) -> Callable[[str, int], None]:
         def overflow(policy: str, n: int) -> None:
-            self._overflowing = True
+            self._overflow_ticks_ago = 0
             verb = "dropped (oldest first)" if policy == "drop_oldest" else "spilled to the spill file"
             alerts.set_condition(
                 "spool_overflow", True, "critical", f"spool budget reached: {n} samples {verb}"
@@ -130,11 +127,18 @@ class Agent:
         return state
 
     def _check_overflow_cleared(self, parts: _Parts) -> None:
-        depth = parts.spool.status().depth
-        if depth < self.config.spool.buffer_size // 2:
-            self._overflowing = False
+        """Resolve spool_overflow once no sample was dropped or spilled for a while."""
+        if self._overflow_ticks_ago is None:
+            return
+        self._overflow_ticks_ago += 1
+        if self._overflow_ticks_ago >= OVERFLOW_QUIET_TICKS:
+            self._overflow_ticks_ago = None
+            depth = parts.spool.status().depth
             parts.alerts.set_condition(
-                "spool_overflow", False, "critical", f"spool back under budget ({depth} samples queued)"
+                "spool_overflow",
+                False,
+                "critical",
+                f"no overflow for {OVERFLOW_QUIET_TICKS} ticks ({depth} samples queued)",
             )
 
     # -- SIGHUP -------------------------------------------------------------------------
