@@ -48,11 +48,13 @@ class Agent:
         *,
         stats: SystemStats | None = None,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
         loader: Callable[[], Config] | None = None,
     ) -> None:
         self.config = config
         self.stats = stats
-        self.clock = clock
+        self.clock = clock  # wall clock: tick timestamps, alert times
+        self.monotonic = monotonic  # elapsed time for rates, immune to clock steps
         self.loader = loader or (lambda: config_mod.load(config.source))
         self.stop_event = threading.Event()
         self._reload = threading.Event()
@@ -91,7 +93,7 @@ class Agent:
         log.info("collecting every %ss for host %s into %s", c.agent.interval_s, c.host, sink.name)
         shipper = Shipper(spool, sink, c.shipper, on_state=self._on_state(alerts))
         collector = Collector(c.host, self.stats)
-        collector.prime(self.clock())
+        collector.prime(self.monotonic())
         return _Parts(collector, Ticker(c.agent.interval_s, clock=self.clock), spool, alerts, shipper)
 
     def _loop(self, parts: _Parts) -> None:
@@ -100,7 +102,7 @@ class Agent:
             ts_ms = parts.ticker.wait_next(self.stop_event)
             if ts_ms is None:
                 break
-            sample = parts.collector.sample(ts_ms, self.clock())
+            sample = parts.collector.sample(ts_ms, self.monotonic())
             parts.spool.append(ts_ms, encode(sample, measurement))
             parts.alerts.observe(sample)
             self._check_overflow_cleared(parts)
@@ -151,7 +153,7 @@ class Agent:
             return parts
         old = self.config
         self.config = new
-        parts.alerts.reconfigure(new.alerts)
+        parts.alerts.reconfigure(new.alerts, host=new.host)
         parts.spool.reconfigure(new.spool)
         if (new.sink, new.shipper) != (old.sink, old.shipper):
             parts.shipper.replace_sink(make_sink(new.sink, new.shipper), new.shipper)
@@ -159,6 +161,6 @@ class Agent:
             parts.ticker = Ticker(new.agent.interval_s, clock=self.clock)
         if new.host != old.host:
             parts.collector = Collector(new.host, self.stats)
-            parts.collector.prime(self.clock())
+            parts.collector.prime(self.monotonic())
         log.info("configuration reloaded from %s", new.source or "defaults")
         return parts
