@@ -137,8 +137,7 @@ class Shipper:
         except Exception as exc:
             log.exception("shipper: unexpected error writing to %s; keeping the batch", sink.name)
             return _Outcome(0, False, self._unavailable(sink, exc, reachable=False))
-        self._spool.ack([seq for seq, _, _ in rows])
-        self._spool.record_success(int(self._clock() * 1000))
+        self._spool.ack([seq for seq, _, _ in rows], success_ms=int(self._clock() * 1000))
         self._succeeded(sink, len(rows))
         return _Outcome(len(rows), full)
 
