@@ -1,0 +1,276 @@
+"""The agent's guarantees (issue 2, "Spool and shipper"), end to end against a real InfluxDB 1.6.7.
+
+- The database down for a while, then back: every sample arrives exactly once, with its
+  original timestamp and values, and the spool shrinks back to empty.
+- The agent SIGKILLed while the database is down, then restarted: nothing lost but at most the
+  sample in flight.
+- The budget reached: the configured policy applies (drop the oldest, or spill them to a file that
+  ``hostmon spool replay`` sends later), every sample counted, alerted, and the agent keeps going;
+  ``spool.buffer_size`` still means "samples held before the overflow policy applies".
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sqlite3
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from monitor.config import SpoolConfig
+from monitor.lineprotocol import Sample, encode
+from monitor.spool import Spool, read_status
+from tests.integration.conftest import (
+    HOST,
+    INTERVAL_S,
+    RecordingAgent,
+    agent_settings,
+    alert_states,
+    assert_arrived_exactly_once,
+    expected_ticks_ms,
+    hostmon,
+    load,
+    point_of,
+    points_written,
+    running,
+    spool_rows,
+    stored_points,
+    wait_for,
+    write_config,
+)
+
+pytestmark = pytest.mark.integration
+
+MiB = 1024 * 1024
+
+
+def test_outage_then_recovery_delivers_every_sample_exactly_once_with_its_values(
+    tmp_path, state_dir, influxdb1, influx_db, proxy
+):
+    config = load(agent_settings(state_dir, proxy.url, influx_db), tmp_path / "hostmon.toml")
+    agent = RecordingAgent(config)
+    with running(agent):
+        wait_for(lambda: agent.status().last_success_ms, "a first successful write")
+        proxy.set_mode("refuse")  # the database goes away
+        outage_started = len(agent.lines())
+        peak = wait_for(
+            lambda: (s := agent.status()).depth >= 15 and s,
+            "samples to pile up in the spool during the outage",
+        )
+        assert peak.sink_reachable is False
+        proxy.set_mode("pass")  # ... and comes back
+        wait_for(lambda: len(agent.lines()) > outage_started + peak.depth + 2, "ticks after the outage")
+        wait_for(lambda: agent.status().depth == 0, "the spool to drain")
+    assert peak.depth >= 15
+    lines = agent.lines()
+    assert_arrived_exactly_once(influxdb1.url, influx_db, lines)
+    # the ticks are consecutive: no sample was lost between tick and spool either
+    first, last = lines[0], lines[-1]
+    assert len(lines) == len(expected_ticks_ms(point_of(first)[0], point_of(last)[0], INTERVAL_S, set()))
+    alerts_log = config.alerts.log_path
+    assert alert_states(alerts_log, "sink_unreachable") == ["FIRING", "RESOLVED"]
+    assert spool_rows(config.spool.path) == []
+
+
+def _sleep_until_mid_interval(interval_s: float) -> None:
+    now = time.time()
+    mid = (math.floor(now / interval_s) + 0.5) * interval_s
+    if mid <= now + 0.01:
+        mid += interval_s
+    time.sleep(mid - now)
+
+
+def test_sigkill_while_the_database_is_down_loses_nothing_but_the_sample_in_flight(
+    tmp_path, state_dir, influxdb1, influx_db, proxy, start_agent
+):
+    interval_s = 0.4
+    cfg = write_config(
+        tmp_path / "hostmon.toml", agent_settings(state_dir, proxy.url, influx_db, interval_s=interval_s)
+    )
+    proxy.set_mode("refuse")
+    agent = start_agent(cfg)
+    agent.wait_status(lambda s: s.depth >= 5, "five samples spooled while the database is down")
+    # Kill half-way between two ticks: the last tick's sample has had interval/2 to become
+    # durable, so "at most the sample in flight" means the last tick before the kill is there.
+    _sleep_until_mid_interval(interval_s)
+    killed_at_ms = int(time.time() * 1000)
+    agent.kill()
+    assert agent.proc.returncode == -9
+    rows = spool_rows(agent.config.spool.path)
+    spooled = [line for _, _, line in rows]
+    last_ts = rows[-1][1]
+    assert 0 <= killed_at_ms - last_ts <= interval_s * 1000, (killed_at_ms, last_ts)
+    ticks = expected_ticks_ms(rows[0][1], last_ts, interval_s, agent.skipped_ticks_ms())
+    assert [ts for _, ts, _ in rows] == ticks
+    assert stored_points(influxdb1.url, influx_db) == []
+
+    proxy.set_mode("pass")
+    restarted = start_agent(cfg)
+    wanted = {point_of(line) for line in spooled}
+    wait_for(
+        lambda: wanted <= set(stored_points(influxdb1.url, influx_db)),
+        "every sample spooled before the kill to arrive",
+        explain=lambda: restarted.log()[-3000:],
+    )
+    assert restarted.terminate() == 0
+    stored = stored_points(influxdb1.url, influx_db)
+    assert Counter(stored) == Counter(set(stored)), "a sample is stored twice"
+    assert points_written(influxdb1.url, influx_db) == len(stored), "a sample was written twice"
+    after = [p for p in stored if p[0] > last_ts]
+    assert len(stored) == len(spooled) + len(after)
+    assert spool_rows(agent.config.spool.path) == []
+
+
+def test_buffer_size_full_drops_the_oldest_counts_them_alerts_and_keeps_sampling(
+    tmp_path, state_dir, influx_db, proxy
+):
+    buffer_size = 20
+    config = load(
+        agent_settings(
+            state_dir,
+            proxy.url,
+            influx_db,
+            interval_s=0.1,
+            spool={"buffer_size": buffer_size, "overflow": "drop_oldest"},
+        ),
+        tmp_path / "hostmon.toml",
+    )
+    proxy.set_mode("refuse")
+    agent = RecordingAgent(config)
+    depths: list[int] = []
+    with running(agent):
+
+        def dropped_enough() -> bool:
+            status = agent.status()
+            depths.append(status.depth)
+            return status.dropped_total >= 10
+
+        wait_for(dropped_enough, "ten samples dropped")
+        newest = agent.status().newest_ts_ms
+        assert newest is not None
+        wait_for(lambda: (agent.status().newest_ts_ms or 0) >= newest + 500, "ticks after the overflow")
+    assert max(depths) <= buffer_size
+    rows = spool_rows(config.spool.path)
+    assert len(rows) == buffer_size
+    kept = {line for _, _, line in rows}
+    appended = agent.lines()
+    missing = [line for line in appended if line not in kept]
+    final = read_status(config.spool.path)
+    assert final is not None
+    assert final.dropped_total == len(missing) > 0
+    assert missing == appended[: len(missing)], "what was dropped is not the oldest samples"
+    assert [line for _, _, line in rows] == appended[len(missing) :]
+    states = alert_states(config.alerts.log_path, "spool_overflow")
+    assert states == ["FIRING"]
+
+
+def test_spill_policy_writes_exactly_the_spilled_samples_and_replay_fills_the_gap(
+    tmp_path, state_dir, influxdb1, influx_db, proxy, start_agent
+):
+    interval_s, buffer_size = 0.1, 20
+    cfg = write_config(
+        tmp_path / "hostmon.toml",
+        agent_settings(
+            state_dir,
+            proxy.url,
+            influx_db,
+            interval_s=interval_s,
+            spool={"buffer_size": buffer_size, "overflow": "spill"},
+        ),
+    )
+    proxy.set_mode("refuse")
+    agent = start_agent(cfg)
+    spill_path = agent.config.spool.spill_path
+    status = agent.wait_status(lambda s: s.spilled_total >= 10, "ten samples spilled")
+    assert status.depth <= buffer_size
+    agent.wait_status(lambda s: s.newest_ts_ms >= status.newest_ts_ms + 500, "ticks after the spill")
+    assert agent.alive()
+    assert alert_states(agent.config.alerts.log_path, "spool_overflow") == ["FIRING"]
+
+    proxy.set_mode("pass")
+    drained = agent.wait_status(lambda s: s.depth <= 1 and s.last_success_ms, "the spool to drain")
+    spilled = spill_path.read_text().splitlines()
+    assert len(spilled) == drained.spilled_total
+    assert all(line.startswith(f"system,host={HOST} ") for line in spilled)
+    spilled_ts = [point_of(line)[0] for line in spilled]
+    assert spilled_ts == sorted(spilled_ts) and len(set(spilled_ts)) == len(spilled_ts)
+
+    result = hostmon(cfg, "spool", "replay", str(spill_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"replayed {len(spilled)} lines" in result.stdout
+    assert not spill_path.exists()
+    assert agent.terminate() == 0
+
+    stored = stored_points(influxdb1.url, influx_db)
+    stored_set = set(stored)
+    assert {point_of(line) for line in spilled} <= stored_set, "a spilled sample did not arrive"
+    per_ts = Counter(ts for ts, _ in stored)
+    ticks = expected_ticks_ms(min(spilled_ts), max(per_ts), interval_s, agent.skipped_ticks_ms())
+    assert [per_ts[ts] for ts in ticks] == [1] * len(ticks), "a tick is missing or stored twice"
+    assert sorted(per_ts) == ticks
+
+
+def _prefill(path: Path, budget_bytes: int, n_cores: int) -> list[str]:
+    """Fill a new spool file with old samples up to 90% of BUDGET_BYTES; their lines, oldest first."""
+    spool = Spool(SpoolConfig(path=path, max_spool_bytes=budget_bytes))  # creates the schema
+    spool.close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    start_ms = (int(time.time()) - 86_400) * 1000
+    lines: list[str] = []
+    fields = {"cpu_usage_overall": 12.5, **{f"cpu_usage_{i}": 10.0 + i for i in range(1, n_cores + 1)}}
+    fields |= {"memory_usage": 42.25, "disk_read": 12345.67, "disk_write": 2345.5}
+    fields |= {"network_sent": 345.0, "network_recv": 4567.75}
+
+    def used() -> int:
+        pages, free, size = (
+            conn.execute(f"PRAGMA {p}").fetchone()[0] for p in ("page_count", "freelist_count", "page_size")
+        )
+        return (pages - free) * size
+
+    while used() < 0.9 * budget_bytes:
+        batch = []
+        for _ in range(20):
+            ts = start_ms + len(lines) * 1000
+            line = encode(Sample(ts, HOST, fields), "system")
+            lines.append(line)
+            batch.append((ts, line))
+        conn.execute("BEGIN")
+        conn.executemany("INSERT INTO queue (ts_ms, line) VALUES (?, ?)", batch)
+        conn.execute("COMMIT")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    return lines
+
+
+def test_byte_budget_reached_drops_the_oldest_and_the_spool_stays_within_max_spool_bytes(
+    tmp_path, state_dir, influx_db, proxy, start_agent
+):
+    """The smallest byte budget is 1 MiB (~3,500 samples): the spool is pre-filled with a day-old
+    backlog up to 90% of it, so the real agent reaches the budget within its first ticks."""
+    budget = MiB
+    settings = agent_settings(state_dir, proxy.url, influx_db, spool={"max_spool_bytes": budget})
+    cfg = write_config(tmp_path / "hostmon.toml", settings)
+    spool_path = state_dir / "spool.db"
+    backlog = _prefill(spool_path, budget, os.cpu_count() or 1)
+    proxy.set_mode("refuse")
+    agent = start_agent(cfg)
+    agent.wait_status(lambda s: s.dropped_total > 0, "the byte budget to drop samples")
+    dropped_at_ms = int(time.time() * 1000)
+    agent.wait_status(lambda s: s.newest_ts_ms >= dropped_at_ms + 1000, "ticks after the overflow")
+    assert agent.alive()
+    sizes = {p.name: p.stat().st_size for p in state_dir.glob("spool.db*")}
+    assert sizes["spool.db"] + sizes.get("spool.db-wal", 0) <= budget, sizes
+    assert alert_states(agent.config.alerts.log_path, "spool_overflow") == ["FIRING"]
+    assert agent.terminate() == 0
+
+    rows = spool_rows(spool_path)
+    final = agent.status()
+    assert final is not None
+    kept_backlog = [line for _, _, line in rows if line in set(backlog)]
+    n_dropped = len(backlog) - len(kept_backlog)
+    assert final.dropped_total == n_dropped > 0
+    assert kept_backlog == backlog[n_dropped:], "the byte budget did not drop the oldest samples"
+    assert len(rows) > len(kept_backlog), "no new samples were spooled after the overflow"
