@@ -1,0 +1,223 @@
+"""The real ``hostmon collect`` process: signals, reloads, the CLI around it, and what it samples.
+
+Each test starts ``python -m monitor --config CFG collect`` as a child process, talks to it only
+through signals, files and InfluxDB 1.6.7 (behind the fault proxy where an outage is needed), and
+ends it by its PID.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+
+import pytest
+
+from tests.integration.conftest import (
+    HOST,
+    INTERVAL_S,
+    agent_settings,
+    alert_events,
+    alert_states,
+    expected_ticks_ms,
+    hostmon,
+    point_of,
+    skipped_ticks_ms,
+    spool_rows,
+    stored_points,
+    toml_text,
+    wait_for,
+    write_config,
+)
+
+pytestmark = pytest.mark.integration
+
+SEED_FIELDS = ("cpu_usage_overall", "memory_usage", "disk_read", "disk_write", "network_sent", "network_recv")
+
+
+def test_sigterm_flushes_what_is_spooled_and_exits_zero(
+    tmp_path, state_dir, influxdb1, influx_db, start_agent
+):
+    # A long flush interval keeps samples in the spool although the database is up.
+    settings = agent_settings(state_dir, influxdb1.url, influx_db, shipper={"flush_interval_s": 60.0})
+    agent = start_agent(write_config(tmp_path / "hostmon.toml", settings))
+    before = agent.wait_status(lambda s: s.depth >= 5, "five samples spooled")
+    assert stored_points(influxdb1.url, influx_db) == []
+    assert agent.terminate() == 0
+    after = agent.status()
+    assert after is not None and after.depth == 0
+    stored = stored_points(influxdb1.url, influx_db)
+    assert len(stored) >= before.depth
+    first, last = stored[0][0], stored[-1][0]
+    ticks = expected_ticks_ms(first, last, INTERVAL_S, agent.skipped_ticks_ms())
+    assert [ts for ts, _ in stored] == ticks
+    assert before.oldest_ts_ms == first
+    assert "final flush sent" in agent.log()
+
+
+def test_sighup_applies_a_new_rule_and_interval_without_losing_spooled_samples(
+    tmp_path, state_dir, influxdb1, influx_db, proxy, start_agent
+):
+    cfg = tmp_path / "hostmon.toml"
+    write_config(cfg, agent_settings(state_dir, proxy.url, influx_db))
+    proxy.set_mode("refuse")  # samples stay spooled across the reload
+    agent = start_agent(cfg)
+    agent.wait_status(lambda s: s.depth >= 5, "five samples spooled")
+    new_interval_s = 0.3
+    rule = {"name": "memory_seen", "metric": "memory_usage", "op": ">=", "threshold": 0, "severity": "info"}
+    write_config(
+        cfg, agent_settings(state_dir, proxy.url, influx_db, interval_s=new_interval_s, rules=[rule])
+    )
+    spooled_before = spool_rows(agent.config.spool.path)
+    hup_ms = int(time.time() * 1000)
+    agent.signal(signal.SIGHUP)
+    alerts_log = agent.config.alerts.log_path
+    wait_for(
+        lambda: "FIRING" in alert_states(alerts_log, "memory_seen"),
+        "the new rule to fire",
+        explain=lambda: agent.log()[-3000:],
+    )
+    event = alert_events(alerts_log, "memory_seen")[0]
+    assert event["host"] == HOST and event["op"] == ">=" and float(event["value"]) >= 0
+    agent.wait_status(lambda s: s.newest_ts_ms >= hup_ms + 2000, "two seconds of ticks after the reload")
+    proxy.set_mode("pass")
+    agent.wait_status(lambda s: s.depth <= 1 and s.last_success_ms is not None, "the spool to drain")
+    assert agent.terminate() == 0
+    assert "configuration reloaded" in agent.log()
+
+    stamps = [ts for ts, _ in stored_points(influxdb1.url, influx_db)]
+    stored = set(stored_points(influxdb1.url, influx_db))
+    assert {point_of(line) for _, _, line in spooled_before} <= stored, "a spooled sample was lost"
+    # The reload applies at the first tick after SIGHUP; from the next one on, ticks are on the new
+    # interval's multiples, one after the other. Before it, on the old interval's, one after the other.
+    old = [ts for ts in stamps if ts <= hup_ms]
+    new = [ts for ts in stamps if ts > hup_ms + INTERVAL_S * 1000]
+    assert old == expected_ticks_ms(old[0], old[-1], INTERVAL_S, agent.skipped_ticks_ms())
+    assert old[0] == spooled_before[0][1]
+    skipped_new = skipped_ticks_ms(agent.log(), new_interval_s)
+    assert len(new) >= 5 and new == expected_ticks_ms(new[0], new[-1], new_interval_s, skipped_new)
+
+
+def test_sighup_with_a_broken_config_names_the_key_and_keeps_the_running_config(
+    tmp_path, state_dir, influxdb1, influx_db, start_agent
+):
+    cfg = tmp_path / "hostmon.toml"
+    write_config(cfg, agent_settings(state_dir, influxdb1.url, influx_db))
+    agent = start_agent(cfg)
+    agent.wait_status(lambda s: s.last_success_ms is not None, "a first successful write")
+    broken = {"buffer_size": "many", "overflow": "bogus"}
+    cfg.write_text(
+        toml_text(agent_settings(state_dir, influxdb1.url, influx_db, interval_s=1.0, spool=broken))
+    )
+    agent.signal(signal.SIGHUP)
+    wait_for(
+        lambda: "reload refused" in agent.log(),
+        "the reload to be refused",
+        explain=lambda: agent.log()[-3000:],
+    )
+    log_text = agent.log()
+    assert f"{cfg}: spool.buffer_size: expected an integer" in log_text
+    assert f"{cfg}: spool.overflow: must be one of" in log_text
+    assert str(cfg) in log_text
+    assert agent.alive()
+    n = len(stored_points(influxdb1.url, influx_db))
+    wait_for(lambda: len(stored_points(influxdb1.url, influx_db)) >= n + 5, "five more samples shipped")
+    assert agent.terminate() == 0
+    stamps = [ts for ts, _ in stored_points(influxdb1.url, influx_db)]
+    step = round(INTERVAL_S * 1000)
+    assert all(ts % step == 0 for ts in stamps)  # still the old interval
+    assert stamps == expected_ticks_ms(stamps[0], stamps[-1], INTERVAL_S, agent.skipped_ticks_ms())
+
+
+def test_check_config_exits_2_and_names_every_bad_key(tmp_path):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(
+        "[agent]\ninterval_s = 0\nstate_dir = " + f'"{tmp_path}"' + "\n"
+        '[spool]\noverflow = "bogus"\nbuffer_size = 0\n'
+        '[sink]\nkind = "influxdb_v1"\nurl = "ftp://x"\npassword = "inline"\n'
+        "[shipper]\nbackoff_initial_s = 2.0\nbackoff_max_s = 1.0\nflush_every = 3\n"
+    )
+    result = hostmon(cfg, "check-config")
+    assert result.returncode == 2, result.stdout + result.stderr
+    errors = result.stderr.splitlines()
+    for key in (
+        "agent.interval_s",
+        "spool.overflow",
+        "spool.buffer_size",
+        "sink.url",
+        "sink.database",
+        "sink.password",
+        "shipper.backoff_max_s",
+        "shipper.flush_every",
+    ):
+        assert any(f"{cfg}: {key}:" in line for line in errors), (key, errors)
+    assert "inline" not in result.stderr  # the misplaced secret is named, never echoed
+
+    good = tmp_path / "good.toml"
+    good.write_text(f'[agent]\nstate_dir = "{tmp_path}"\n')
+    ok = hostmon(good, "check-config")
+    assert ok.returncode == 0 and "OK" in ok.stdout, ok.stdout + ok.stderr
+
+
+def test_spool_command_prints_depth_and_counters(tmp_path, state_dir, influx_db, proxy, start_agent):
+    settings = agent_settings(state_dir, proxy.url, influx_db, interval_s=0.1, spool={"buffer_size": 10})
+    cfg = write_config(tmp_path / "hostmon.toml", settings)
+    proxy.set_mode("refuse")
+    agent = start_agent(cfg)
+    agent.wait_status(lambda s: s.dropped_total >= 3, "three samples dropped")
+    assert agent.terminate() == 0
+    final = agent.status()
+    assert final is not None
+    result = hostmon(cfg, "spool")
+    assert result.returncode == 0, result.stderr
+    out = dict(re.split(r"\s{2,}", line.strip(), maxsplit=1) for line in result.stdout.splitlines())
+    assert int(out["depth (samples)"]) == final.depth == 10
+    assert int(out["dropped (total)"]) == final.dropped_total
+    assert int(out["spilled (total)"]) == 0
+    assert out["database reachable"] == "no"
+    assert "Connection refused" in out["last error"]
+    assert out["oldest sample"].startswith("20") and out["newest sample"] > out["oldest sample"]
+
+
+def test_alerts_log_deleted_while_running_is_recreated_with_the_next_event(
+    tmp_path, state_dir, influx_db, proxy, start_agent
+):
+    cfg = write_config(tmp_path / "hostmon.toml", agent_settings(state_dir, proxy.url, influx_db))
+    proxy.set_mode("refuse")
+    agent = start_agent(cfg)
+    alerts_log = agent.config.alerts.log_path
+    wait_for(lambda: alert_states(alerts_log, "sink_unreachable") == ["FIRING"], "sink_unreachable to fire")
+    alerts_log.unlink()
+    proxy.set_mode("pass")
+    wait_for(
+        lambda: alert_states(alerts_log, "sink_unreachable") == ["RESOLVED"],
+        "the RESOLVED event in a re-created alerts.log",
+        explain=lambda: agent.log()[-3000:],
+    )
+    assert agent.alive()
+    assert agent.terminate() == 0
+
+
+def test_real_samples_have_every_seed_field_in_range_on_aligned_timestamps(
+    tmp_path, state_dir, influxdb1, influx_db, start_agent
+):
+    cfg = write_config(tmp_path / "hostmon.toml", agent_settings(state_dir, influxdb1.url, influx_db))
+    agent = start_agent(cfg)
+    agent.wait_status(lambda s: s.last_success_ms is not None, "a first write")
+    wait_for(lambda: len(stored_points(influxdb1.url, influx_db)) >= 8, "eight samples in InfluxDB")
+    assert agent.terminate() == 0
+    cores = os.cpu_count() or 1
+    expected_fields = {*SEED_FIELDS, *(f"cpu_usage_{i}" for i in range(1, cores + 1))}
+    stored = stored_points(influxdb1.url, influx_db)
+    step = round(INTERVAL_S * 1000)
+    for ts, fields in stored:
+        values = dict(fields)
+        assert set(values) == expected_fields, sorted(values)
+        assert ts % step == 0
+        for name, value in values.items():
+            if name.startswith(("cpu_usage", "memory_usage")):
+                assert 0.0 <= value <= 100.0, (name, value)
+            else:
+                assert value >= 0.0, (name, value)
+    assert any(dict(f)["memory_usage"] > 0 for _, f in stored)
