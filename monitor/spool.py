@@ -28,6 +28,10 @@ Decisions, and why:
   (``spilled_total``). If the spill file cannot be written they are dropped instead (logged,
   counted as dropped): the budget is a hard limit. A crash between the spill's fsync and the
   delete leaves samples in both places; replaying them rewrites the same points (idempotent).
+  The oldest samples may be the batch the shipper is sending at that moment: if that write
+  then succeeds, the samples the policy dropped were delivered after all, and ``ack`` takes
+  them off ``dropped_total`` again, so it counts only samples that never reached the database.
+  (A spilled one stays in the spill file and in ``spilled_total``; replay rewrites it, harmless.)
   A full disk (SQLITE_FULL) on append applies the policy once and retries.
 * ``reconfigure`` applies a new budget or policy to the same file, enforced from the next
   append on. A changed ``path`` needs a restart: it is logged and the old file is kept.
@@ -155,6 +159,8 @@ class Spool:
         self._conn = _connect(config.path)
         self._page_size = self._pragma("page_size")
         self._depth = int(self._conn.execute("SELECT count(*) FROM queue").fetchone()[0])
+        self._peeked: set[int] = set()  # seqs of the last peek: the batch being shipped
+        self._dropped_peeked: set[int] = set()  # of those, the ones drop_oldest removed since
         self._apply_limits()
         with self._tx() as conn:
             conn.executemany(
@@ -189,7 +195,10 @@ class Spool:
         if limit < 1:  # SQLite reads LIMIT -1 as "no limit"
             return []
         with self._lock:
-            return [(int(s), int(t), str(ln)) for s, t, ln in self._conn.execute(_OLDEST, (limit,))]
+            rows = [(int(s), int(t), str(ln)) for s, t, ln in self._conn.execute(_OLDEST, (limit,))]
+            self._peeked = {seq for seq, _, _ in rows}
+            self._dropped_peeked.clear()
+            return rows
 
     def ack(self, seqs: Sequence[int], *, success_ms: int | None = None) -> None:
         """Remove shipped samples (seqs already gone are ignored).
@@ -202,6 +211,7 @@ class Spool:
             return
         lo, hi = min(seqs), max(seqs)
         with self._lock:
+            delivered = self._dropped_peeked.intersection(seqs)  # dropped while being shipped
             with self._tx() as conn:
                 if hi - lo + 1 == len(seqs) == len(set(seqs)):
                     removed = conn.execute("DELETE FROM queue WHERE seq BETWEEN ? AND ?", (lo, hi)).rowcount
@@ -212,8 +222,18 @@ class Spool:
                 if success_ms is not None:
                     state = {"last_success_ms": success_ms, "last_error": "", "sink_reachable": 1}
                     conn.executemany(_SET, [*state.items(), ("updated_ms", self._now_ms())])
+                if delivered:
+                    conn.execute(_ADD, ("dropped_total", -len(delivered)))
             self._depth -= removed
+            self._dropped_peeked -= delivered
             self._release_free_pages()
+        if delivered:
+            log.info(
+                "spool %s: %d samples dropped while their batch was being shipped were delivered;"
+                " no longer counted as dropped",
+                self._config.path,
+                len(delivered),
+            )
 
     # -- the shipping state ------------------------------------------------------------------
 
@@ -321,6 +341,8 @@ class Spool:
                 log.error("spool: cannot spill to %s (%s); dropping instead", spill_path, exc)
                 policy = DROP_OLDEST
         counter = "spilled_total" if policy == SPILL else "dropped_total"
+        if policy == DROP_OLDEST:
+            self._dropped_peeked |= self._peeked.intersection(r[0] for r in rows)
         with self._tx() as conn:
             removed = conn.executemany("DELETE FROM queue WHERE seq = ?", [(r[0],) for r in rows]).rowcount
             conn.execute(_ADD, (counter, removed))

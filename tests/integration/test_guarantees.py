@@ -167,6 +167,35 @@ def test_buffer_size_full_drops_the_oldest_counts_them_alerts_and_keeps_sampling
     assert states == ["FIRING"]
 
 
+def test_dropped_total_counts_only_samples_that_never_arrived_when_the_batch_in_flight_is_dropped(
+    tmp_path, state_dir, influxdb1, influx_db, proxy
+):
+    """The spool is full when the database comes back, slowly: while a write is in flight the
+    next ticks drop the oldest samples, which are that very batch; it then arrives after all."""
+    config = load(
+        agent_settings(state_dir, proxy.url, influx_db, interval_s=0.1, spool={"buffer_size": 20}),
+        tmp_path / "hostmon.toml",
+    )
+    proxy.set_mode("refuse")
+    agent = RecordingAgent(config)
+    with running(agent):
+        wait_for(
+            lambda: agent.status().dropped_total >= 3, "three samples dropped while the database is down"
+        )
+        proxy.set_mode("slow", delay_s=0.5)  # under timeout_s: every write succeeds, 0.5 s late
+        wait_for(lambda: agent.status().depth <= 5, "the slow database to catch up")
+        proxy.set_mode("pass")
+        wait_for(lambda: agent.status().depth == 0, "the spool to drain")
+    stored = set(stored_points(influxdb1.url, influx_db))
+    appended = agent.lines()
+    missing = [line for line in appended if point_of(line) not in stored]
+    final = read_status(config.spool.path)
+    assert final is not None
+    assert final.dropped_total == len(missing) > 0
+    assert missing == appended[: len(missing)], "what was lost is not the oldest samples"
+    assert points_written(influxdb1.url, influx_db) == len(appended) - len(missing)
+
+
 def test_spill_policy_writes_exactly_the_spilled_samples_and_replay_fills_the_gap(
     tmp_path, state_dir, influxdb1, influx_db, proxy, start_agent
 ):
