@@ -36,15 +36,17 @@ pytestmark = pytest.mark.integration
 SEED_FIELDS = ("cpu_usage_overall", "memory_usage", "disk_read", "disk_write", "network_sent", "network_recv")
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_sigterm_flushes_what_is_spooled_and_exits_zero(
-    tmp_path, state_dir, influxdb1, influx_db, start_agent
+    tmp_path, state_dir, influxdb1, influx_db, start_agent, signum
 ):
     # A long flush interval keeps samples in the spool although the database is up.
     settings = agent_settings(state_dir, influxdb1.url, influx_db, shipper={"flush_interval_s": 60.0})
     agent = start_agent(write_config(tmp_path / "hostmon.toml", settings))
     before = agent.wait_status(lambda s: s.depth >= 5, "five samples spooled")
     assert stored_points(influxdb1.url, influx_db) == []
-    assert agent.terminate() == 0
+    agent.signal(signum)
+    assert agent.proc.wait(20) == 0
     after = agent.status()
     assert after is not None and after.depth == 0
     stored = stored_points(influxdb1.url, influx_db)
@@ -54,6 +56,32 @@ def test_sigterm_flushes_what_is_spooled_and_exits_zero(
     assert [ts for ts, _ in stored] == ticks
     assert before.oldest_ts_ms == first
     assert "final flush sent" in agent.log()
+
+
+def test_sigterm_while_the_database_hangs_exits_in_bounded_time_and_keeps_the_samples(
+    tmp_path, state_dir, influxdb1, influx_db, proxy, start_agent
+):
+    cfg = write_config(tmp_path / "hostmon.toml", agent_settings(state_dir, proxy.url, influx_db))
+    proxy.set_mode("hang")  # accepts, reads, never answers: every write runs into timeout_s
+    agent = start_agent(cfg)
+    before = agent.wait_status(lambda s: s.depth >= 5, "five samples spooled")
+    started = time.monotonic()
+    agent.signal(signal.SIGTERM)
+    assert agent.proc.wait(20) == 0
+    timeout_s = agent.config.shipper.timeout_s
+    # the write in flight, then the final flush's one attempt, each bounded by timeout_s
+    assert time.monotonic() - started < 2 * timeout_s + 2.0
+    left = spool_rows(agent.config.spool.path)
+    assert len(left) >= before.depth
+    proxy.set_mode("pass")
+    restarted = start_agent(cfg)
+    wanted = {point_of(line) for _, _, line in left}
+    wait_for(
+        lambda: wanted <= set(stored_points(influxdb1.url, influx_db)),
+        "the samples kept through the hang to arrive after a restart",
+        explain=lambda: restarted.log()[-3000:],
+    )
+    assert restarted.terminate() == 0
 
 
 def test_sighup_applies_a_new_rule_and_interval_without_losing_spooled_samples(
@@ -166,6 +194,9 @@ def test_spool_command_prints_depth_and_counters(tmp_path, state_dir, influx_db,
     proxy.set_mode("refuse")
     agent = start_agent(cfg)
     agent.wait_status(lambda s: s.dropped_total >= 3, "three samples dropped")
+    live = hostmon(cfg, "spool")  # read-only beside the running agent
+    assert live.returncode == 0, live.stderr
+    assert re.search(r"^depth \(samples\)\s+([1-9]|10)$", live.stdout, re.MULTILINE), live.stdout
     assert agent.terminate() == 0
     final = agent.status()
     assert final is not None

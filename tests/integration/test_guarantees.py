@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import sqlite3
 import time
 from collections import Counter
@@ -213,24 +214,37 @@ def test_spill_policy_writes_exactly_the_spilled_samples_and_replay_fills_the_ga
     proxy.set_mode("refuse")
     agent = start_agent(cfg)
     spill_path = agent.config.spool.spill_path
+    alerts_log = agent.config.alerts.log_path
     status = agent.wait_status(lambda s: s.spilled_total >= 10, "ten samples spilled")
     assert status.depth <= buffer_size
-    agent.wait_status(lambda s: s.newest_ts_ms >= status.newest_ts_ms + 500, "ticks after the spill")
-    assert agent.alive()
-    assert alert_states(agent.config.alerts.log_path, "spool_overflow") == ["FIRING"]
+    assert alert_states(alerts_log, "spool_overflow") == ["FIRING"]
+
+    # A replay while the database is still down fails, and says which file keeps the lines;
+    # the agent goes on spilling into a fresh spill file meanwhile.
+    failed = hostmon(cfg, "spool", "replay", str(spill_path))
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    kept = re.search(r"the rest is still in (\S+)", failed.stderr)
+    assert kept, failed.stderr
+    first_file = Path(kept[1])
+    agent.wait_status(lambda s: s.spilled_total >= status.spilled_total + 5, "spilling to go on")
+    assert spill_path.exists() and agent.alive()
 
     proxy.set_mode("pass")
     drained = agent.wait_status(lambda s: s.depth <= 1 and s.last_success_ms, "the spool to drain")
-    spilled = spill_path.read_text().splitlines()
+    spilled = first_file.read_text().splitlines() + spill_path.read_text().splitlines()
     assert len(spilled) == drained.spilled_total
     assert all(line.startswith(f"system,host={HOST} ") for line in spilled)
     spilled_ts = [point_of(line)[0] for line in spilled]
     assert spilled_ts == sorted(spilled_ts) and len(set(spilled_ts)) == len(spilled_ts)
 
-    result = hostmon(cfg, "spool", "replay", str(spill_path))
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert f"replayed {len(spilled)} lines" in result.stdout
-    assert not spill_path.exists()
+    for path in (first_file, spill_path):
+        n = len(path.read_text().splitlines())
+        result = hostmon(cfg, "spool", "replay", str(path))
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert f"replayed {n} lines" in result.stdout
+        assert not path.exists()
+    wait_for(lambda: "RESOLVED" in alert_states(alerts_log, "spool_overflow"), "spool_overflow to resolve")
+    assert alert_states(alerts_log, "spool_overflow") == ["FIRING", "RESOLVED"]
     assert agent.terminate() == 0
 
     stored = stored_points(influxdb1.url, influx_db)
