@@ -38,7 +38,7 @@ Handler = Callable[[], bottle.HTTPResponse]
 
 
 def _dumps(body: Any) -> bytes:
-    return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
+    return json.dumps(body, separators=(",", ":"), allow_nan=False, check_circular=False).encode()
 
 
 def error_body(status: int, message: str, parameter: str | None = None) -> dict[str, Any]:
@@ -253,18 +253,19 @@ def serve(
     stop: threading.Event | None = None,
     store: Store | None = None,
     on_ready: Callable[[str], None] | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> None:
     """Serve the API with waitress on ``api.host:api.port`` until STOP is set.
 
     In the main thread SIGTERM and SIGINT set STOP too. ON_READY gets the URL once the
-    socket listens (useful with port 0).
+    socket listens (useful with port 0). STORE and CLOCK are for tests and benchmarks.
     """
     import waitress
     from waitress import wasyncore
 
     stop = stop or threading.Event()
     store = store or make_store(config)
-    app = make_app(config, store)
+    app = make_app(config, store, clock=clock)
     sockets: dict[int, Any] = {}
     server = waitress.create_server(
         app,

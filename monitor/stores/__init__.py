@@ -64,7 +64,11 @@ class Query:
 
 @dataclass(frozen=True)
 class Series:
-    """One host's rows: ``(ts_ms, values)`` with values in the query's metric order."""
+    """One host's rows: ``(ts_ms, values)`` in time order, values in the query's metric order.
+
+    A value is a finite float, or None where that metric has no sample at that time; a row
+    never has every value None.
+    """
 
     host: str
     rows: list[tuple[int, list[float | None]]]

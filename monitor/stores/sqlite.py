@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 import sqlite3
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -159,21 +158,16 @@ class SQLiteStore:
 
     def rows(self, query: Query, step_ms: int | None = None) -> list[Series]:
         width = len(query.metrics)
-        table: dict[str, dict[int, list[float | None]]] = defaultdict(dict)
+        columns: dict[str, list[list[tuple[int, float | None]]]] = {}
+        sql = _RAW_SQL if step_ms is None else _BUCKET_SQL
         with self._connect() as conn:
             if conn is None:
                 return []
             for i, host, params in self._pairs(conn, query):
-                sql = _RAW_SQL if step_ms is None else _BUCKET_SQL
-                if step_ms is not None:
-                    params["step"] = step_ms
-                by_ts = table[host]
-                for ts_ms, value in self._fetch(conn, sql, params):
-                    row = by_ts.get(ts_ms)
-                    if row is None:
-                        row = by_ts[ts_ms] = [None] * width
-                    row[i] = value if value is not None and math.isfinite(value) else None
-        return [Series(host, sorted(by_ts.items())) for host, by_ts in sorted(table.items()) if by_ts]
+                fetched = self._fetch(conn, sql, {**params, "step": step_ms} if step_ms else params)
+                if fetched:
+                    columns.setdefault(host, [[] for _ in range(width)])[i] = fetched
+        return [Series(host, _pivot(cols)) for host, cols in sorted(columns.items())]
 
     def aggregate(self, metric: str, fn: str, start_ms: int, end_ms: int, host: str | None) -> Aggregate:
         if not is_metric(metric):
@@ -191,6 +185,32 @@ class SQLiteStore:
                 else:
                     partials.extend(self._fetch(conn, _AGGREGATE_SQL[fn], params))
         return _combine(fn, partials)
+
+
+def _pivot(columns: list[list[tuple[int, float | None]]]) -> list[tuple[int, list[float | None]]]:
+    """One host's per-metric (ts, value) lists, each in time order, as rows in time order.
+
+    Fast path: every metric present has the same timestamps (all fields of a sample share
+    one), so the rows are a zip; otherwise a merge by timestamp with None for the gaps.
+    """
+    present = [c for c in columns if c]
+    stamps = [ts for ts, _ in present[0]]
+    if all(len(c) == len(stamps) and [ts for ts, _ in c] == stamps for c in present[1:]):
+        none = [None] * len(stamps)
+        values = [
+            [v if v is not None and math.isfinite(v) else None for _, v in c] if c else none for c in columns
+        ]
+        rows = [(ts, list(vs)) for ts, vs in zip(stamps, zip(*values, strict=True), strict=True)]
+    else:
+        table: dict[int, list[float | None]] = {}
+        for i, column in enumerate(columns):
+            for ts, v in column:
+                row = table.get(ts)
+                if row is None:
+                    row = table[ts] = [None] * len(columns)
+                row[i] = v if v is not None and math.isfinite(v) else None
+        rows = sorted(table.items())
+    return [(ts, vs) for ts, vs in rows if any(v is not None for v in vs)]
 
 
 def _combine(fn: str, partials: Sequence[tuple[Any, ...]]) -> Aggregate:

@@ -1,0 +1,1 @@
+"""Benchmarks (``make bench``, or one at a time: ``.venv/bin/python -m tests.bench.bench_api``)."""
