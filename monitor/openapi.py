@@ -36,7 +36,8 @@ Unknown or repeated query parameters are errors. A database that is down or slow
 `api.query_timeout_s` gives 503 with the reason; a database that answers with an error, 502.
 
 **Health** (`/health`) is 200 when every rule holds and 503 otherwise, listing the broken rules
-in `problems`: (1) the store answers a query within `api.query_timeout_s`; and, when an agent
+in `problems`: (1) the store answers a query within `api.query_timeout_s` (an embedded SQLite
+file or InfluxDB database that nothing has written yet counts as reachable and empty); and, when an agent
 spool exists beside the API, (2) the agent's last write reached the database, or its last
 successful write is younger than the grace period, max(300 s, 3 * `agent.interval_s`), and
 (3) the agent's heartbeat is younger than the same grace period.

@@ -42,6 +42,8 @@ SELECT metric FROM m WHERE metric IS NOT NULL
 """
 # Every range below is one seek of the primary key (metric, host, ts_ms).
 _WHERE = " FROM points WHERE metric = :metric AND host = :host AND ts_ms >= :start AND ts_ms < :end"
+# Rows and buckets carry finite values only (a REAL column can hold ±Inf, never NaN).
+_FINITE = " AND value > -9e999 AND value < 9e999"
 _AGGREGATE_SQL = {
     "mean": "SELECT sum(value), count(*)" + _WHERE,
     "min": "SELECT min(value), count(*)" + _WHERE,
@@ -50,10 +52,13 @@ _AGGREGATE_SQL = {
 }
 _LAST_SQL = "SELECT ts_ms, value" + _WHERE + " ORDER BY ts_ms DESC LIMIT 1"
 _COUNT_SQL = "SELECT count(*)" + _WHERE
-_RAW_SQL = "SELECT ts_ms, value" + _WHERE
+_RAW_SQL = "SELECT ts_ms, value" + _WHERE + _FINITE
 # floor(ts_ms / step) * step, also for negative ts_ms: epoch-aligned like InfluxQL's GROUP BY time().
 _BUCKET_SQL = (
-    "SELECT ts_ms - ((ts_ms % :step) + :step) % :step AS bucket, avg(value)" + _WHERE + " GROUP BY bucket"
+    "SELECT ts_ms - ((ts_ms % :step) + :step) % :step AS bucket, avg(value)"
+    + _WHERE
+    + _FINITE
+    + " GROUP BY bucket"
 )
 _EMPTY_MARKERS = ("no such table",)
 
@@ -158,7 +163,7 @@ class SQLiteStore:
 
     def rows(self, query: Query, step_ms: int | None = None) -> list[Series]:
         width = len(query.metrics)
-        columns: dict[str, list[list[tuple[int, float | None]]]] = {}
+        columns: dict[str, list[list[tuple[int, float]]]] = {}
         sql = _RAW_SQL if step_ms is None else _BUCKET_SQL
         with self._connect() as conn:
             if conn is None:
@@ -187,30 +192,27 @@ class SQLiteStore:
         return _combine(fn, partials)
 
 
-def _pivot(columns: list[list[tuple[int, float | None]]]) -> list[tuple[int, list[float | None]]]:
+def _pivot(columns: list[list[tuple[int, float]]]) -> list[tuple[int, list[float | None]]]:
     """One host's per-metric (ts, value) lists, each in time order, as rows in time order.
 
     Fast path: every metric present has the same timestamps (all fields of a sample share
-    one), so the rows are a zip; otherwise a merge by timestamp with None for the gaps.
+    one), so the rows are a transposition; otherwise a merge by timestamp, None in the gaps.
     """
-    present = [c for c in columns if c]
-    stamps = [ts for ts, _ in present[0]]
-    if all(len(c) == len(stamps) and [ts for ts, _ in c] == stamps for c in present[1:]):
-        none = [None] * len(stamps)
-        values = [
-            [v if v is not None and math.isfinite(v) else None for _, v in c] if c else none for c in columns
-        ]
-        rows = [(ts, list(vs)) for ts, vs in zip(stamps, zip(*values, strict=True), strict=True)]
-    else:
-        table: dict[int, list[float | None]] = {}
-        for i, column in enumerate(columns):
-            for ts, v in column:
-                row = table.get(ts)
-                if row is None:
-                    row = table[ts] = [None] * len(columns)
-                row[i] = v if v is not None and math.isfinite(v) else None
-        rows = sorted(table.items())
-    return [(ts, vs) for ts, vs in rows if any(v is not None for v in vs)]
+    split = [tuple(zip(*c, strict=True)) if c else None for c in columns]
+    present = [t for t in split if t is not None]
+    stamps = present[0][0]
+    if all(t[0] == stamps for t in present[1:]):
+        none = (None,) * len(stamps)
+        values = [none if t is None else t[1] for t in split]
+        return [(ts, list(vs)) for ts, *vs in zip(stamps, *values, strict=True)]
+    table: dict[int, list[float | None]] = {}
+    for i, column in enumerate(columns):
+        for ts, v in column:
+            row = table.get(ts)
+            if row is None:
+                row = table[ts] = [None] * len(columns)
+            row[i] = v
+    return sorted(table.items())
 
 
 def _combine(fn: str, partials: Sequence[tuple[Any, ...]]) -> Aggregate:

@@ -154,21 +154,26 @@ def api(config: Config, now_s: float) -> Iterator[str]:
 
 
 def latency(url: str, n: int) -> dict[str, Any]:
-    def once() -> tuple[float, dict[str, Any]]:
+    """Wall time of N sequential GETs (request to last body byte, as curl sees it)."""
+
+    def once() -> tuple[float, bytes]:
         started = time.perf_counter()
         with urllib.request.urlopen(url, timeout=60) as resp:
-            body = json.loads(resp.read())
+            body = resp.read()
         return time.perf_counter() - started, body
 
     for _ in range(3):
-        _, body = once()  # warm-up (page cache, InfluxDB's series index)
-    times = sorted(once()[0] for _ in range(n))
-    shape = {k: body[k] for k in ("raw_samples", "points", "step_s", "samples") if k in body}
+        once()  # warm-up (page cache, InfluxDB's series index)
+    runs = [once() for _ in range(n)]
+    times = sorted(t for t, _ in runs)
+    answer = json.loads(runs[-1][1])
+    shape = {k: answer[k] for k in ("raw_samples", "points", "step_s", "samples") if k in answer}
     return {
         "p50_ms": round(1000 * times[len(times) // 2], 2),
         "p99_ms": round(1000 * times[min(len(times) - 1, int(len(times) * 0.99))], 2),
         "mean_ms": round(1000 * statistics.fmean(times), 2),
         "n": n,
+        "body_bytes": len(runs[-1][1]),
         "answer": shape,
     }
 

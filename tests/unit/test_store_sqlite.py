@@ -188,3 +188,19 @@ def test_range_queries_seek_the_primary_key_instead_of_scanning(db):
     hosts = plan(conn, _HOSTS, {"metric": "cpu_usage_overall"})  # a skip-scan: one seek per host
     assert "SEARCH points USING PRIMARY KEY (metric=? AND host>?)" in hosts, hosts
     assert "SCAN points" not in hosts, hosts
+
+
+def test_infinite_values_never_reach_rows_or_buckets(tmp_path):
+    path = tmp_path / "m.db"
+    write(
+        path,
+        [
+            ("disk_read", "a", T0, float("inf")),
+            ("disk_read", "a", T0 + 1, 2.0),
+            ("memory_usage", "a", T0, 1.0),
+        ],
+    )
+    store = SQLiteStore(path)
+    query = Query(("disk_read", "memory_usage"), T0, T0 + 10)
+    assert store.rows(query) == [Series("a", [(T0, [None, 1.0]), (T0 + 1, [2.0, None])])]
+    assert store.rows(query, step_ms=1000) == [Series("a", [(T0, [2.0, 1.0])])]
