@@ -58,6 +58,17 @@ def test_sigterm_flushes_what_is_spooled_and_exits_zero(
     assert "final flush sent" in agent.log()
 
 
+def test_sigterm_between_long_ticks_exits_at_once(tmp_path, state_dir, influxdb1, influx_db, start_agent):
+    settings = agent_settings(state_dir, influxdb1.url, influx_db, interval_s=3600.0)
+    agent = start_agent(write_config(tmp_path / "hostmon.toml", settings))
+    wait_for(lambda: "shipping to" in agent.log(), "the agent to start", explain=agent.log)
+    started = time.monotonic()
+    assert agent.terminate() == 0
+    assert time.monotonic() - started < 3.0
+    status = agent.status()
+    assert status is not None and status.depth == 0
+
+
 def test_sigterm_while_the_database_hangs_exits_in_bounded_time_and_keeps_the_samples(
     tmp_path, state_dir, influxdb1, influx_db, proxy, start_agent
 ):

@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from monitor.spool import read_status
 from tests import servers
 from tests.conftest import ADMIN
 from tests.integration.conftest import (
@@ -145,6 +146,23 @@ def test_a_server_slower_than_the_timeout_loses_nothing_once_it_recovers(
     stored = stored_points(influxdb1.url, influx_db)
     expected = sorted(point_of(line) for line in agent.lines())
     assert sorted(stored) == expected
+
+
+def test_a_missing_database_keeps_every_sample_until_it_is_created(tmp_path, state_dir, influxdb1, proxy):
+    """InfluxDB answers 404 for an unknown database: a deployment problem, so nothing is dropped."""
+    db = f"created_later_{time.monotonic_ns()}"
+    agent = _agent(tmp_path, state_dir, proxy, db)
+    alerts_log = agent.config.alerts.log_path
+    with running(agent):
+        wait_for(lambda: agent.status().depth >= 5, "five samples spooled while the database is missing")
+        assert "404" in agent.status().last_error
+        assert alert_states(alerts_log, "sink_unreachable") == ["FIRING"]
+        servers.influx_query(influxdb1.url, f'CREATE DATABASE "{db}"')
+        wait_for(lambda: agent.status().depth == 0, "the spool to drain into the new database")
+    assert alert_states(alerts_log, "sink_unreachable") == ["FIRING", "RESOLVED"]
+    final = read_status(agent.config.spool.path)
+    assert final is not None and final.rejected_total == 0 and final.dropped_total == 0
+    assert_arrived_exactly_once(influxdb1.url, db, agent.lines())
 
 
 def test_wrong_password_alerts_then_fixing_the_file_and_sighup_ships_everything(
