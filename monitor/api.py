@@ -41,16 +41,11 @@ def _dumps(body: Any) -> bytes:
     return json.dumps(body, separators=(",", ":"), allow_nan=False, check_circular=False).encode()
 
 
-def error_body(status: int, message: str, parameter: str | None = None) -> dict[str, Any]:
-    title = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
-    return {"error": {"status": status, "title": title, "parameter": parameter, "message": message}}
-
-
 def _error_response(
     status: int, message: str, parameter: str | None = None, **headers: str
 ) -> bottle.HTTPResponse:
     return bottle.HTTPResponse(
-        _dumps(error_body(status, message, parameter)), status, Content_Type=JSON, **headers
+        _dumps(views.error_body(status, message, parameter)), status, Content_Type=JSON, **headers
     )
 
 
@@ -178,33 +173,10 @@ class _Api:
 
     def health(self) -> bottle.HTTPResponse:
         params.no_params(_query_string())
-        now_ms = self.now_ms()
-        problems: list[str] = []
-        store = {"kind": self.store.kind, "name": self.store.name, "reachable": True, "detail": ""}
-        try:
-            store["detail"] = self.store.ping()
-        except StoreError as exc:
-            store.update(reachable=False, detail=str(exc))
-            problems.append(f"store unreachable: {exc}")
-        agent = None
-        try:
-            status = self.spool_status()
-        except Exception as exc:  # a damaged spool file must not break the health check
-            problems.append(f"agent spool unreadable: {exc}")
-            status = None
-        if status is not None:
-            agent = views.agent_body(status, now_ms)
-            problems += views.agent_problems(status, now_ms, self.config.agent.interval_s)
-        body: dict[str, Any] = {
-            "status": "unhealthy" if problems else "ok",
-            "time": views.iso(now_ms),
-            "problems": problems,
-            "store": store,
-            "agent": agent,
-        }
-        if problems:
-            body.update(error_body(503, "; ".join(problems)))
-        return _json_response(body, 503 if problems else 200)
+        status, body = views.health(
+            self.store, self.spool_status, self.now_ms(), self.config.agent.interval_s
+        )
+        return _json_response(body, status)
 
     def openapi(self) -> bottle.HTTPResponse:
         params.no_params(_query_string())

@@ -10,13 +10,15 @@ import csv
 import functools
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from http import HTTPStatus
 from typing import Any
 
 from monitor.api_params import ApiError, Window
+from monitor.errors import StoreError
 from monitor.spool import SpoolStatus
-from monitor.stores import Aggregate, Series
+from monitor.stores import Aggregate, Series, Store
 
 # Bucket widths the API picks when it must downsample: round numbers a person can read.
 NICE_STEPS_MS = (
@@ -171,6 +173,44 @@ def aggregate_body(
         "samples": result.samples,
         "reason": reason,
     }
+
+
+def error_body(status: int, message: str, parameter: str | None = None) -> dict[str, Any]:
+    """The API's one error shape."""
+    title = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+    return {"error": {"status": status, "title": title, "parameter": parameter, "message": message}}
+
+
+def health(
+    store: Store, spool_status: Callable[[], SpoolStatus | None], now_ms: int, interval_s: float
+) -> tuple[int, dict[str, Any]]:
+    """(HTTP status, body) of /health: 200 when every rule holds, 503 listing the broken ones."""
+    problems: list[str] = []
+    store_body = {"kind": store.kind, "name": store.name, "reachable": True, "detail": ""}
+    try:
+        store_body["detail"] = store.ping()
+    except StoreError as exc:
+        store_body.update(reachable=False, detail=str(exc))
+        problems.append(f"store unreachable: {exc}")
+    agent = None
+    try:
+        status = spool_status()
+    except Exception as exc:  # a damaged spool file must not break the health check
+        problems.append(f"agent spool unreadable: {exc}")
+        status = None
+    if status is not None:
+        agent = agent_body(status, now_ms)
+        problems += agent_problems(status, now_ms, interval_s)
+    body: dict[str, Any] = {
+        "status": "unhealthy" if problems else "ok",
+        "time": iso(now_ms),
+        "problems": problems,
+        "store": store_body,
+        "agent": agent,
+    }
+    if problems:
+        body.update(error_body(503, "; ".join(problems)))
+    return (503 if problems else 200), body
 
 
 def grace_s(interval_s: float) -> float:
