@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -25,6 +24,7 @@ from monitor.api import serve
 from monitor.config import Config, parse
 from tests import servers
 from tests.faultproxy import FaultProxy
+from tests.integration.test_store_influxql import wait_refused
 
 pytestmark = pytest.mark.integration
 
@@ -165,18 +165,6 @@ def assert_error_shape(status: int, body: Any, expected: int) -> str:
     assert set(body) == {"error"} and body["error"]["status"] == expected
     assert body["error"]["parameter"] is None
     return str(body["error"]["message"])
-
-
-def wait_refused(port: int, timeout_s: float = 2.0) -> None:
-    """Until connections to PORT are refused (the proxy's listener closes within its poll)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        except ConnectionRefusedError:
-            return
-        time.sleep(0.02)
-    pytest.fail(f"port {port} still accepts connections")
 
 
 def test_the_database_down_slow_or_back_over_influxdb(tmp_path, influxdb1, influx_db):
