@@ -146,19 +146,17 @@ def _spool(config: Config) -> int:
 
 
 def _replay(config: Config, path: Path, *, keep: bool) -> int:
-    """Send a spill file; move it aside first so the agent can keep spilling to a fresh one."""
-    from monitor.shipper import replay_file
+    """Send a spill file; claim it first so the agent can keep spilling to a fresh one."""
+    from monitor import spill
     from monitor.sinks import make_sink
 
     if not path.is_file():
         print(f"hostmon spool replay: {path}: no such file", file=sys.stderr)
         return 2
-    work = path if keep else path.with_name(f"{path.name}.replaying-{os.getpid()}")
-    if not keep:
-        path.rename(work)
+    work = path if keep else spill.claim(path, f"replaying-{os.getpid()}")
     sink = make_sink(config.sink, config.shipper)
     try:
-        sent = replay_file(work, sink, config.shipper.batch_size)
+        sent = spill.replay(work, sink, config.shipper.batch_size)
     except MonitorError as exc:
         print(f"hostmon spool replay: stopped: {exc}; the rest is still in {work}", file=sys.stderr)
         return 1

@@ -5,10 +5,12 @@
      ├── SinkError               a write to the database failed
      │    ├── Unavailable        network error, timeout, 429 or 5xx: keep the batch, retry later
      │    ├── AuthFailed         401/403: keep the batch, alert, keep retrying
-     │    └── Rejected           400/422: the batch is bad data, drop it and move on
+     │    ├── Rejected           400/422: the batch is bad data, drop it and move on
+     │    └── ReplayFailed       (monitor.spill) a spill file replay stopped part-way
      └── StoreError              a read (API query) failed
           ├── StoreUnavailable   the database cannot be reached or timed out (HTTP 503)
           └── QueryFailed        the database answered with an error
+     (ApiError, in monitor.api_params: a request the API refuses, with its HTTP status)
 
 Foreign errors (``urllib3``, ``sqlite3``, ``influxdb_client``) are translated at the
 boundary where they happen: ``raise Unavailable(url, str(exc)) from exc``.

@@ -26,7 +26,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from monitor.config import ShipperConfig
 from monitor.errors import AuthFailed, Rejected, SinkError, Unavailable
@@ -38,15 +37,6 @@ log = logging.getLogger(__name__)
 UNREACHABLE = "sink_unreachable"
 AUTH_FAILED = "sink_auth_failed"
 _WAKE_POLL_S = 0.5  # the default sleep notices replace_sink() this often
-
-
-class ReplayFailed(SinkError):
-    """A spill file could not be replayed completely; ``sent`` lines were written before."""
-
-    def __init__(self, path: Path, sent: int, cause: Exception) -> None:
-        super().__init__(str(path), f"stopped after {sent} lines were sent: {cause}")
-        self.sent = sent
-        self.retryable = getattr(cause, "retryable", False)
 
 
 @dataclass(frozen=True)
@@ -251,36 +241,3 @@ class Shipper:
                 break
             self._stop.wait(min(left, _WAKE_POLL_S))
         self._wake.clear()
-
-
-def replay_file(path: Path, sink: Sink, batch_size: int) -> int:
-    """Send a spilled line-protocol file in batches; the number of lines sent.
-
-    Blank lines and ``#`` comments are skipped. On failure raises :class:`ReplayFailed`
-    with ``sent``. The file is left alone: on success the caller decides whether to remove it.
-    """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    sent = 0
-    batch: list[str] = []
-    with path.open(encoding="utf-8") as fh:
-        for raw in fh:
-            text = raw.rstrip("\r\n")
-            if not text.strip() or text.lstrip().startswith("#"):
-                continue
-            batch.append(text)
-            if len(batch) == batch_size:
-                sent = _replay_batch(path, sink, batch, sent)
-                batch = []
-    if batch:
-        sent = _replay_batch(path, sink, batch, sent)
-    log.info("replayed %d lines from %s to %s", sent, path, sink.name)
-    return sent
-
-
-def _replay_batch(path: Path, sink: Sink, batch: list[str], sent: int) -> int:
-    try:
-        sink.write(batch)
-    except Exception as exc:
-        raise ReplayFailed(path, sent, exc) from exc
-    return sent + len(batch)

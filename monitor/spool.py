@@ -50,8 +50,8 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
+from monitor import spill
 from monitor.config import SpoolConfig
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,6 @@ SPILL = "spill"
 CHUNK_FRACTION = 0.01  # overflow removes this share of the exceeded limit at a time
 _MAX_ROUNDS = 16  # bound on checkpoint/evict rounds per append
 _ERROR_MAX_CHARS = 500
-_SCAN_BYTES = 64 * 1024
 _SET = "INSERT INTO state (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value"
 _ADD = (
     "INSERT INTO state (key, value) VALUES (?, ?)"
@@ -336,7 +335,7 @@ class Spool:
         rows = self._conn.execute(_OLDEST, (n,)).fetchall()
         if policy == SPILL:
             try:
-                _spill(spill_path, [line for _, _, line in rows])
+                spill.append_lines(spill_path, [line for _, _, line in rows])
             except OSError as exc:
                 log.error("spool: cannot spill to %s (%s); dropping instead", spill_path, exc)
                 policy = DROP_OLDEST
@@ -410,39 +409,3 @@ def _connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous=FULL")
     conn.executescript(SCHEMA)
     return conn
-
-
-def _spill(path: Path, lines: Sequence[str]) -> None:
-    """Append LINES to the line-protocol file PATH and fsync it."""
-    if not lines:
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    created = not path.exists()
-    with path.open("a+b") as fh:
-        _cut_partial_line(fh, path)
-        fh.write(("\n".join(lines) + "\n").encode())
-        fh.flush()
-        os.fsync(fh.fileno())
-    if created:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-
-def _cut_partial_line(fh: IO[bytes], path: Path) -> None:
-    """Drop a partial last line left by a spill that was interrupted (its rows are still spooled)."""
-    end = fh.seek(0, os.SEEK_END)
-    pos = end
-    while pos > 0:
-        start = max(0, pos - _SCAN_BYTES)
-        fh.seek(start)
-        newline = fh.read(pos - start).rfind(b"\n")
-        if newline >= 0:
-            pos = start + newline + 1
-            break
-        pos = start
-    if pos < end:
-        log.warning("spill file %s ended in a partial line; cut %d bytes", path, end - pos)
-        fh.truncate(pos)

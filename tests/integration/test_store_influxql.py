@@ -145,8 +145,8 @@ def test_retention_policy_qualifies_the_measurement(influxdb1, influx_db):
 def test_v1_read_credentials_from_the_config_are_used(influxdb1_auth, tmp_path):
     admin = ADMIN
     servers.influx_query(influxdb1_auth.url, 'CREATE DATABASE "authdb"', auth=admin)
-    servers.influx_query(influxdb1_auth.url, "CREATE USER reader WITH PASSWORD 'reader-pw'", auth=admin)
-    servers.influx_query(influxdb1_auth.url, 'GRANT READ ON "authdb" TO reader', auth=admin)
+    servers.influx_query(influxdb1_auth.url, "CREATE USER api_reader WITH PASSWORD 'reader-pw'", auth=admin)
+    servers.influx_query(influxdb1_auth.url, 'GRANT READ ON "authdb" TO api_reader', auth=admin)
     write(influxdb1_auth.url, "authdb", [f"system,host=a memory_usage=42 {T0}"], auth=admin)
     raw = {
         "agent": {"state_dir": str(tmp_path)},
@@ -156,7 +156,7 @@ def test_v1_read_credentials_from_the_config_are_used(influxdb1_auth, tmp_path):
             "database": "authdb",
             "username": "writer",
         },
-        "api": {"store_username": "reader", "store_password_env": "PW"},
+        "api": {"store_username": "api_reader", "store_password_env": "PW"},
     }
     store = make_store(parse(raw, environ={"PW": "reader-pw"}))
     assert store.aggregate("memory_usage", "mean", T0, T0 + 1, None) == Aggregate(42.0, 1)

@@ -1,0 +1,134 @@
+"""The spill file: where the ``spill`` overflow policy puts samples, and how they are replayed.
+
+The agent appends (:func:`append_lines`); ``hostmon spool replay`` takes the file over
+(:func:`claim`) and sends it (:func:`replay`). Both sides hold an exclusive ``flock`` while
+they touch the file, and the writer checks after locking that the path still names the file
+it opened — so a spill racing with a replay lands either in the claimed file before it is
+read, or in a fresh file at the original path, never in a file already read and deleted.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+from monitor.errors import SinkError
+from monitor.sinks import Sink
+
+log = logging.getLogger(__name__)
+
+_SCAN_BYTES = 64 * 1024
+
+
+class ReplayFailed(SinkError):
+    """A spill file could not be replayed completely; ``sent`` lines were written before."""
+
+    def __init__(self, path: Path, sent: int, cause: Exception) -> None:
+        super().__init__(str(path), f"stopped after {sent} lines were sent: {cause}")
+        self.sent = sent
+        self.retryable = getattr(cause, "retryable", False)
+
+
+@contextmanager
+def _locked_append(path: Path) -> Iterator[IO[bytes]]:
+    """PATH opened for appending under an exclusive lock, re-opened if it was renamed away."""
+    while True:
+        fh = path.open("a+b")
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            try:
+                current = os.stat(path)
+            except FileNotFoundError:
+                current = None
+            if current is not None and current.st_ino == os.fstat(fh.fileno()).st_ino:
+                yield fh
+                return
+        finally:
+            fh.close()  # closing releases the lock
+        log.debug("spill file %s was claimed while we waited; re-opening", path)
+
+
+def append_lines(path: Path, lines: Sequence[str]) -> None:
+    """Append LINES to the line-protocol file PATH and fsync it (and its directory when new)."""
+    if not lines:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    created = not path.exists()
+    with _locked_append(path) as fh:
+        _cut_partial_line(fh, path)
+        fh.write(("\n".join(lines) + "\n").encode())
+        fh.flush()
+        os.fsync(fh.fileno())
+    if created:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def _cut_partial_line(fh: IO[bytes], path: Path) -> None:
+    """Drop a partial last line left by a spill that was interrupted (its rows are still spooled)."""
+    end = fh.seek(0, os.SEEK_END)
+    pos = end
+    while pos > 0:
+        start = max(0, pos - _SCAN_BYTES)
+        fh.seek(start)
+        newline = fh.read(pos - start).rfind(b"\n")
+        if newline >= 0:
+            pos = start + newline + 1
+            break
+        pos = start
+    if pos < end:
+        log.warning("spill file %s ended in a partial line; cut %d bytes", path, end - pos)
+        fh.truncate(pos)
+
+
+def claim(path: Path, suffix: str) -> Path:
+    """Move PATH aside to ``PATH.<suffix>`` and wait out any append in progress; the new path.
+
+    Afterwards the agent spills into a fresh file at PATH, and the claimed file is complete.
+    """
+    claimed = path.with_name(f"{path.name}.{suffix}")
+    path.rename(claimed)
+    with claimed.open("rb") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)  # a writer that opened PATH before the rename is done
+    return claimed
+
+
+def replay(path: Path, sink: Sink, batch_size: int) -> int:
+    """Send a spilled line-protocol file in batches; the number of lines sent.
+
+    Blank lines and ``#`` comments are skipped. On failure raises :class:`ReplayFailed`
+    with ``sent``. The file is left alone: on success the caller decides whether to remove it.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    sent = 0
+    batch: list[str] = []
+    with path.open(encoding="utf-8") as fh:
+        for raw in fh:
+            text = raw.rstrip("\r\n")
+            if not text.strip() or text.lstrip().startswith("#"):
+                continue
+            batch.append(text)
+            if len(batch) == batch_size:
+                sent = _replay_batch(path, sink, batch, sent)
+                batch = []
+    if batch:
+        sent = _replay_batch(path, sink, batch, sent)
+    log.info("replayed %d lines from %s to %s", sent, path, sink.name)
+    return sent
+
+
+def _replay_batch(path: Path, sink: Sink, batch: list[str], sent: int) -> int:
+    try:
+        sink.write(batch)
+    except Exception as exc:
+        raise ReplayFailed(path, sent, exc) from exc
+    return sent + len(batch)
