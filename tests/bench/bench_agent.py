@@ -4,7 +4,8 @@ Every process samples once a second for the same period, side by side, so the ma
 noise hits them alike. Reported per process: CPU seconds over the steady-state window (after
 a warm-up, so interpreter start-up is excluded, and reported separately as total), and
 peak RSS (VmHWM). Targets (issue 2): CPU within 1.75x of the floor; peak RSS < 30 MB with
-the v1 and SQLite sinks, < 50 MB with the v2 sink (influxdb-client loaded).
+the v1 and SQLite sinks, < 50 MB with the v2 sink (influxdb-client loaded); RSS flat
+(growth between the end of the warm-up and the end of the run).
 
     .venv/bin/python -m tests.bench.bench_agent [--seconds 60]
 """
@@ -41,9 +42,10 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
 
 
-def peak_rss_mb(pid: int) -> float:
+def status_mb(pid: int, key: str) -> float:
+    """A memory figure from /proc/PID/status: VmHWM (peak RSS) or VmRSS (now), in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{key}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -83,12 +85,14 @@ def run(seconds: float, warmup_s: float = 8.0) -> dict[str, object]:
     try:
         time.sleep(warmup_s)
         start = {k: cpu_s(p.pid) for k, p in procs.items()}
+        rss_start = {k: status_mb(p.pid, "VmRSS") for k, p in procs.items()}
         time.sleep(seconds)
         results = {
             k: {
                 "cpu_s_steady": round(cpu_s(p.pid) - start[k], 3),
                 "cpu_s_total": round(cpu_s(p.pid), 3),
-                "peak_rss_mb": round(peak_rss_mb(p.pid), 1),
+                "peak_rss_mb": round(status_mb(p.pid, "VmHWM"), 1),
+                "rss_growth_mb": round(status_mb(p.pid, "VmRSS") - rss_start[k], 2),
             }
             for k, p in procs.items()
         }
@@ -129,10 +133,11 @@ def machine() -> str:
 def table(report: dict[str, object]) -> str:
     rows = report["results"]
     assert isinstance(rows, dict)
-    out = [f"{'process':<42} {'CPU s':>7} {'x floor':>8} {'peak RSS MB':>12}"]
+    out = [f"{'process':<42} {'CPU s':>7} {'x floor':>8} {'peak RSS MB':>12} {'RSS growth MB':>14}"]
     for name, r in rows.items():
         out.append(
-            f"{name:<42} {r['cpu_s_steady']:>7.2f} {r['cpu_ratio_to_floor']:>8.2f} {r['peak_rss_mb']:>12.1f}"
+            f"{name:<42} {r['cpu_s_steady']:>7.2f} {r['cpu_ratio_to_floor']:>8.2f}"
+            f" {r['peak_rss_mb']:>12.1f} {r['rss_growth_mb']:>14.2f}"
         )
     return "\n".join(out)
 
