@@ -20,10 +20,9 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from monitor.shipper import Shipper
-
 from monitor.config import ShipperConfig, SinkConfig, SpoolConfig
 from monitor.lineprotocol import Sample, encode
+from monitor.shipper import Shipper
 from monitor.sinks import make_sink
 from monitor.spool import Spool
 from tests import servers
