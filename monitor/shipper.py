@@ -29,7 +29,8 @@ from dataclasses import dataclass
 
 from monitor.config import ShipperConfig
 from monitor.errors import AuthFailed, Rejected, SinkError, Unavailable
-from monitor.sinks import Sink
+from monitor.pipeline import Batch, ReadAhead, Row, Spawn, start_thread
+from monitor.sinks import PreparingSink, Sink
 from monitor.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ class Shipper:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], object] | None = None,
         rand: Callable[[], float] = random.random,
+        spawn: Spawn = start_thread,
     ) -> None:
         self._spool = spool
         self._sink = sink
@@ -67,6 +69,8 @@ class Shipper:
         self._clock = clock
         self._sleep = sleep if sleep is not None else self._interruptible_sleep
         self._rand = rand
+        self._spawn = spawn
+        self._read_ahead: ReadAhead | None = None  # the next batch, while a backlog drains
         self._pending: tuple[Sink, ShipperConfig] | None = None  # from replace_sink()
         self._pending_lock = threading.Lock()
         self._failures = 0
@@ -92,6 +96,7 @@ class Shipper:
             if delay > 0 and not stop.is_set():
                 self._sleep(delay)
         self._final_flush()
+        self._take_read_ahead()  # nothing reads the spool or uses the sink after run() returns
         self._apply_pending()
         self._close(self._sink)
 
@@ -111,14 +116,29 @@ class Shipper:
     def _attempt(self) -> _Outcome:
         self._apply_pending()
         sink, batch_size = self._sink, self._config.batch_size
-        rows = self._spool.peek(batch_size)
-        if not rows:
+        batch = self._take_read_ahead() or Batch(self._spool.peek(batch_size))
+        if not batch.rows:
             return _Outcome(0, False)
-        full = len(rows) == batch_size
+        full = len(batch.rows) == batch_size
+        ahead = ReadAhead(self._spool, sink, batch_size, batch.last_key, self._spawn) if full else None
+        outcome = _Outcome(0, full)
         try:
-            sink.write([line for _, _, line in rows])
+            outcome = self._deliver(sink, batch, full)
+        finally:
+            if outcome.shipped:  # accepted and acked: the read-ahead is the next batch
+                self._read_ahead = ahead
+            elif ahead is not None:  # anything else: wait for it and start over from the spool
+                ahead.take()
+        return outcome
+
+    def _deliver(self, sink: Sink, batch: Batch, full: bool) -> _Outcome:
+        try:
+            if batch.prepared is not None and isinstance(sink, PreparingSink):
+                sink.send(batch.prepared)
+            else:
+                sink.write(batch.lines)
         except Rejected as exc:
-            self._rejected(sink, rows, exc)
+            self._rejected(sink, batch.rows, exc)
             return _Outcome(0, full)
         except AuthFailed as exc:
             return _Outcome(0, False, self._auth_failed(exc))
@@ -127,15 +147,20 @@ class Shipper:
         except Exception as exc:
             log.exception("shipper: unexpected error writing to %s; keeping the batch", sink.name)
             return _Outcome(0, False, self._unavailable(sink, exc, reachable=False))
-        self._spool.ack([seq for seq, _, _ in rows], success_ms=int(self._clock() * 1000))
-        self._succeeded(sink, len(rows))
-        return _Outcome(len(rows), full)
+        self._spool.ack(batch.seqs, success_ms=int(self._clock() * 1000))
+        self._succeeded(sink, len(batch.rows))
+        return _Outcome(len(batch.rows), full)
+
+    def _take_read_ahead(self) -> Batch | None:
+        ahead, self._read_ahead = self._read_ahead, None
+        return ahead.take() if ahead is not None else None
 
     def _apply_pending(self) -> None:
         with self._pending_lock:
             pending, self._pending = self._pending, None
         if pending is None:
             return
+        self._take_read_ahead()  # read for the old sink and settings: dropped
         old, (self._sink, self._config) = self._sink, pending
         self._failures = 0
         log.info("shipper: now shipping to %s (batch_size=%d)", self._sink.name, self._config.batch_size)
@@ -155,7 +180,7 @@ class Shipper:
         self._resolve(UNREACHABLE, f"{sink.name} accepts writes again")
         self._resolve(AUTH_FAILED, f"{sink.name} accepts the credentials again")
 
-    def _rejected(self, sink: Sink, rows: Sequence[tuple[int, int, str]], exc: Rejected) -> None:
+    def _rejected(self, sink: Sink, rows: Sequence[Row], exc: Rejected) -> None:
         n = len(rows)
         log.error(
             "shipper: %s rejected %d samples (ts_ms %d..%d) as bad data; dropping them: %s",

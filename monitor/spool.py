@@ -12,7 +12,8 @@ Decisions, and why:
 * One connection guarded by one lock: the collector thread appends while the shipper thread
   peeks and acks; every call is one short transaction.
 * Order: ``peek`` reads ``ORDER BY ts_ms, seq`` through ``queue_by_time`` (an index on ts_ms
-  also holds the rowid, which is seq), so it costs the same with millions of rows.
+  also holds the rowid, which is seq), so it costs the same with millions of rows;
+  ``peek(after=(ts_ms, seq))`` continues after a given row the same way (the shipper's read-ahead).
 * Budget: ``buffer_size`` rows and ``max_spool_bytes`` of disk, checked before each append.
   Bytes are the pages in use, ``(page_count - freelist_count) * page_size``, plus the WAL.
   Free pages are reused before the file grows, so the file never outgrows the budget; new
@@ -28,7 +29,8 @@ Decisions, and why:
   (``spilled_total``). If the spill file cannot be written they are dropped instead (logged,
   counted as dropped): the budget is a hard limit. A crash between the spill's fsync and the
   delete leaves samples in both places; replaying them rewrites the same points (idempotent).
-  The oldest samples may be the batch the shipper is sending at that moment: if that write
+  The oldest samples may be the batch the shipper is sending at that moment (or the next one,
+  already read ahead): the spool tracks peeked rows until acked or a plain peek starts over; if a write
   then succeeds, the samples the policy dropped were delivered after all, and ``ack`` takes
   them off ``dropped_total`` again, so it counts only samples that never reached the database.
   (A spilled one stays in the spill file and in ``spilled_total``; replay rewrites it, harmless.)
@@ -91,6 +93,7 @@ _ADD = (
     " ON CONFLICT(key) DO UPDATE SET value = coalesce(value, 0) + excluded.value"
 )
 _OLDEST = "SELECT seq, ts_ms, line FROM queue ORDER BY ts_ms, seq LIMIT ?"
+_OLDEST_AFTER = "SELECT seq, ts_ms, line FROM queue WHERE (ts_ms, seq) > (?, ?) ORDER BY ts_ms, seq LIMIT ?"
 
 
 @dataclass(frozen=True)
@@ -158,7 +161,7 @@ class Spool:
         self._conn = _connect(config.path)
         self._page_size = self._pragma("page_size")
         self._depth = int(self._conn.execute("SELECT count(*) FROM queue").fetchone()[0])
-        self._peeked: set[int] = set()  # seqs of the last peek: the batch being shipped
+        self._peeked: set[int] = set()  # seqs handed out by peek and not yet acked: being shipped
         self._dropped_peeked: set[int] = set()  # of those, the ones drop_oldest removed since
         self._apply_limits()
         with self._tx() as conn:
@@ -189,14 +192,28 @@ class Spool:
         finally:
             self._notify(events)
 
-    def peek(self, limit: int) -> list[tuple[int, int, str]]:
-        """Up to LIMIT oldest samples as (seq, ts_ms, line), in (ts_ms, seq) order."""
+    def peek(self, limit: int, *, after: tuple[int, int] | None = None) -> list[tuple[int, int, str]]:
+        """Up to LIMIT oldest samples as (seq, ts_ms, line), in (ts_ms, seq) order.
+
+        A plain peek starts a new round: the rows it returns are the batch being shipped, and
+        any earlier peek is forgotten. ``after=(ts_ms, seq)`` (the last row of a batch still in
+        flight) reads the rows that follow it, the next batch, and keeps tracking both: the
+        shipper's read-ahead. A row appended later with an older key is not among them; the
+        next plain peek returns it.
+        """
         if limit < 1:  # SQLite reads LIMIT -1 as "no limit"
             return []
         with self._lock:
-            rows = [(int(s), int(t), str(ln)) for s, t, ln in self._conn.execute(_OLDEST, (limit,))]
-            self._peeked = {seq for seq, _, _ in rows}
-            self._dropped_peeked.clear()
+            if after is None:
+                cursor = self._conn.execute(_OLDEST, (limit,))
+            else:
+                cursor = self._conn.execute(_OLDEST_AFTER, (*after, limit))
+            rows = [(int(s), int(t), str(ln)) for s, t, ln in cursor]
+            if after is None:
+                self._peeked = {seq for seq, _, _ in rows}
+                self._dropped_peeked.clear()
+            else:
+                self._peeked.update(seq for seq, _, _ in rows)
             return rows
 
     def ack(self, seqs: Sequence[int], *, success_ms: int | None = None) -> None:
@@ -224,6 +241,7 @@ class Spool:
                 if delivered:
                     conn.execute(_ADD, ("dropped_total", -len(delivered)))
             self._depth -= removed
+            self._peeked.difference_update(seqs)
             self._dropped_peeked -= delivered
             self._release_free_pages()
         if delivered:

@@ -4,12 +4,18 @@ Every sink takes a batch of lines exactly as the spool stored them and either ac
 whole batch or raises one of :mod:`monitor.errors`' ``SinkError`` subclasses, which decide
 the batch's fate: ``Unavailable`` (keep, retry with backoff, honour ``retry_after_s``),
 ``AuthFailed`` (keep, alert, retry) or ``Rejected`` (drop, count, log the server's message).
+
+A sink may also be a :class:`PreparingSink`: ``write`` split into ``prepare`` (local work:
+join, encode, compress; no I/O, safe on another thread) and ``send``. The shipper then
+prepares the next batch while the current one is in flight (:mod:`monitor.pipeline`). A sink
+without the split still works; only its local work stays on the critical path.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 from monitor.config import ShipperConfig, SinkConfig
 from monitor.errors import ConfigError
@@ -28,6 +34,27 @@ class Sink(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class PreparedBatch:
+    """A batch with its request body built (``PreparingSink.prepare``), ready to ``send``."""
+
+    lines: Sequence[str]  # what the body holds; kept for re-sending in halves (HTTP 413)
+    body: bytes
+
+
+@runtime_checkable
+class PreparingSink(Sink, Protocol):
+    """A sink whose local work can be done apart from, and before, sending the batch."""
+
+    def prepare(self, lines: Sequence[str]) -> PreparedBatch:
+        """Build the request body: no I/O, safe to call while another batch is being sent."""
+        ...
+
+    def send(self, batch: PreparedBatch) -> None:
+        """``write(batch.lines)`` without building the body again; raises as ``write`` does."""
+        ...
 
 
 def make_sink(config: SinkConfig, shipper: ShipperConfig) -> Sink:

@@ -22,6 +22,7 @@ from monitor import __version__
 from monitor.config import ShipperConfig, SinkConfig
 from monitor.errors import Unavailable
 from monitor.lineprotocol import PRECISION
+from monitor.sinks import PreparedBatch
 from monitor.sinks._http import (
     describe,
     display_url,
@@ -95,17 +96,27 @@ class InfluxV1Sink:
 
     def write(self, lines: Sequence[str]) -> None:
         if lines:
-            send_splitting_on_413(self._post, lines)
+            self.send(self.prepare(lines))
+
+    def prepare(self, lines: Sequence[str]) -> PreparedBatch:
+        """The request body: the lines joined, UTF-8, gzipped when ``shipper.gzip`` is on."""
+        body = "\n".join(lines).encode("utf-8")
+        return PreparedBatch(lines, gzip.compress(body, compresslevel=GZIP_LEVEL) if self._gzip else body)
+
+    def send(self, batch: PreparedBatch) -> None:
+        def post(lines: Sequence[str]) -> None:  # the halves after a 413 get bodies of their own
+            self._post(batch.body if lines is batch.lines else self.prepare(lines).body)
+
+        if batch.lines:
+            send_splitting_on_413(post, batch.lines)
 
     def close(self) -> None:
         with self._lock:
             self._drop()
 
-    def _post(self, lines: Sequence[str]) -> None:
-        body = "\n".join(lines).encode("utf-8")
+    def _post(self, body: bytes) -> None:
         headers = dict(self._headers)
         if self._gzip:
-            body = gzip.compress(body, compresslevel=GZIP_LEVEL)
             headers["Content-Encoding"] = "gzip"
         with self._lock:
             status, reply_headers, reply = self._request(body, headers)
