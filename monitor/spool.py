@@ -208,7 +208,7 @@ class Spool:
                 cursor = self._conn.execute(_OLDEST, (limit,))
             else:
                 cursor = self._conn.execute(_OLDEST_AFTER, (*after, limit))
-            rows = [(int(s), int(t), str(ln)) for s, t, ln in cursor]
+            rows: list[tuple[int, int, str]] = cursor.fetchall()  # INTEGER, INTEGER, TEXT NOT NULL
             if after is None:
                 self._peeked = {seq for seq, _, _ in rows}
                 self._dropped_peeked.clear()

@@ -9,12 +9,12 @@ every socket read; it is not a total deadline for a server that trickles bytes.
 from __future__ import annotations
 
 import base64
-import gzip
 import http.client
 import logging
 import ssl
 import threading
 import time
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from urllib.parse import urlencode, urlsplit
 
@@ -36,6 +36,7 @@ from monitor.sinks._http import (
 log = logging.getLogger(__name__)
 
 GZIP_LEVEL = 1  # line protocol still shrinks ~6x; level 6 costs 4x the CPU (bench_replay)
+_GZIP_WBITS = 31  # zlib's gzip framing: one call, ~20 % cheaper than gzip.compress (bench_replay)
 # What a server's idle-timeout close of a kept-alive connection looks like on the next request.
 _STALE_CONNECTION = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError, http.client.BadStatusLine)
 
@@ -101,7 +102,7 @@ class InfluxV1Sink:
     def prepare(self, lines: Sequence[str]) -> PreparedBatch:
         """The request body: the lines joined, UTF-8, gzipped when ``shipper.gzip`` is on."""
         body = "\n".join(lines).encode("utf-8")
-        return PreparedBatch(lines, gzip.compress(body, compresslevel=GZIP_LEVEL) if self._gzip else body)
+        return PreparedBatch(lines, zlib.compress(body, GZIP_LEVEL, _GZIP_WBITS) if self._gzip else body)
 
     def send(self, batch: PreparedBatch) -> None:
         def post(lines: Sequence[str]) -> None:  # the halves after a 413 get bodies of their own

@@ -128,6 +128,43 @@ def test_ack_removes_exactly_the_given_rows_and_ignores_unknown_ones(make_spool:
     assert spool.status().depth == 6
 
 
+def keys(rows: list[tuple[int, int, str]]) -> list[tuple[int, int]]:
+    return [(ts, seq) for seq, ts, _ in rows]
+
+
+def test_peek_after_a_row_continues_in_timestamp_then_append_order(make_spool: SpoolFactory) -> None:
+    spool = make_spool()
+    for ts in (5, 3, 5, 4, 5, 6, 3):
+        spool.append(ts, line(ts))
+    everything = spool.peek(100)
+
+    first = spool.peek(3)
+    second = spool.peek(3, after=keys(first)[-1])  # (5, seq of the first 5): ties continue by seq
+    third = spool.peek(3, after=keys(second)[-1])
+
+    assert first + second + third == everything
+    assert [ts for _, ts, _ in everything] == [3, 3, 4, 5, 5, 5, 6]
+    assert (len(third), spool.peek(3, after=keys(everything)[-1])) == (1, [])
+    assert spool.peek(0, after=(0, 0)) == []
+
+
+def test_a_row_appended_later_with_an_older_timestamp_is_not_after_the_cursor_but_the_next_plain_peek_has_it(
+    make_spool: SpoolFactory,
+) -> None:
+    spool = make_spool()
+    for ts in range(100, 110):
+        spool.append(ts, line(ts))
+    in_flight = spool.peek(4)  # 100..103
+
+    spool.append(101, "late v=1 101")  # the clock stepped back
+    read_ahead = spool.peek(4, after=keys(in_flight)[-1])
+    spool.ack([seq for seq, _, _ in in_flight])
+
+    assert [ts for _, ts, _ in read_ahead] == [104, 105, 106, 107]
+    assert spool.peek(1)[0][1:] == (101, "late v=1 101")
+    assert spool.status().depth == 7
+
+
 # -- durability --------------------------------------------------------------------------------
 
 
@@ -217,6 +254,43 @@ def test_buffer_size_holds_at_most_that_many_samples_dropping_the_oldest_in_chun
     assert (status.depth, status.dropped_total, status.spilled_total) == (995, 30, 0)
     assert (status.oldest_ts_ms, status.newest_ts_ms) == (30, 1024)
     assert stored_ts(spool) == list(range(30, 1025))
+
+
+def test_samples_dropped_from_two_batches_handed_out_are_uncounted_only_when_their_batch_is_acked(
+    make_spool: SpoolFactory,
+) -> None:
+    spool = make_spool(buffer_size=10)  # each append past 10 drops the oldest sample
+    for ts in range(10):
+        spool.append(ts, line(ts))
+    in_flight = spool.peek(3)  # 0..2
+    read_ahead = spool.peek(3, after=keys(in_flight)[-1])  # 3..5
+
+    for ts in range(10, 15):  # drops 0..4: all of the batch in flight, two of the read-ahead
+        spool.append(ts, line(ts))
+    assert spool.status().dropped_total == 5
+
+    spool.ack([seq for seq, _, _ in in_flight])  # delivered after all
+    assert spool.status().dropped_total == 2
+    spool.ack([seq for seq, _, _ in read_ahead])
+    assert spool.status().dropped_total == 0
+    assert stored_ts(spool) == list(range(6, 15))
+
+
+def test_a_plain_peek_forgets_a_dropped_read_ahead_that_was_never_sent(make_spool: SpoolFactory) -> None:
+    spool = make_spool(buffer_size=10)
+    for ts in range(10):
+        spool.append(ts, line(ts))
+    in_flight = spool.peek(3)
+    spool.peek(3, after=keys(in_flight)[-1])  # 3..5, then dropped from the spool while read ahead
+    for ts in range(10, 15):
+        spool.append(ts, line(ts))
+
+    retry = spool.peek(3)  # the batch in flight failed: start over from the oldest row
+    spool.ack([seq for seq, _, _ in retry])
+    spool.ack([seq for seq, _, _ in in_flight])  # a stale ack (its rows are gone) changes nothing
+
+    assert [ts for _, ts, _ in retry] == [5, 6, 7]
+    assert spool.status().dropped_total == 5  # 0..4 never reached the database
 
 
 def test_spill_moves_the_oldest_lines_to_the_spill_file_unchanged(
