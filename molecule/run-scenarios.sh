@@ -53,6 +53,15 @@ if ! podman run -d --rm --name "$probe" --systemd=always localhost/hostmon-debia
 fi
 podman rm -f "$probe" >/dev/null 2>&1 || true
 
+# The scenarios build hostmon's wheel from a snapshot of the tree taken now, so converge and
+# idempotence install the same code even if files change meanwhile (a shared checkout).
+snapshot="$root/.cache/hostmon-src"
+rm -rf "$snapshot" && mkdir -p "$snapshot"
+tar -C "$root" -cf - --exclude=./.git --exclude=./.venv --exclude=./build --exclude='./*.egg-info' \
+    --exclude=./.wheelhouse --exclude=./.cache --exclude=./.mypy_cache --exclude=./.ruff_cache \
+    --exclude=./.pytest_cache --exclude=./node_modules . | tar -C "$snapshot" -xf -
+export HOSTMON_SOURCE_DIR="$snapshot"
+
 current=""
 cleanup() {
     if [[ -n "$current" ]]; then
