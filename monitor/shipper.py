@@ -13,9 +13,14 @@ The exception a sink raises decides the batch's fate (:mod:`monitor.errors`):
 One thread runs ``run`` (or calls ``ship_once``); ``replace_sink`` may be called from any
 other thread and takes effect at the next batch. ``run`` closes the sink when it returns.
 
-Rows are peeked afresh on every attempt and acked only after the sink accepted them, so a
+Rows are acked only after the sink accepted them, and before the next batch is sent, so a
 crash at any point re-sends at most one batch (InfluxDB and the SQLite sink overwrite a point
 with the same series and timestamp, so a re-sent batch changes nothing).
+
+While a backlog drains (the last batch was full), the next batch is read from the spool and
+prepared (joined, gzipped) on a helper thread while the current one is in flight, and used
+only if the current one was accepted and acked; otherwise it is dropped and the next attempt
+peeks afresh (:mod:`monitor.pipeline`). In steady state every attempt peeks afresh, as before.
 """
 
 from __future__ import annotations
