@@ -65,7 +65,7 @@ USAGE
 down() {
     for name in "${NODES[@]}"; do
         if podman container exists "$name"; then
-            podman rm -f "$name" >/dev/null && echo "demo: removed $name"
+            podman rm -f -t 5 "$name" >/dev/null && echo "demo: removed $name"
         fi
     done
 }

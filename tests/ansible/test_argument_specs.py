@@ -123,3 +123,16 @@ def test_used_variables_finds_what_a_template_refers_to(tmp_path: Path):
     # The scanner itself: a name only in a template is found, a dotted attribute is not.
     assert "monitor_api_port" in used_variables("monitor")
     assert not any(name.startswith("monitor_.") for name in used_variables("monitor"))
+
+
+@pytest.mark.parametrize(
+    "inventory", ["demo/group_vars/all.yml", "production.example/group_vars/all/vars.yml"]
+)
+@pytest.mark.parametrize("role", ROLES)
+def test_example_inventories_pass_the_role_specs(inventory, role):
+    values = yaml.safe_load((REPO / "inventory" / inventory).read_text())
+    mine = {k: v for k, v in values.items() if k.startswith(f"{role}_") and not is_templated(v)}
+    unknown = set(mine) - set(spec(role))
+    assert not unknown, f"{inventory} sets variables {role} does not have: {sorted(unknown)}"
+    result = ArgumentSpecValidator(spec(role)).validate({**required_values(role), **mine})
+    assert not result.error_messages, result.error_messages
