@@ -53,7 +53,7 @@ class PreparingSink(Sink, Protocol):
         ...
 
     def send(self, batch: PreparedBatch) -> None:
-        """``write(batch.lines)`` without building the body again; raises as ``write`` does."""
+        """``write(batch.lines)`` for a batch this sink prepared, without building it again."""
         ...
 
 
