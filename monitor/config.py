@@ -56,7 +56,7 @@ class SpoolConfig:
 @dataclass(frozen=True)
 class ShipperConfig:
     batch_size: int = 5000  # samples per write request
-    flush_interval_s: float = 1.0
+    flush_interval_s: float = 10.0  # an idle shipper looks for new samples this often (telegraf: 10 s)
     gzip: bool = True
     timeout_s: float = 10.0
     backoff_initial_s: float = 1.0

@@ -15,7 +15,10 @@ Decisions, and why:
   also holds the rowid, which is seq), so it costs the same with millions of rows;
   ``peek(after=(ts_ms, seq))`` continues after a given row the same way (the shipper's read-ahead).
 * Budget: ``buffer_size`` rows and ``max_spool_bytes`` of disk, checked before each append.
-  Bytes are the pages in use, ``(page_count - freelist_count) * page_size``, plus the WAL.
+  (The byte measurement is skipped while the bytes appended since the last one stay under a
+  quarter of the headroom it found, for at most ``_MEASURE_EVERY`` appends: the agent's
+  per-sample cost matters.) Bytes are the pages in use,
+  ``(page_count - freelist_count) * page_size``, plus the WAL.
   Free pages are reused before the file grows, so the file never outgrows the budget; new
   files use ``auto_vacuum=INCREMENTAL`` and hand free pages back to the file system once the
   shipper has drained a backlog, so the file shrinks again. The WAL is checkpointed every
@@ -86,6 +89,7 @@ DROP_OLDEST = "drop_oldest"
 SPILL = "spill"
 CHUNK_FRACTION = 0.01  # overflow removes this share of the exceeded limit at a time
 _MAX_ROUNDS = 16  # bound on checkpoint/evict rounds per append
+_MEASURE_EVERY = 100  # appends at most between two measurements of the byte budget
 _ERROR_MAX_CHARS = 500
 _SET = "INSERT INTO state (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value"
 _ADD = (
@@ -163,6 +167,8 @@ class Spool:
         self._depth = int(self._conn.execute("SELECT count(*) FROM queue").fetchone()[0])
         self._peeked: set[int] = set()  # seqs handed out by peek and not yet acked: being shipped
         self._dropped_peeked: set[int] = set()  # of those, the ones drop_oldest removed since
+        self._wal_reserve_bytes = 0
+        self._headroom_bytes = self._unmeasured_bytes = self._unmeasured_appends = 0
         self._apply_limits()
         with self._tx() as conn:
             conn.executemany(
@@ -333,6 +339,12 @@ class Spool:
         if excess > 0:
             n = max(excess, int(cfg.buffer_size * CHUNK_FRACTION))
             self._evict(n, f"buffer_size {cfg.buffer_size} reached", events)
+        if self._unmeasured_appends < _MEASURE_EVERY and (
+            self._unmeasured_bytes + incoming_bytes < self._headroom_bytes // 4
+        ):  # far from the byte budget: skip the page-count queries and the WAL stat
+            self._unmeasured_appends += 1
+            self._unmeasured_bytes += incoming_bytes
+            return
         for _ in range(_MAX_ROUNDS):
             wal_bytes = self._wal_bytes()
             if wal_bytes > self._wal_reserve_bytes and self._checkpoint():
@@ -340,6 +352,7 @@ class Spool:
             used = self._db_bytes() + max(wal_bytes, self._wal_reserve_bytes)
             over = used + incoming_bytes - cfg.max_spool_bytes
             if over <= 0:
+                self._headroom_bytes, self._unmeasured_bytes, self._unmeasured_appends = -over, 0, 0
                 return
             if self._depth == 0:
                 break
@@ -401,6 +414,7 @@ class Spool:
 
     def _apply_limits(self) -> None:
         """Keep the WAL small: checkpoint every ~2.5% of the budget, reserve twice that for it."""
+        self._headroom_bytes = self._unmeasured_bytes = self._unmeasured_appends = 0  # measure next
         checkpoint_pages = min(1000, max(16, self._config.max_spool_bytes // self._page_size // 40))
         self._wal_reserve_bytes = 2 * checkpoint_pages * self._page_size
         self._conn.execute(f"PRAGMA wal_autocheckpoint={checkpoint_pages}")

@@ -35,7 +35,7 @@ from monitor.sinks._http import (
 
 log = logging.getLogger(__name__)
 
-GZIP_LEVEL = 1  # line protocol still shrinks ~6x; level 6 costs 4x the CPU (bench_replay)
+GZIP_LEVEL = 1  # line protocol still shrinks ~3x; level 6 costs 4x the CPU (bench_replay)
 _GZIP_WBITS = 31  # zlib's gzip framing: one call, ~20 % cheaper than gzip.compress (bench_replay)
 # What a server's idle-timeout close of a kept-alive connection looks like on the next request.
 _STALE_CONNECTION = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError, http.client.BadStatusLine)
