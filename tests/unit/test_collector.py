@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections import namedtuple
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pytest
 
-from monitor.collector import Collector, CpuTimes, IoBytes, PsutilStats, SystemStats
+from monitor.collector import Collector, CpuTimes, IoBytes, PsutilStats, SystemStats, _cpu
 from monitor.lineprotocol import decode, encode
 
 
@@ -217,3 +218,12 @@ def test_real_collector_produces_every_core_and_sane_ranges() -> None:
         assert value >= 0.0, name
         if name.startswith(("cpu", "memory")):
             assert value <= 100.0, name
+
+
+def test_psutil_cpu_times_sum_every_state_but_guest_which_user_and_nice_already_hold() -> None:
+    linux = namedtuple(  # the shape of psutil's scputimes on Linux
+        "linux", "user nice system idle iowait irq softirq steal guest guest_nice"
+    )
+    other = namedtuple("other", "user system idle")  # a platform without iowait or guest
+    assert _cpu(linux(10.0, 1.0, 5.0, 100.0, 4.0, 0.5, 0.5, 0.0, 3.0, 0.5)) == CpuTimes(121.0, 100.0, 4.0)
+    assert _cpu(other(10.0, 5.0, 100.0)) == CpuTimes(115.0, 100.0, 0.0)

@@ -17,7 +17,7 @@ import pytest
 
 from monitor.config import MiB, SpoolConfig
 from monitor.lineprotocol import Sample, encode
-from monitor.spool import Spool, read_status
+from monitor.spool import HEARTBEAT_EVERY_MS, Spool, read_status
 
 REPO = Path(__file__).resolve().parents[2]
 NOW_S = 1_700_000_000.0
@@ -542,3 +542,30 @@ def test_append_and_peek_ack_from_two_threads_lose_and_duplicate_nothing(make_sp
     assert errors == []
     assert shipped == list(range(n))
     assert spool.status().depth == 0
+
+
+def test_append_refreshes_the_heartbeat_at_most_every_few_seconds_and_when_the_clock_goes_back(
+    tmp_path: Path,
+) -> None:
+    now_s = [NOW_S]
+    config = SpoolConfig(path=tmp_path / "spool.db", spill_path=tmp_path / "spill.lp")
+    spool = Spool(config, clock=lambda: now_s[0])
+    step_s = HEARTBEAT_EVERY_MS / 1000
+    try:
+        seen = []
+        for i, offset_s in enumerate([0.0, 1.0, step_s - 0.001, step_s, step_s + 1.0, 2.0]):
+            now_s[0] = NOW_S + offset_s
+            spool.append(i, f"m,host=h v={i} {i}")
+            seen.append(spool.status().updated_ms)
+        assert seen == [
+            int(NOW_S * 1000),
+            int(NOW_S * 1000),
+            int(NOW_S * 1000),
+            int((NOW_S + step_s) * 1000),
+            int((NOW_S + step_s) * 1000),
+            int((NOW_S + 2.0) * 1000),  # the clock went back: written at once
+        ]
+        assert read_status(tmp_path / "spool.db") is not None
+        assert [ts for _, ts, _ in spool.peek(10)] == [0, 1, 2, 3, 4, 5]  # every append committed
+    finally:
+        spool.close()
