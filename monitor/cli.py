@@ -80,10 +80,28 @@ def _collect(config: Config) -> int:
 
 
 def _api(config: Config) -> int:
+    """Serve until SIGTERM/SIGINT; SIGHUP re-reads the config and serves again with it."""
     from monitor.api import serve
 
-    serve(config)
-    return 0
+    stop, reload = threading.Event(), threading.Event()
+
+    def handle_reload(_signum: int, _frame: object) -> None:
+        log.info("received SIGHUP, reloading the configuration")
+        reload.set()
+        stop.set()
+
+    signal.signal(signal.SIGHUP, handle_reload)
+    while True:
+        stop.clear()
+        reload.clear()
+        serve(config, stop=stop)  # in the main thread SIGTERM and SIGINT set stop
+        if not reload.is_set():
+            return 0
+        try:
+            config = config_mod.load(config.source)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                log.error("reload refused, keeping the running config: %s", problem)
 
 
 def _run(config: Config) -> int:

@@ -145,7 +145,7 @@ def test_collector_reloads_with_sighup_and_the_api_restarts(rendered):
     collector = unit_entries(rendered["monitor-v1/hostmon-collector.service"])
     api = unit_entries(rendered["monitor-v1/hostmon-api.service"])
     assert unit_value(collector, "Service", "ExecReload") == ["/bin/kill -HUP $MAINPID"]
-    assert unit_value(api, "Service", "ExecReload") == []
+    assert unit_value(api, "Service", "ExecReload") == ["/bin/kill -HUP $MAINPID"]
 
 
 def test_logrotate_rule_renames_dated_files_and_lets_the_agent_recreate(rendered):
