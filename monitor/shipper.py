@@ -263,7 +263,9 @@ class Shipper:
             shipped += outcome.shipped
             if outcome.retry_in_s is not None or not outcome.full:
                 break
-        log.info("shipper: final flush sent %d samples; the rest stays spooled", shipped)
+        log.info(
+            "shipper: final flush sent %d samples; anything left stays spooled for the next start", shipped
+        )
 
     def _interruptible_sleep(self, seconds: float) -> None:
         """Sleep, returning early when run()'s stop event is set or replace_sink() was called."""
