@@ -93,6 +93,12 @@ def display_url(url: str) -> str:
     return f"{parts.scheme}://{host}{port}{parts.path.rstrip('/')}"
 
 
+def warn_if_tls_unverified(name: str, url: str, verify_tls: bool) -> None:
+    """One warning when a sink talks HTTPS without checking the server's certificate."""
+    if url.startswith("https:") and not verify_tls:
+        log.warning("%s: TLS certificate verification is off (sink.verify_tls = false)", name)
+
+
 def error_for_status(target: str, status: int, message: str, retry_after_s: float | None) -> SinkError:
     """The error a non-2xx answer means (see the module docstring)."""
     reason = f"HTTP {status}: {message}" if message else f"HTTP {status}"

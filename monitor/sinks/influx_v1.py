@@ -31,6 +31,7 @@ from monitor.sinks._http import (
     scrub,
     send_splitting_on_413,
     server_message,
+    warn_if_tls_unverified,
 )
 
 log = logging.getLogger(__name__)
@@ -88,8 +89,7 @@ class InfluxV1Sink:
         self._lock = threading.Lock()
         rp = f" rp={config.retention_policy}" if config.retention_policy else ""
         self._name = f"influxdb_v1 {display_url(config.url)} db={config.database}{rp}"
-        if self._https and not config.verify_tls:
-            log.warning("%s: TLS certificate verification is off (sink.verify_tls = false)", self._name)
+        warn_if_tls_unverified(self._name, config.url, config.verify_tls)
 
     @property
     def name(self) -> str:

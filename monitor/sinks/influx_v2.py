@@ -31,6 +31,7 @@ from monitor.sinks._http import (
     scrub,
     send_splitting_on_413,
     server_message,
+    warn_if_tls_unverified,
 )
 
 log = logging.getLogger(__name__)
@@ -58,8 +59,7 @@ class InfluxV2Sink:
             ssl_ca_cert=str(config.ca_file) if config.ca_file else None,
         )
         self._write_api: Any = self._client.write_api(write_options=SYNCHRONOUS)
-        if config.url.startswith("https:") and not config.verify_tls:
-            log.warning("%s: TLS certificate verification is off (sink.verify_tls = false)", self._name)
+        warn_if_tls_unverified(self._name, config.url, config.verify_tls)
 
     @property
     def name(self) -> str:

@@ -6,7 +6,7 @@ import json
 import time
 from pathlib import Path
 
-from tests.bench import bench_agent, bench_replay
+from tests.bench import bench_agent, bench_api, bench_replay
 
 
 def main() -> None:
@@ -20,12 +20,7 @@ def main() -> None:
     replay = bench_replay.run(86_400)
     print(json.dumps(replay["speed_vs_raw"]), json.dumps(replay["samples_per_s"]), flush=True)
     reports.append(replay)
-    try:
-        from tests.bench import bench_api
-    except ImportError:
-        print("bench_api not available")
-    else:
-        reports.append(bench_api.run())  # type: ignore[attr-defined]
+    reports.append(bench_api.run())
     path = out / f"bench-{stamp}.json"
     path.write_text(json.dumps(reports, indent=2))
     print(f"reports: {path}")
