@@ -78,6 +78,7 @@ class Agent:
             self._loop(parts)
         finally:
             self.stop_event.set()
+            parts.shipper.wake()  # here, not in stop(): that runs in a signal handler
             ship_thread.join(2 * self.config.shipper.timeout_s + 5)  # a write may start at the deadline
             if ship_thread.is_alive():
                 log.warning("shipper did not finish its final flush in time; samples stay spooled")

@@ -12,6 +12,9 @@ The exception a sink raises decides the batch's fate (:mod:`monitor.errors`):
 
 One thread runs ``run`` (or calls ``ship_once``); ``replace_sink`` may be called from any
 other thread and takes effect at the next batch. ``run`` closes the sink when it returns.
+Between attempts the thread sleeps on one event, without polling (an idle agent's thread wakes
+once per flush interval, nothing more): ``replace_sink`` and ``wake`` end the sleep at once, so
+whoever sets ``run``'s stop event calls ``wake`` too.
 
 Rows are acked only after the sink accepted them, and before the next batch is sent, so a
 crash at any point re-sends at most one batch (InfluxDB and the SQLite sink overwrite a point
@@ -42,10 +45,6 @@ log = logging.getLogger(__name__)
 
 UNREACHABLE = "sink_unreachable"
 AUTH_FAILED = "sink_auth_failed"
-# The default sleep notices replace_sink() this often (a SIGHUP's new sink is used within 2 s).
-# Each poll wakes an idle thread; at ~0.1 ms of CPU per wake-up with cold caches, polling every
-# 0.5 s cost the agent about a fifth of its psutil floor, so it polls every 2 s (stop wakes it at once).
-_WAKE_POLL_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -117,6 +116,14 @@ class Shipper:
             superseded, self._pending = self._pending, (sink, config)
         if superseded is not None:  # replaced twice before a batch: the first one was never used
             self._close(superseded[0])
+        self.wake()
+
+    def wake(self) -> None:
+        """End the default sleep now (call it after setting ``run``'s stop event).
+
+        Not from a signal handler: an ``Event`` is not safe there; set a flag and call it from
+        the thread that noticed it.
+        """
         self._wake.set()
 
     # -- one attempt ---------------------------------------------------------------------------
@@ -268,11 +275,7 @@ class Shipper:
         )
 
     def _interruptible_sleep(self, seconds: float) -> None:
-        """Sleep, returning early when run()'s stop event is set or replace_sink() was called."""
-        end = time.monotonic() + seconds
-        while not self._stop.is_set() and not self._wake.is_set():
-            left = end - time.monotonic()
-            if left <= 0:
-                break
-            self._stop.wait(min(left, _WAKE_POLL_S))
+        """Sleep SECONDS, or until wake() (replace_sink() calls it): a wake-up meanwhile is not lost."""
+        if not self._stop.is_set():
+            self._wake.wait(seconds)
         self._wake.clear()

@@ -14,7 +14,7 @@ def main() -> None:
     out.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%S")
     reports = []
-    agent = bench_agent.run(60.0)
+    agent = bench_agent.run(bench_agent.SECONDS)
     print(bench_agent.table(agent), flush=True)
     reports.append(agent)
     replay = bench_replay.run(86_400)

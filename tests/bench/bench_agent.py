@@ -3,11 +3,21 @@
 Every process samples once a second for the same period, side by side, so the machine's
 noise hits them alike. Reported per process: CPU seconds over the steady-state window (after
 a warm-up, so interpreter start-up is excluded, and reported separately as total), and
-peak RSS (VmHWM). Targets (issue 2): CPU within 1.75x of the floor; peak RSS < 30 MB with
-the v1 and SQLite sinks, < 50 MB with the v2 sink (influxdb-client loaded); RSS flat
-(growth between the end of the warm-up and the end of the run).
+peak RSS (VmHWM).
 
-    .venv/bin/python -m tests.bench.bench_agent [--seconds 60]
+CPU is measured in nanoseconds: the sum of each thread's ``sum_exec_runtime``
+(``/proc/PID/task/TID/schedstat``) at the end of the window minus at its start. The
+floor uses ~1 ms a tick, ~0.07 s a minute; ``utime + stime`` in ``/proc/PID/stat`` counts in
+10 ms clock ticks, which made a 60 s ratio uncertain by +-0.2 and is reported only as a
+cross-check (``cpu_s_ticks``). A thread that starts and ends inside the window is not in the
+precise sum (the agent starts none in steady state); ``threads_changed`` says if the set of
+threads differed between the two readings.
+
+Targets (issue 2): CPU within 1.75x of the floor; peak RSS < 30 MB with the v1 and SQLite
+sinks, < 50 MB with the v2 sink (influxdb-client loaded); RSS flat (growth between the end of
+the warm-up and the end of the run).
+
+    .venv/bin/python -m tests.bench.bench_agent [--seconds 120]
 """
 
 from __future__ import annotations
@@ -35,11 +45,29 @@ while True:
 """
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+SECONDS = 120.0  # the issue asks for at least 60 s; twice that halves the noise of a shared machine
 
 
 def cpu_s(pid: int) -> float:
+    """utime + stime of the whole process (exited threads too), in 10 ms clock ticks."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def thread_cpu_ns(pid: int) -> dict[int, int]:
+    """Each live thread's CPU time in nanoseconds (the first field of its schedstat)."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            out[int(tid)] = int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):  # the thread ended meanwhile
+            continue
+    return out
+
+
+def window_cpu_s(before: dict[int, int], after: dict[int, int]) -> float:
+    """CPU seconds the threads used between two thread_cpu_ns readings."""
+    return sum(ns - before.get(tid, 0) for tid, ns in after.items()) / 1e9
 
 
 def status_mb(pid: int, key: str) -> float:
@@ -84,12 +112,16 @@ def run(seconds: float, warmup_s: float = 8.0) -> dict[str, object]:
         )
     try:
         time.sleep(warmup_s)
-        start = {k: cpu_s(p.pid) for k, p in procs.items()}
+        start = {k: thread_cpu_ns(p.pid) for k, p in procs.items()}
+        start_ticks = {k: cpu_s(p.pid) for k, p in procs.items()}
         rss_start = {k: status_mb(p.pid, "VmRSS") for k, p in procs.items()}
         time.sleep(seconds)
+        end = {k: thread_cpu_ns(p.pid) for k, p in procs.items()}
         results = {
             k: {
-                "cpu_s_steady": round(cpu_s(p.pid) - start[k], 3),
+                "cpu_s_steady": round(window_cpu_s(start[k], end[k]), 4),
+                "cpu_s_ticks": round(cpu_s(p.pid) - start_ticks[k], 2),
+                "threads_changed": set(start[k]) != set(end[k]),
                 "cpu_s_total": round(cpu_s(p.pid), 3),
                 "peak_rss_mb": round(status_mb(p.pid, "VmHWM"), 1),
                 "rss_growth_mb": round(status_mb(p.pid, "VmRSS") - rss_start[k], 2),
@@ -109,7 +141,7 @@ def run(seconds: float, warmup_s: float = 8.0) -> dict[str, object]:
         vm.stop()
     floor = results["floor (bare psutil loop)"]["cpu_s_steady"] or 0.001
     for row in results.values():
-        row["cpu_ratio_to_floor"] = round(row["cpu_s_steady"] / floor, 2)
+        row["cpu_ratio_to_floor"] = round(row["cpu_s_steady"] / floor, 3)
     series = shipped["results"][0].get("series") or [{"values": [[0, 0]]}]
     return {
         "benchmark": "agent cost",
@@ -136,7 +168,7 @@ def table(report: dict[str, object]) -> str:
     out = [f"{'process':<42} {'CPU s':>7} {'x floor':>8} {'peak RSS MB':>12} {'RSS growth MB':>14}"]
     for name, r in rows.items():
         out.append(
-            f"{name:<42} {r['cpu_s_steady']:>7.2f} {r['cpu_ratio_to_floor']:>8.2f}"
+            f"{name:<42} {r['cpu_s_steady']:>7.3f} {r['cpu_ratio_to_floor']:>8.2f}"
             f" {r['peak_rss_mb']:>12.1f} {r['rss_growth_mb']:>14.2f}"
         )
     return "\n".join(out)
@@ -144,7 +176,7 @@ def table(report: dict[str, object]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--seconds", type=float, default=SECONDS)
     report = run(ap.parse_args().seconds)
     print(table(report))
     print(json.dumps(report, indent=2))

@@ -45,8 +45,10 @@ def test_sigterm_flushes_what_is_spooled_and_exits_zero(
     agent = start_agent(write_config(tmp_path / "hostmon.toml", settings))
     before = agent.wait_status(lambda s: s.depth >= 5, "five samples spooled")
     assert stored_points(influxdb1.url, influx_db) == []
+    started = time.monotonic()
     agent.signal(signum)
     assert agent.proc.wait(20) == 0
+    assert time.monotonic() - started < 5.0  # the shipper's 60 s sleep was cut short
     after = agent.status()
     assert after is not None and after.depth == 0
     stored = stored_points(influxdb1.url, influx_db)

@@ -448,7 +448,7 @@ def test_replace_sink_resets_the_backoff_and_nothing_is_lost(spool: Spool) -> No
 # -- the default, interruptible sleep (real threads, bounded waits) -------------------------------
 
 
-def test_default_sleep_returns_as_soon_as_stop_is_set(spool: Spool) -> None:
+def test_default_sleep_returns_as_soon_as_stop_is_set_and_the_shipper_woken(spool: Spool) -> None:
     fill(spool, range(1))
     wrote = threading.Event()
     sink = FakeSink()
@@ -459,11 +459,41 @@ def test_default_sleep_returns_as_soon_as_stop_is_set(spool: Spool) -> None:
     thread.start()
 
     assert wrote.wait(timeout=30)
+    fill(spool, range(1, 3))  # arrives during the 3600 s sleep: the final flush sends it
     stop.set()
+    shipper.wake()
     thread.join(timeout=30)
 
     assert not thread.is_alive()  # did not sit out the 3600 s flush interval
-    assert len(sink.accepted) == 1
+    assert len(sink.accepted) == 3
+    assert sink.closed
+
+
+def test_a_wake_during_an_attempt_ends_the_sleep_that_follows(spool: Spool) -> None:
+    """replace_sink() while a write is in flight: the next sleep (3600 s) returns at once."""
+    fill(spool, range(1))
+    delivered = threading.Event()
+    old, new = FakeSink(), FakeSink(name="new")
+    new.on_write = delivered.set
+    stop = threading.Event()
+    shipper = Shipper(spool, old, shipper_config(flush_interval_s=3600.0))
+
+    def replace_during_the_write() -> None:
+        fill(spool, range(1, 3))
+        shipper.replace_sink(new, shipper_config(flush_interval_s=3600.0))
+
+    old.on_write = replace_during_the_write
+    thread = threading.Thread(target=shipper.run, args=(stop,))
+    thread.start()
+    try:
+        assert delivered.wait(timeout=30)
+    finally:
+        stop.set()
+        shipper.wake()
+        thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert len(old.accepted) == 1
+    assert len(new.accepted) == 2
 
 
 def test_default_sleep_wakes_up_when_the_sink_is_replaced(spool: Spool) -> None:
