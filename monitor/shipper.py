@@ -162,7 +162,8 @@ class Shipper:
         except Exception as exc:
             log.exception("shipper: unexpected error writing to %s; keeping the batch", sink.name)
             return _Outcome(0, False, self._unavailable(sink, exc, reachable=False))
-        self._spool.ack(batch.seqs, success_ms=int(self._clock() * 1000))
+        # While a backlog drains, the rows are deleted by the read-ahead, beside the next send.
+        self._spool.ack(batch.seqs, success_ms=int(self._clock() * 1000), defer=full)
         self._succeeded(sink, len(batch.rows))
         return _Outcome(len(batch.rows), full)
 

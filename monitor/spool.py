@@ -38,6 +38,14 @@ Decisions, and why:
   them off ``dropped_total`` again, so it counts only samples that never reached the database.
   (A spilled one stays in the spill file and in ``spilled_total``; replay rewrites it, harmless.)
   A full disk (SQLITE_FULL) on append applies the policy once and retries.
+* Acks while a backlog drains (``ack(..., defer=True)``): deleting a 5000-row batch costs
+  ~12 ms, and the ack sits between two sends, with the database idle. So a deferred ack only
+  records the batch's seq ranges in the ``acked`` table (one small fsync'd transaction, ~1 ms)
+  and the rows are deleted by the next call that reads or measures the queue (the shipper's
+  read-ahead helper, while the next batch is in flight). Rows in ``acked`` are gone as far as
+  every reader is concerned: this process deletes them before it reads; another process's
+  ``read_status`` leaves them out; a crash before the delete leaves them for the next open,
+  which deletes them first. So a crash still re-sends at most the batch in flight.
 * ``reconfigure`` applies a new budget or policy to the same file, enforced from the next
   append on. A changed ``path`` needs a restart: it is logged and the old file is kept.
 * One agent per spool file: the row count is kept in memory.
@@ -72,7 +80,12 @@ CREATE TABLE IF NOT EXISTS state (
     key   TEXT PRIMARY KEY,
     value
 );
+CREATE TABLE IF NOT EXISTS acked (
+    lo INTEGER NOT NULL,
+    hi INTEGER NOT NULL
+);
 """
+# acked: seq ranges [lo, hi] the database accepted whose rows are not deleted yet (deferred acks).
 
 # Keys of the ``state`` table (the agent's counters and shipping state, durable across restarts).
 STATE_KEYS = (
@@ -102,6 +115,18 @@ _INSERT = "INSERT INTO queue (ts_ms, line) VALUES (?, ?)"
 # single autocommitted INSERT.
 HEARTBEAT_EVERY_MS = 5_000
 _OLDEST = "SELECT seq, ts_ms, line FROM queue ORDER BY ts_ms, seq LIMIT ?"
+# The rows still waiting, for a reader that may find deferred acks not yet applied.
+WAITING_ROWS = (
+    "SELECT seq, ts_ms, line FROM queue"
+    " WHERE NOT EXISTS (SELECT 1 FROM acked WHERE queue.seq BETWEEN acked.lo AND acked.hi)"
+    " ORDER BY ts_ms, seq"
+)
+_SUMMARY = "SELECT count(*), min(ts_ms), max(ts_ms) FROM queue"
+_SUMMARY_WAITING = (
+    "SELECT count(*), min(ts_ms), max(ts_ms) FROM queue"
+    " WHERE NOT EXISTS (SELECT 1 FROM acked WHERE queue.seq BETWEEN acked.lo AND acked.hi)"
+)
+_COUNT = "SELECT count(*) FROM queue WHERE seq BETWEEN ? AND ?"
 _OLDEST_AFTER = "SELECT seq, ts_ms, line FROM queue WHERE (ts_ms, seq) > (?, ?) ORDER BY ts_ms, seq LIMIT ?"
 
 
@@ -122,7 +147,9 @@ class SpoolStatus:
 
 
 def status_from(conn: sqlite3.Connection) -> SpoolStatus:
-    depth, oldest, newest = conn.execute("SELECT count(*), min(ts_ms), max(ts_ms) FROM queue").fetchone()
+    has_acked = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'acked'").fetchone()
+    # (a file no agent of this version has opened yet has no acked table)
+    depth, oldest, newest = conn.execute(_SUMMARY_WAITING if has_acked else _SUMMARY).fetchone()
     state = dict(conn.execute("SELECT key, value FROM state").fetchall())
     reachable = state.get("sink_reachable")
     return SpoolStatus(
@@ -169,6 +196,8 @@ class Spool:
         self._closed = False
         self._conn = _connect(config.path)
         self._page_size = self._pragma("page_size")
+        self._deferred: list[tuple[int, int]] = []  # acked seq ranges whose rows are not deleted yet
+        self._delete_leftover_acked()
         self._depth = int(self._conn.execute("SELECT count(*) FROM queue").fetchone()[0])
         self._peeked: set[int] = set()  # seqs handed out by peek and not yet acked: being shipped
         self._dropped_peeked: set[int] = set()  # of those, the ones drop_oldest removed since
@@ -216,6 +245,7 @@ class Spool:
         if limit < 1:  # SQLite reads LIMIT -1 as "no limit"
             return []
         with self._lock:
+            self._delete_deferred()
             if after is None:
                 cursor = self._conn.execute(_OLDEST, (limit,))
             else:
@@ -228,34 +258,43 @@ class Spool:
                 self._peeked.update(seq for seq, _, _ in rows)
             return rows
 
-    def ack(self, seqs: Sequence[int], *, success_ms: int | None = None) -> None:
+    def ack(self, seqs: Sequence[int], *, success_ms: int | None = None, defer: bool = False) -> None:
         """Remove shipped samples (seqs already gone are ignored).
 
         With ``success_ms`` the write's success is recorded in the same transaction (one
-        fsync per shipped batch, not two). A contiguous run of seqs — the usual case, as
-        samples arrive in time order — is deleted with one range statement.
+        fsync per shipped batch, not two). Runs of consecutive seqs — the usual case, as
+        samples arrive in time order — are deleted with one range statement each. With
+        ``defer`` the rows are only marked (module docstring) and deleted by the next read.
         """
         if not seqs:
             return
-        lo, hi = min(seqs), max(seqs)
+        ranges = _runs(seqs)
         with self._lock:
             delivered = self._dropped_peeked.intersection(seqs)  # dropped while being shipped
             with self._tx() as conn:
-                if hi - lo + 1 == len(seqs) == len(set(seqs)):
-                    removed = conn.execute("DELETE FROM queue WHERE seq BETWEEN ? AND ?", (lo, hi)).rowcount
+                if defer:
+                    if _overlap(ranges, self._deferred):  # acked twice: settle the first one now
+                        self._delete_ranges(conn, self._deferred)
+                        conn.execute("DELETE FROM acked")
+                        self._deferred.clear()
+                    removed = sum(conn.execute(_COUNT, r).fetchone()[0] for r in ranges)
+                    conn.executemany("INSERT INTO acked (lo, hi) VALUES (?, ?)", ranges)
                 else:
-                    removed = conn.executemany(
-                        "DELETE FROM queue WHERE seq = ?", [(s,) for s in seqs]
-                    ).rowcount
+                    self._delete_ranges(conn, self._deferred)
+                    removed = self._delete_ranges(conn, ranges)
                 if success_ms is not None:
                     state = {"last_success_ms": success_ms, "last_error": "", "sink_reachable": 1}
                     conn.executemany(_SET, [*state.items(), ("updated_ms", self._now_ms())])
                 if delivered:
                     conn.execute(_ADD, ("dropped_total", -len(delivered)))
+            if defer:
+                self._deferred.extend(ranges)
+            else:
+                self._deferred.clear()
+                self._release_free_pages()
             self._depth -= removed
             self._peeked.difference_update(seqs)
             self._dropped_peeked -= delivered
-            self._release_free_pages()
         if delivered:
             log.info(
                 "spool %s: %d samples dropped while their batch was being shipped were delivered;"
@@ -280,6 +319,7 @@ class Spool:
 
     def status(self) -> SpoolStatus:
         with self._lock:
+            self._delete_deferred()
             return status_from(self._conn)
 
     # -- life cycle --------------------------------------------------------------------------
@@ -310,9 +350,10 @@ class Spool:
                 return
             self._closed = True
             try:
+                self._delete_deferred()
                 self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             except sqlite3.Error as exc:
-                log.warning("spool %s: checkpoint on close failed: %s", self._config.path, exc)
+                log.warning("spool %s: cleanup on close failed: %s", self._config.path, exc)
             self._conn.close()
 
     # -- internals (the caller holds the lock) -----------------------------------------------
@@ -328,6 +369,28 @@ class Spool:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+
+    def _delete_ranges(self, conn: sqlite3.Connection, ranges: Sequence[tuple[int, int]]) -> int:
+        return sum(conn.execute("DELETE FROM queue WHERE seq BETWEEN ? AND ?", r).rowcount for r in ranges)
+
+    def _delete_deferred(self) -> None:
+        """Delete the rows of deferred acks (before anything reads or measures the queue)."""
+        if not self._deferred:
+            return
+        with self._tx() as conn:
+            self._delete_ranges(conn, self._deferred)
+            conn.execute("DELETE FROM acked")
+        self._deferred.clear()
+        self._release_free_pages()
+
+    def _delete_leftover_acked(self) -> None:
+        """At open: rows a deferred ack marked before a crash were delivered; delete them."""
+        ranges = self._conn.execute("SELECT lo, hi FROM acked").fetchall()
+        if ranges:
+            with self._tx() as conn:
+                n = self._delete_ranges(conn, ranges)
+                conn.execute("DELETE FROM acked")
+            log.info("spool %s: deleted %d samples delivered before the last stop", self._config.path, n)
 
     def _insert(self, ts_ms: int, line: str) -> None:
         now_ms = self._now_ms()
@@ -359,6 +422,7 @@ class Spool:
             self._unmeasured_appends += 1
             self._unmeasured_bytes += incoming_bytes
             return
+        self._delete_deferred()
         for _ in range(_MAX_ROUNDS):
             wal_bytes = self._wal_bytes()
             if wal_bytes > self._wal_reserve_bytes and self._checkpoint():
@@ -377,6 +441,7 @@ class Spool:
     def _evict(self, n: int, reason: str, events: list[tuple[str, int]]) -> None:
         """Apply the overflow policy to the N oldest samples."""
         policy, spill_path = self._config.overflow, self._config.spill_path
+        self._delete_deferred()  # the oldest rows may be delivered ones
         rows = self._conn.execute(_OLDEST, (n,)).fetchall()
         if policy == SPILL:
             try:
@@ -443,6 +508,21 @@ class Spool:
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
+
+
+def _runs(seqs: Sequence[int]) -> list[tuple[int, int]]:
+    """Sorted seqs as runs of consecutive integers: [1, 2, 3, 7, 8] -> [(1, 3), (7, 8)]."""
+    runs: list[tuple[int, int]] = []
+    for seq in sorted(set(seqs)):
+        if runs and seq == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], seq)
+        else:
+            runs.append((seq, seq))
+    return runs
+
+
+def _overlap(a: Sequence[tuple[int, int]], b: Sequence[tuple[int, int]]) -> bool:
+    return any(lo <= other_hi and other_lo <= hi for lo, hi in a for other_lo, other_hi in b)
 
 
 def _connect(path: Path) -> sqlite3.Connection:

@@ -31,7 +31,7 @@ from monitor.agent import Agent, _Parts
 from monitor.alert_log import parse_line
 from monitor.config import Config
 from monitor.lineprotocol import decode
-from monitor.spool import Spool, SpoolStatus, read_status
+from monitor.spool import WAITING_ROWS, Spool, SpoolStatus, read_status
 from tests import servers
 from tests.faultproxy import CapturedRequest, FaultProxy
 
@@ -373,13 +373,10 @@ def assert_arrived_exactly_once(
 
 
 def spool_rows(path: Path) -> list[tuple[int, int, str]]:
-    """(seq, ts_ms, line) of a spool file, read-only, in timestamp order."""
+    """(seq, ts_ms, line) of a spool file's waiting samples, read-only, in timestamp order."""
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
     try:
-        return [
-            (int(s), int(t), str(ln))
-            for s, t, ln in conn.execute("SELECT seq, ts_ms, line FROM queue ORDER BY ts_ms, seq")
-        ]
+        return [(int(s), int(t), str(ln)) for s, t, ln in conn.execute(WAITING_ROWS)]
     finally:
         conn.close()
 

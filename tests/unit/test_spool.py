@@ -7,6 +7,7 @@ import logging
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -232,6 +233,132 @@ def test_spool_keeps_every_returned_append_across_sigkill(tmp_path: Path) -> Non
     # Everything append() confirmed is there; at most the one sample in flight is extra.
     assert stored[: len(confirmed)] == confirmed
     assert stored[len(confirmed) :] in ([], [len(confirmed)])
+
+
+# -- deferred acks (a backlog draining) ---------------------------------------------------------
+
+
+def seqs_of(rows: list[tuple[int, int, str]]) -> list[int]:
+    return [seq for seq, _, _ in rows]
+
+
+def test_a_deferred_ack_takes_the_rows_out_of_depth_and_every_read_at_once(
+    make_spool: SpoolFactory, tmp_path: Path
+) -> None:
+    spool = make_spool()
+    for ts in range(10):
+        spool.append(ts, line(ts))
+    batch = spool.peek(4)
+
+    spool.ack(seqs_of(batch), success_ms=123, defer=True)
+
+    # Another process reading the file while the rows are only marked leaves them out too.
+    other = read_status(tmp_path / "spool.db")
+    assert other is not None
+    assert (other.depth, other.oldest_ts_ms, other.newest_ts_ms) == (6, 4, 9)
+    assert other.last_success_ms == 123
+    assert stored_ts(spool) == list(range(4, 10))  # this peek also deletes them
+    assert spool.status().depth == 6
+
+
+def test_the_read_ahead_deletes_the_rows_of_a_deferred_ack(make_spool: SpoolFactory, tmp_path: Path) -> None:
+    spool = make_spool()
+    for ts in range(9):
+        spool.append(ts, line(ts))
+    first = spool.peek(3)
+    second = spool.peek(3, after=keys(first)[-1])
+    spool.ack(seqs_of(first), defer=True)
+
+    third = spool.peek(3, after=keys(second)[-1])  # what the helper does while `second` is in flight
+
+    assert [ts for _, ts, _ in third] == [6, 7, 8]
+    assert count_rows(tmp_path / "spool.db") == 6  # really deleted, not only marked
+    spool.ack(seqs_of(second), defer=True)
+    spool.ack(seqs_of(third))  # the last, not full batch: deleted at once, with what was marked
+    assert count_rows(tmp_path / "spool.db") == 0
+    assert spool.status().depth == 0
+
+
+def count_rows(path: Path) -> int:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return int(conn.execute("SELECT count(*) FROM queue").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def test_acking_the_same_rows_twice_counts_them_once(make_spool: SpoolFactory) -> None:
+    spool = make_spool()
+    for ts in range(10):
+        spool.append(ts, line(ts))
+    batch = seqs_of(spool.peek(4))
+    spool.ack(batch, defer=True)
+    spool.ack([*batch[2:], batch[-1] + 1], defer=True)  # overlaps: only the one new row counts
+
+    assert spool.status().depth == 5
+    assert stored_ts(spool) == list(range(5, 10))
+
+
+def test_drop_oldest_after_a_deferred_ack_drops_only_undelivered_samples(
+    make_spool: SpoolFactory, overflows: Overflows
+) -> None:
+    spool = make_spool(buffer_size=100)  # chunk: 1 sample
+    for ts in range(100):
+        spool.append(ts, line(ts))
+    spool.ack(seqs_of(spool.peek(10)), defer=True)  # 0..9 delivered, only marked
+
+    for ts in range(100, 112):  # 90 waiting + 12: the two oldest undelivered ones go
+        spool.append(ts, line(ts))
+
+    status = spool.status()
+    assert (status.depth, status.dropped_total) == (100, 2)
+    assert stored_ts(spool)[:2] == [12, 13]
+
+
+_DEFERRED_CHILD = """
+import sys, time
+from pathlib import Path
+from monitor.config import SpoolConfig
+from monitor.spool import Spool
+
+spool = Spool(SpoolConfig(path=Path(sys.argv[1]), spill_path=Path(sys.argv[1] + ".spill")))
+for ts in range(20):
+    spool.append(ts, f"system,host=crash v={ts} {ts}")
+batch = spool.peek(8)
+spool.ack([seq for seq, _, _ in batch], defer=True)
+print("acked", flush=True)
+time.sleep(600)  # killed here: the rows are marked, not deleted
+"""
+
+
+def test_rows_of_a_deferred_ack_are_gone_after_sigkill_and_restart(tmp_path: Path) -> None:
+    path = tmp_path / "spool.db"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    child = subprocess.Popen(
+        [sys.executable, "-c", _DEFERRED_CHILD, str(path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "acked"
+        assert count_rows(path) == 20  # marked only
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.kill()
+        child.wait(timeout=30)
+
+    before = read_status(path)
+    assert before is not None and before.depth == 12
+    spool = Spool(SpoolConfig(path=path, spill_path=tmp_path / "spill.lp"))
+    try:
+        assert spool.status().depth == 12
+        assert stored_ts(spool) == list(range(8, 20))  # nothing delivered is sent again
+    finally:
+        spool.close()
+    assert count_rows(path) == 12
 
 
 # -- budgets and overflow ----------------------------------------------------------------------
