@@ -512,6 +512,9 @@ class Spool:
 
 def _runs(seqs: Sequence[int]) -> list[tuple[int, int]]:
     """Sorted seqs as runs of consecutive integers: [1, 2, 3, 7, 8] -> [(1, 3), (7, 8)]."""
+    lo, hi = min(seqs), max(seqs)
+    if hi - lo + 1 == len(seqs) == len(set(seqs)):
+        return [(lo, hi)]  # the usual batch: one run (checked without sorting)
     runs: list[tuple[int, int]] = []
     for seq in sorted(set(seqs)):
         if runs and seq == runs[-1][1] + 1:

@@ -18,7 +18,7 @@ def main() -> None:
     print(bench_agent.table(agent), flush=True)
     reports.append(agent)
     replay = bench_replay.run(86_400)
-    print(json.dumps(replay["speed_vs_raw"]), json.dumps(replay["samples_per_s"]), flush=True)
+    print(bench_replay.table(replay), flush=True)
     reports.append(replay)
     reports.append(bench_api.run())
     path = out / f"bench-{stamp}.json"

@@ -18,7 +18,7 @@ import pytest
 
 from monitor.config import MiB, SpoolConfig
 from monitor.lineprotocol import Sample, encode
-from monitor.spool import HEARTBEAT_EVERY_MS, Spool, read_status
+from monitor.spool import HEARTBEAT_EVERY_MS, Spool, _runs, read_status
 
 REPO = Path(__file__).resolve().parents[2]
 NOW_S = 1_700_000_000.0
@@ -240,6 +240,21 @@ def test_spool_keeps_every_returned_append_across_sigkill(tmp_path: Path) -> Non
 
 def seqs_of(rows: list[tuple[int, int, str]]) -> list[int]:
     return [seq for seq, _, _ in rows]
+
+
+@pytest.mark.parametrize(
+    ("seqs", "runs"),
+    [
+        ([5, 6, 7, 8], [(5, 8)]),
+        ([8, 5, 7, 6], [(5, 8)]),
+        ([1, 2, 3, 7, 8, 10], [(1, 3), (7, 8), (10, 10)]),
+        ([4, 4, 5, 6], [(4, 6)]),  # a duplicate: still the right ranges
+        ([3, 3, 5], [(3, 3), (5, 5)]),  # as many values as the span is long, but not a run
+        ([42], [(42, 42)]),
+    ],
+)
+def test_seqs_are_acked_as_runs_of_consecutive_integers(seqs: list[int], runs: list[tuple[int, int]]) -> None:
+    assert _runs(seqs) == runs
 
 
 def test_a_deferred_ack_takes_the_rows_out_of_depth_and_every_read_at_once(
