@@ -38,13 +38,13 @@ import math
 import operator
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from monitor.alert_log import FIRING, RESOLVED, AlertEvent, AlertLog, number, quote
 from monitor.config import AlertRule, AlertsConfig
 from monitor.lineprotocol import Sample
-from monitor.webhook import Post, WebhookSender, post_json
+from monitor.webhook import RETRY_DELAYS_S, Post, WebhookSender, post_json
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +115,7 @@ class Alerts:
         *,
         clock: Callable[[], float] = time.time,
         post: Post | None = None,
+        webhook_retry_delays_s: Sequence[float] = RETRY_DELAYS_S,
     ) -> None:
         self._config = config
         self._host = host
@@ -123,7 +124,9 @@ class Alerts:
         self._rules = {rule.name: _RuleState(rule) for rule in config.rules}
         self._conditions: dict[str, bool] = {}
         self._log = AlertLog(config.log_path, config.max_bytes, config.backup_count)
-        self._webhooks = WebhookSender(post if post is not None else post_json)
+        self._webhooks = WebhookSender(
+            post if post is not None else post_json, retry_delays_s=webhook_retry_delays_s
+        )
         self._closed = False
 
     def observe(self, sample: Sample) -> None:

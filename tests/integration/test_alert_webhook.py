@@ -21,21 +21,22 @@ pytestmark = pytest.mark.integration
 
 class _Hook(http.server.BaseHTTPRequestHandler):
     received: queue.Queue[tuple[str, dict[str, str], bytes]]
-    status = 204
+    statuses: list[int]  # answers in turn; the last one from then on
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         self.received.put((self.path, dict(self.headers), body))
-        self.send_response(self.status)
+        status = self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
+        self.send_response(status)
         self.end_headers()
 
     def log_message(self, format: str, *args: object) -> None:  # keep test output quiet
         pass
 
 
-def _serve(status: int) -> Iterator[tuple[str, queue.Queue[tuple[str, dict[str, str], bytes]]]]:
+def _serve(*statuses: int) -> Iterator[tuple[str, queue.Queue[tuple[str, dict[str, str], bytes]]]]:
     received: queue.Queue[tuple[str, dict[str, str], bytes]] = queue.Queue()
-    handler = type("Hook", (_Hook,), {"received": received, "status": status})
+    handler = type("Hook", (_Hook,), {"received": received, "statuses": list(statuses)})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -57,9 +58,23 @@ def broken_hook() -> Iterator[tuple[str, queue.Queue[tuple[str, dict[str, str], 
     yield from _serve(500)
 
 
+@pytest.fixture
+def flaky_hook() -> Iterator[tuple[str, queue.Queue[tuple[str, dict[str, str], bytes]]]]:
+    yield from _serve(503, 502, 204)
+
+
+@pytest.fixture
+def refusing_hook() -> Iterator[tuple[str, queue.Queue[tuple[str, dict[str, str], bytes]]]]:
+    yield from _serve(404)
+
+
 def _alerts(tmp_path: Path, url: str) -> Alerts:
     rules = (AlertRule("cpu_high", "cpu_usage_overall", ">", 90.0, severity="critical", webhook=url),)
-    return Alerts(AlertsConfig(log_path=tmp_path / "alerts.log", webhook_timeout_s=5.0, rules=rules), "web1")
+    return Alerts(
+        AlertsConfig(log_path=tmp_path / "alerts.log", webhook_timeout_s=5.0, rules=rules),
+        "web1",
+        webhook_retry_delays_s=(0.05, 0.05),
+    )
 
 
 def test_webhook_delivers_the_event_as_json_post_to_a_real_server(tmp_path: Path, hook) -> None:  # type: ignore[no-untyped-def]
@@ -83,7 +98,7 @@ def test_webhook_delivers_the_event_as_json_post_to_a_real_server(tmp_path: Path
     }
 
 
-def test_webhook_answering_500_is_logged_and_the_agent_carries_on(
+def test_webhook_answering_500_is_retried_then_logged_and_the_agent_carries_on(
     tmp_path: Path,
     broken_hook,  # type: ignore[no-untyped-def]
     caplog: pytest.LogCaptureFixture,
@@ -94,8 +109,43 @@ def test_webhook_answering_500_is_logged_and_the_agent_carries_on(
         alerts.observe(Sample(1_700_000_000_000, "web1", {"cpu_usage_overall": 97.5}))
         alerts.observe(Sample(1_700_000_010_000, "web1", {"cpu_usage_overall": 10.0}))
         alerts.close()  # waits for both deliveries
-    assert received.qsize() == 2
+    bodies = [json.loads(received.get_nowait()[2])["state"] for _ in range(received.qsize())]
+    assert bodies == ["FIRING"] * 3 + ["RESOLVED"] * 3  # three attempts each, in order
     failures = [r.getMessage() for r in caplog.records if r.name == "monitor.webhook"]
     assert len(failures) == 2
-    assert "500" in failures[0]
+    assert "after 3 attempts" in failures[0] and "500" in failures[0]
     assert (tmp_path / "alerts.log").read_text().count("\n") == 2
+
+
+def test_webhook_failing_twice_then_answering_is_delivered_on_the_third_attempt(
+    tmp_path: Path,
+    flaky_hook,  # type: ignore[no-untyped-def]
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    url, received = flaky_hook
+    alerts = _alerts(tmp_path, url)
+    with caplog.at_level(logging.INFO, logger="monitor.webhook"):
+        alerts.observe(Sample(1_700_000_000_000, "web1", {"cpu_usage_overall": 97.5}))
+        for _ in range(3):
+            received.get(timeout=10)
+        alerts.close()
+    assert received.empty()
+    messages = [r.getMessage() for r in caplog.records if r.name == "monitor.webhook"]
+    assert [r.levelname for r in caplog.records if r.name == "monitor.webhook"] == ["INFO", "INFO"]
+    assert "attempt 1 of 3" in messages[0] and "503" in messages[0]
+    assert "attempt 2 of 3" in messages[1] and "502" in messages[1]
+
+
+def test_webhook_refusing_with_404_is_not_retried(
+    tmp_path: Path,
+    refusing_hook,  # type: ignore[no-untyped-def]
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    url, received = refusing_hook
+    alerts = _alerts(tmp_path, url)
+    with caplog.at_level(logging.WARNING, logger="monitor.webhook"):
+        alerts.observe(Sample(1_700_000_000_000, "web1", {"cpu_usage_overall": 97.5}))
+        alerts.close()
+    assert received.qsize() == 1
+    failures = [r.getMessage() for r in caplog.records if r.name == "monitor.webhook"]
+    assert len(failures) == 1 and "404" in failures[0] and "attempts" not in failures[0]
