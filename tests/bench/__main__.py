@@ -6,7 +6,7 @@ import json
 import time
 from pathlib import Path
 
-from tests.bench import bench_agent, bench_api, bench_replay
+from tests.bench import bench_agent, bench_api, bench_replay, bench_soak
 
 
 def main() -> None:
@@ -21,6 +21,9 @@ def main() -> None:
     print(bench_replay.table(replay), flush=True)
     reports.append(replay)
     reports.append(bench_api.run())
+    soak = bench_soak.run(bench_soak.MINUTES)
+    print(bench_soak.table(soak), flush=True)
+    reports.append(soak)
     path = out / f"bench-{stamp}.json"
     path.write_text(json.dumps(reports, indent=2))
     print(f"reports: {path}")
