@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from monitor import sqlitedb
 from monitor.config import MiB, SpoolConfig
 from monitor.lineprotocol import Sample, encode
-from monitor.spool import HEARTBEAT_EVERY_MS, Spool, _runs, read_status
+from monitor.spool import CACHE_KIB, HEARTBEAT_EVERY_MS, Spool, _runs, read_status
 
 REPO = Path(__file__).resolve().parents[2]
 NOW_S = 1_700_000_000.0
@@ -711,3 +712,19 @@ def test_append_refreshes_the_heartbeat_at_most_every_few_seconds_and_when_the_c
         assert [ts for _, ts, _ in spool.peek(10)] == [0, 1, 2, 3, 4, 5]  # every append committed
     finally:
         spool.close()
+
+
+def test_the_agents_sqlite_connections_keep_a_small_page_cache(
+    make_spool: SpoolFactory, tmp_path: Path
+) -> None:
+    """SQLite's default 2 MiB cache per connection grew the agent's RSS (bench_soak)."""
+    spool = make_spool()
+    assert spool._conn.execute("PRAGMA cache_size").fetchone()[0] == -CACHE_KIB
+    writer = sqlitedb.connect(tmp_path / "metrics.db")
+    reader = sqlitedb.connect(tmp_path / "metrics.db", readonly=True)
+    try:
+        assert writer.execute("PRAGMA cache_size").fetchone()[0] == -sqlitedb.WRITER_CACHE_KIB
+        assert reader.execute("PRAGMA cache_size").fetchone()[0] == -2000  # the API's reads: default
+    finally:
+        writer.close()
+        reader.close()
