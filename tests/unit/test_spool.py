@@ -292,13 +292,14 @@ def test_the_read_ahead_deletes_the_rows_of_a_deferred_ack(make_spool: SpoolFact
     spool.ack(seqs_of(second), defer=True)
     spool.ack(seqs_of(third))  # the last, not full batch: deleted at once, with what was marked
     assert count_rows(tmp_path / "spool.db") == 0
+    assert count_rows(tmp_path / "spool.db", "acked") == 0  # no marks left behind either
     assert spool.status().depth == 0
 
 
-def count_rows(path: Path) -> int:
+def count_rows(path: Path, table: str = "queue") -> int:
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        return int(conn.execute("SELECT count(*) FROM queue").fetchone()[0])
+        return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
     finally:
         conn.close()
 
