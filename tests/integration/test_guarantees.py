@@ -125,6 +125,47 @@ def test_sigkill_while_the_database_is_down_loses_nothing_but_the_sample_in_flig
     assert spool_rows(agent.config.spool.path) == []
 
 
+def test_sigkill_while_a_backlog_drains_loses_nothing_and_resends_at_most_one_batch(
+    tmp_path, state_dir, influxdb1, influx_db, proxy, start_agent
+):
+    """Killed mid-drain, the spool may hold delivered rows only marked (deferred acks)."""
+    batch = 5
+    settings = agent_settings(state_dir, proxy.url, influx_db, shipper={"batch_size": batch})
+    cfg = write_config(tmp_path / "hostmon.toml", settings)
+    proxy.set_mode("refuse")
+    agent = start_agent(cfg)
+    agent.wait_status(lambda s: s.depth >= 8 * batch, "a backlog of eight batches")
+    proxy.set_mode("slow", delay_s=0.3)  # back, slowly: the drain takes a few seconds
+    wait_for(
+        lambda: len(stored_points(influxdb1.url, influx_db)) >= 3 * batch,
+        "the drain to be under way",
+        explain=lambda: agent.log()[-3000:],
+    )
+    agent.kill()
+    assert agent.proc.returncode == -9
+    waiting = spool_rows(agent.config.spool.path)
+    stored_at_kill = set(stored_points(influxdb1.url, influx_db))
+    assert len(waiting) >= batch, "the kill came after the drain ended; nothing tested"
+    in_flight = {point_of(line) for _, _, line in waiting[:batch]}
+    delivered_but_waiting = {point_of(line) for _, _, line in waiting} & stored_at_kill - in_flight
+    assert not delivered_but_waiting, "a sample delivered before the batch in flight is still waiting"
+
+    proxy.set_mode("pass")
+    restarted = start_agent(cfg)
+    wanted = stored_at_kill | {point_of(line) for _, _, line in waiting}
+    wait_for(
+        lambda: wanted <= set(stored_points(influxdb1.url, influx_db)),
+        "every sample spooled or stored before the kill to be stored",
+        explain=lambda: restarted.log()[-3000:],
+    )
+    restarted.wait_status(lambda s: s.depth == 0, "the spool to drain")
+    assert restarted.terminate() == 0
+    stored = stored_points(influxdb1.url, influx_db)
+    assert Counter(stored) == Counter(set(stored)), "a sample is stored twice"
+    # InfluxDB's own write counter: the batch in flight at the kill may have been written twice
+    assert 0 <= points_written(influxdb1.url, influx_db) - len(stored) <= batch, "more than one batch re-sent"
+
+
 def test_buffer_size_full_drops_the_oldest_counts_them_alerts_and_keeps_sampling(
     tmp_path, state_dir, influx_db, proxy
 ):
