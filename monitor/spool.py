@@ -275,28 +275,27 @@ class Spool:
         ranges = _runs(seqs)
         with self._lock:
             delivered = self._dropped_peeked.intersection(seqs)  # dropped while being shipped
+            # Earlier deferred acks are settled in the same transaction by an immediate ack, and
+            # by a deferred one for rows already marked (so that they are counted once).
+            settle = bool(self._deferred) and (not defer or _overlap(ranges, self._deferred))
             with self._tx() as conn:
+                if settle:
+                    self._delete_marked(conn, self._deferred)
                 if defer:
-                    if _overlap(ranges, self._deferred):  # acked twice: settle the first one now
-                        self._delete_ranges(conn, self._deferred)
-                        conn.execute("DELETE FROM acked")
-                        self._deferred.clear()
                     removed = sum(conn.execute(_COUNT, r).fetchone()[0] for r in ranges)
                     conn.executemany("INSERT INTO acked (lo, hi) VALUES (?, ?)", ranges)
                 else:
-                    if self._deferred:  # settle earlier deferred acks in the same transaction
-                        self._delete_ranges(conn, self._deferred)
-                        conn.execute("DELETE FROM acked")
                     removed = self._delete_ranges(conn, ranges)
                 if success_ms is not None:
                     state = {"last_success_ms": success_ms, "last_error": "", "sink_reachable": 1}
                     conn.executemany(_SET, [*state.items(), ("updated_ms", self._now_ms())])
                 if delivered:
                     conn.execute(_ADD, ("dropped_total", -len(delivered)))
+            if settle:
+                self._deferred.clear()
             if defer:
                 self._deferred.extend(ranges)
             else:
-                self._deferred.clear()
                 self._release_free_pages()
             self._depth -= removed
             self._peeked.difference_update(seqs)
@@ -379,13 +378,18 @@ class Spool:
     def _delete_ranges(self, conn: sqlite3.Connection, ranges: Sequence[tuple[int, int]]) -> int:
         return sum(conn.execute("DELETE FROM queue WHERE seq BETWEEN ? AND ?", r).rowcount for r in ranges)
 
+    def _delete_marked(self, conn: sqlite3.Connection, ranges: Sequence[tuple[int, int]]) -> int:
+        """Delete the rows of RANGES, which are all the marks in ``acked``, and the marks."""
+        n = self._delete_ranges(conn, ranges)
+        conn.execute("DELETE FROM acked")
+        return n
+
     def _delete_deferred(self) -> None:
         """Delete the rows of deferred acks (before anything reads or measures the queue)."""
         if not self._deferred:
             return
         with self._tx() as conn:
-            self._delete_ranges(conn, self._deferred)
-            conn.execute("DELETE FROM acked")
+            self._delete_marked(conn, self._deferred)
         self._deferred.clear()
         self._release_free_pages()
 
@@ -394,8 +398,7 @@ class Spool:
         ranges = self._conn.execute("SELECT lo, hi FROM acked").fetchall()
         if ranges:
             with self._tx() as conn:
-                n = self._delete_ranges(conn, ranges)
-                conn.execute("DELETE FROM acked")
+                n = self._delete_marked(conn, ranges)
             log.info("spool %s: deleted %d samples delivered before the last stop", self._config.path, n)
 
     def _insert(self, ts_ms: int, line: str) -> None:
