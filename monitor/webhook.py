@@ -67,17 +67,16 @@ class WebhookSender:
     ) -> None:
         self._post = post
         self._retry_delays_s = tuple(retry_delays_s)
-        self._closing = threading.Event()  # cuts retry waits short
+        self._closed = threading.Event()  # set by close(); also cuts retry waits short
         self._queue: queue.Queue[_Delivery | None] = queue.Queue(max_pending)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._closed = False
 
     def send(self, url: str, payload: Mapping[str, Any], timeout_s: float) -> None:
         """Queue one POST of ``payload`` as JSON; returns at once."""
         body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
         with self._lock:
-            if self._closed:
+            if self._closed.is_set():
                 log.warning("webhook %s not sent: alerts are shutting down", url)
                 return
             if self._thread is None:
@@ -112,14 +111,13 @@ class WebhookSender:
                     exc,
                     delay,
                 )
-                self._closing.wait(delay)
+                self._closed.wait(delay)
 
     def close(self, timeout_s: float) -> None:
         """Deliver what is queued, waiting at most ``timeout_s``, then stop the thread."""
         with self._lock:
-            self._closed = True
+            self._closed.set()
             thread = self._thread
-        self._closing.set()
         if thread is None:
             return
         try:
