@@ -19,16 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from monitor.spool import read_status
 from tests import servers
-from tests.bench.bench_agent import machine, status_mb
+from tests.bench.bench_agent import Popen, machine, start_collect, status_mb, stop_all
 
 INTERVAL_S = 0.1
 SAMPLE_EVERY_S = 10.0
@@ -65,18 +62,11 @@ def run(minutes: float) -> dict[str, object]:
         "collect (influxdb_v1)": f'kind = "influxdb_v1"\nurl = "{influx.url}"\ndatabase = "soak"',
         "collect (sqlite)": 'kind = "sqlite"',
     }
-    procs: dict[str, subprocess.Popen[bytes]] = {}
+    procs: dict[str, Popen] = {}
     states: dict[str, Path] = {}
     for i, (label, sink) in enumerate(sinks.items()):
         states[label] = work / f"state-{i}"
-        cfg = work / f"agent-{i}.toml"
-        cfg.write_text(config_text(states[label], sink))
-        log = (work / f"agent-{i}.log").open("wb")
-        procs[label] = subprocess.Popen(
-            [sys.executable, "-m", "monitor", "--config", str(cfg), "--log-level", "WARNING", "collect"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        procs[label] = start_collect(work, i, config_text(states[label], sink))
     rss: dict[str, list[tuple[float, float]]] = {k: [] for k in procs}
     started = time.monotonic()
     try:
@@ -88,13 +78,7 @@ def run(minutes: float) -> dict[str, object]:
             time.sleep(SAMPLE_EVERY_S)
         peak = {k: status_mb(p.pid, "VmHWM") for k, p in procs.items()}
     finally:
-        for p in procs.values():
-            p.send_signal(signal.SIGTERM)
-        for p in procs.values():
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs.values())
         shipped = servers.influx_query(influx.url, 'SELECT count("memory_usage") FROM "system"', "soak")
         influx.stop()
     results = {}
