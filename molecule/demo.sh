@@ -6,11 +6,8 @@
 #   molecule/demo.sh down   remove those three containers (only those)
 set -euo pipefail
 
-here="$(cd "$(dirname "$0")" && pwd)"
-root="$(dirname "$here")"
-cd "$root"
-export PATH="$root/.venv/bin:$PATH"
-export CONTAINERS_CONF="$here/containers.conf"
+# shellcheck source=molecule/env.sh
+source "$(dirname "$0")/env.sh"  # sets here, root; cd "$root"; PATH, CONTAINERS_CONF
 IMAGE="localhost/hostmon-debian12:latest"
 DB=hostmon-demo-db
 NODES=(hostmon-demo-db hostmon-demo-web1 hostmon-demo-web2)

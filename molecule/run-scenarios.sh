@@ -12,11 +12,8 @@
 # the reason. In CI (CI=true) every such problem, and any image build failure, is a failure.
 set -euo pipefail
 
-here="$(cd "$(dirname "$0")" && pwd)"
-root="$(dirname "$here")"
-cd "$root"
-export PATH="$root/.venv/bin:$PATH"
-export CONTAINERS_CONF="$here/containers.conf"
+# shellcheck source=molecule/env.sh
+source "$(dirname "$0")/env.sh"  # sets here, root; cd "$root"; PATH, CONTAINERS_CONF
 export ANSIBLE_FORCE_COLOR=0 PY_COLORS=0 ANSIBLE_NOCOLOR=1
 scenarios=("$@")
 [[ ${#scenarios[@]} -gt 0 ]] || scenarios=(default fleet)
