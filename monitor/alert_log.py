@@ -36,9 +36,10 @@ import os
 import re
 import sys
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from monitor.formats import iso_ms, number
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +67,7 @@ class AlertEvent:
 
     @property
     def time_iso(self) -> str:
-        moment = datetime.fromtimestamp(self.time_ms / 1000, UTC)
-        return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return iso_ms(self.time_ms)
 
     def payload(self) -> dict[str, Any]:
         """The webhook's JSON body."""
@@ -82,12 +82,6 @@ class AlertEvent:
             "time": self.time_iso,
             "message": self.message,
         }
-
-
-def number(value: float) -> str:
-    """``90`` rather than ``90.0``; otherwise Python's shortest round-tripping form."""
-    text = repr(float(value))
-    return text[:-2] if text.endswith(".0") else text
 
 
 def quote(value: str) -> str:

@@ -41,8 +41,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from monitor.alert_log import FIRING, RESOLVED, AlertEvent, AlertLog, number, quote
+from monitor.alert_log import FIRING, RESOLVED, AlertEvent, AlertLog, quote
 from monitor.config import AlertRule, AlertsConfig
+from monitor.formats import number
 from monitor.lineprotocol import Sample
 from monitor.webhook import RETRY_DELAYS_S, Post, WebhookSender, post_json
 

@@ -27,7 +27,7 @@ from monitor.api_params import ApiError
 from monitor.config import Config
 from monitor.errors import QueryFailed, StoreError, StoreUnavailable
 from monitor.openapi import document
-from monitor.spool import SpoolStatus, read_status
+from monitor.status import SpoolStatus, read_status
 from monitor.stores import Query, Store, make_store
 
 log = logging.getLogger(__name__)

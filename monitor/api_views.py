@@ -7,17 +7,16 @@ stays a thin shell and these rules are tested without a server.
 from __future__ import annotations
 
 import csv
-import functools
 import io
 import math
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from typing import Any
 
 from monitor.api_params import ApiError, Window
 from monitor.errors import StoreError
-from monitor.spool import SpoolStatus
+from monitor.formats import DAY_MS, iso_ms
+from monitor.status import SpoolStatus
 from monitor.stores import Aggregate, Series, Store
 
 # Bucket widths the API picks when it must downsample: round numbers a person can read.
@@ -27,23 +26,7 @@ NICE_STEPS_MS = (
     *(60_000, 120_000, 300_000, 600_000, 900_000, 1_800_000),
     *(3_600_000, 7_200_000, 10_800_000, 21_600_000, 43_200_000, 86_400_000),
 )
-DAY_MS = 86_400_000
 HEALTH_GRACE_MIN_S = 300.0
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-@functools.lru_cache(maxsize=64)
-def _date(day: int) -> str:
-    return (_EPOCH + timedelta(days=day)).strftime("%Y-%m-%d")
-
-
-def iso(ts_ms: int) -> str:
-    """``2024-05-01T12:00:00.000Z`` for an epoch-milliseconds timestamp (hot: one per point)."""
-    day, ms_of_day = divmod(ts_ms, DAY_MS)
-    seconds, ms = divmod(ms_of_day, 1000)
-    hours, seconds = divmod(seconds, 3600)
-    minutes, seconds = divmod(seconds, 60)
-    return f"{_date(day)}T{hours:02d}:{minutes:02d}:{seconds:02d}.{ms:03d}Z"
 
 
 def finite(value: float | None) -> float | None:
@@ -85,8 +68,8 @@ def choose_step(
 
 def window_body(window: Window) -> dict[str, Any]:
     return {
-        "start": iso(window.start_ms),
-        "end": iso(window.end_ms),
+        "start": iso_ms(window.start_ms),
+        "end": iso_ms(window.end_ms),
         "start_ms": window.start_ms,
         "end_ms": window.end_ms,
         "start_minutes": window.start_minutes,
@@ -111,7 +94,7 @@ def metrics_body(
         {
             "host": s.host,
             "points": [
-                dict(zip(keys, (iso(ts_ms), ts_ms, *values), strict=True)) for ts_ms, values in s.rows
+                dict(zip(keys, (iso_ms(ts_ms), ts_ms, *values), strict=True)) for ts_ms, values in s.rows
             ],
         }
         for s in series
@@ -203,7 +186,7 @@ def health(
         problems += agent_problems(status, now_ms, interval_s)
     body: dict[str, Any] = {
         "status": "unhealthy" if problems else "ok",
-        "time": iso(now_ms),
+        "time": iso_ms(now_ms),
         "problems": problems,
         "store": store_body,
         "agent": agent,
@@ -224,8 +207,8 @@ def agent_body(status: SpoolStatus, now_ms: int) -> dict[str, Any]:
 
     return {
         "spool_depth": status.depth,
-        "oldest_unsent": None if status.oldest_ts_ms is None else iso(status.oldest_ts_ms),
-        "last_success": None if status.last_success_ms is None else iso(status.last_success_ms),
+        "oldest_unsent": None if status.oldest_ts_ms is None else iso_ms(status.oldest_ts_ms),
+        "last_success": None if status.last_success_ms is None else iso_ms(status.last_success_ms),
         "last_success_age_s": age_s(status.last_success_ms),
         "heartbeat_age_s": age_s(status.updated_ms),
         "sink_reachable": status.sink_reachable,

@@ -13,13 +13,13 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
 from monitor import __version__
 from monitor import config as config_mod
 from monitor.config import Config
 from monitor.errors import ConfigError, MonitorError
+from monitor.formats import iso_ms
 
 log = logging.getLogger("monitor.cli")
 
@@ -136,7 +136,7 @@ def _selftest(config: Config) -> int:
 
 
 def _spool(config: Config) -> int:
-    from monitor.spool import read_status
+    from monitor.status import read_status
 
     status = read_status(config.spool.path)
     if status is None:
@@ -194,9 +194,7 @@ def _check_config(config: Config) -> int:
 
 
 def _iso(ts_ms: int | None) -> str:
-    if ts_ms is None:
-        return "-"
-    return datetime.fromtimestamp(ts_ms / 1000, UTC).isoformat(timespec="milliseconds")
+    return "-" if ts_ms is None else iso_ms(ts_ms)
 
 
 def _on_signals(*, stop: Callable[[], None], reload: Callable[[], None]) -> None:

@@ -6,7 +6,7 @@
      │    ├── Unavailable        network error, timeout, 429 or 5xx: keep the batch, retry later
      │    ├── AuthFailed         401/403: keep the batch, alert, keep retrying
      │    ├── Rejected           400/422: the batch is bad data, drop it and move on
-     │    └── ReplayFailed       (monitor.spill) a spill file replay stopped part-way
+     │    └── ReplayFailed       a spill file replay stopped part-way (``sent`` lines went out)
      └── StoreError              a read (API query) failed
           ├── StoreUnavailable   the database cannot be reached or timed out (HTTP 503)
           └── QueryFailed        the database answered with an error
@@ -17,6 +17,8 @@ boundary where they happen: ``raise Unavailable(url, str(exc)) from exc``.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 
 class MonitorError(Exception):
@@ -70,6 +72,15 @@ class Rejected(SinkError):
     """400/422: the server refused the data itself. Retrying the same batch cannot help."""
 
     retryable = False
+
+
+class ReplayFailed(SinkError):
+    """A spill file could not be replayed completely; ``sent`` lines were written before."""
+
+    def __init__(self, path: Path, sent: int, cause: Exception) -> None:
+        super().__init__(str(path), f"stopped after {sent} lines were sent: {cause}")
+        self.sent = sent
+        self.retryable = getattr(cause, "retryable", False)
 
 
 class StoreError(MonitorError):

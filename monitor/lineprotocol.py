@@ -12,6 +12,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from monitor.formats import number
+
 PRECISION = "ms"
 
 _TAG_ESCAPE = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\\": "\\\\"})
@@ -31,8 +33,7 @@ class Sample:
 def _float(value: float) -> str:
     if not math.isfinite(value):
         raise ValueError(f"field value {value!r} is not finite")
-    text = repr(float(value))
-    return text[:-2] if text.endswith(".0") else text
+    return number(value)
 
 
 def encode(sample: Sample, measurement: str) -> str:

@@ -100,9 +100,9 @@ def run_selftest(
 
 
 def _delete_sqlite(config: Config, host: str) -> None:
-    from monitor import sqlitedb
+    from monitor import metricsdb
 
-    conn = sqlitedb.connect(config.sink.path)
+    conn = metricsdb.connect(config.sink.path)
     try:
         with conn:
             conn.execute("DELETE FROM points WHERE host = ?", (host,))

@@ -17,21 +17,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from monitor.errors import SinkError
+from monitor.errors import ReplayFailed
 from monitor.sinks import Sink
 
 log = logging.getLogger(__name__)
 
 _SCAN_BYTES = 64 * 1024
-
-
-class ReplayFailed(SinkError):
-    """A spill file could not be replayed completely; ``sent`` lines were written before."""
-
-    def __init__(self, path: Path, sent: int, cause: Exception) -> None:
-        super().__init__(str(path), f"stopped after {sent} lines were sent: {cause}")
-        self.sent = sent
-        self.retryable = getattr(cause, "retryable", False)
 
 
 @contextmanager

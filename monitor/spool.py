@@ -61,11 +61,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
-from monitor import spill
+from monitor import spill, sqlitedb
 from monitor.config import SpoolConfig
+from monitor.status import SpoolStatus, status_from
 
 log = logging.getLogger(__name__)
 
@@ -86,17 +86,6 @@ CREATE TABLE IF NOT EXISTS acked (
 );
 """
 # acked: seq ranges [lo, hi] the database accepted whose rows are not deleted yet (deferred acks).
-
-# Keys of the ``state`` table (the agent's counters and shipping state, durable across restarts).
-STATE_KEYS = (
-    "dropped_total",  # samples dropped by the drop_oldest overflow policy
-    "spilled_total",  # samples moved to the spill file by the spill overflow policy
-    "rejected_total",  # samples in batches the database refused as bad data (400/422)
-    "last_success_ms",  # wall-clock ms of the last write the database accepted
-    "last_error",  # one line: the last write failure, "" after a success
-    "sink_reachable",  # 1 / 0: did the last write attempt reach the database
-    "updated_ms",  # when the agent last wrote this table (heartbeat)
-)
 
 DROP_OLDEST = "drop_oldest"
 SPILL = "spill"
@@ -119,68 +108,8 @@ HEARTBEAT_EVERY_MS = 5_000
 # read) needs far less, and replay was no slower with it (bench_replay, bench_soak).
 CACHE_KIB = 512
 _OLDEST = "SELECT seq, ts_ms, line FROM queue ORDER BY ts_ms, seq LIMIT ?"
-# The rows still waiting, for a reader that may find deferred acks not yet applied.
-WAITING_ROWS = (
-    "SELECT seq, ts_ms, line FROM queue"
-    " WHERE NOT EXISTS (SELECT 1 FROM acked WHERE queue.seq BETWEEN acked.lo AND acked.hi)"
-    " ORDER BY ts_ms, seq"
-)
-_SUMMARY = "SELECT count(*), min(ts_ms), max(ts_ms) FROM queue"
-_SUMMARY_WAITING = (
-    "SELECT count(*), min(ts_ms), max(ts_ms) FROM queue"
-    " WHERE NOT EXISTS (SELECT 1 FROM acked WHERE queue.seq BETWEEN acked.lo AND acked.hi)"
-)
 _COUNT = "SELECT count(*) FROM queue WHERE seq BETWEEN ? AND ?"
 _OLDEST_AFTER = "SELECT seq, ts_ms, line FROM queue WHERE (ts_ms, seq) > (?, ?) ORDER BY ts_ms, seq LIMIT ?"
-
-
-@dataclass(frozen=True)
-class SpoolStatus:
-    """What ``/health`` and ``hostmon spool`` report."""
-
-    depth: int
-    oldest_ts_ms: int | None
-    newest_ts_ms: int | None
-    dropped_total: int
-    spilled_total: int
-    rejected_total: int
-    last_success_ms: int | None
-    last_error: str
-    sink_reachable: bool | None
-    updated_ms: int | None
-
-
-def status_from(conn: sqlite3.Connection) -> SpoolStatus:
-    has_acked = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'acked'").fetchone()
-    # (a file no agent of this version has opened yet has no acked table)
-    depth, oldest, newest = conn.execute(_SUMMARY_WAITING if has_acked else _SUMMARY).fetchone()
-    state = dict(conn.execute("SELECT key, value FROM state").fetchall())
-    reachable = state.get("sink_reachable")
-    return SpoolStatus(
-        depth=int(depth),
-        oldest_ts_ms=oldest,
-        newest_ts_ms=newest,
-        dropped_total=int(state.get("dropped_total") or 0),
-        spilled_total=int(state.get("spilled_total") or 0),
-        rejected_total=int(state.get("rejected_total") or 0),
-        last_success_ms=state.get("last_success_ms"),
-        last_error=str(state.get("last_error") or ""),
-        sink_reachable=None if reachable is None else bool(reachable),
-        updated_ms=state.get("updated_ms"),
-    )
-
-
-def read_status(path: Path, timeout_s: float = 2.0) -> SpoolStatus | None:
-    """Status of the spool at PATH, read-only (for the API process); None if there is none."""
-    if not path.exists():
-        return None
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout_s)
-    try:
-        return status_from(conn)
-    except sqlite3.OperationalError:
-        return None
-    finally:
-        conn.close()
 
 
 class Spool:
@@ -479,7 +408,7 @@ class Spool:
         return int(self._conn.execute(f"PRAGMA {name}").fetchone()[0])
 
     def _db_bytes(self) -> int:
-        return (self._pragma("page_count") - self._pragma("freelist_count")) * self._page_size
+        return sqlitedb.live_bytes(self._conn)
 
     def _wal_bytes(self) -> int:
         try:
@@ -538,13 +467,8 @@ def _overlap(a: Sequence[tuple[int, int]], b: Sequence[tuple[int, int]]) -> bool
 
 
 def _connect(path: Path) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, timeout=10.0, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA auto_vacuum=INCREMENTAL")  # takes effect only on a new, empty file
-    mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-    if mode != "wal":
-        log.warning("spool %s: WAL mode unavailable (journal_mode=%s)", path, mode)
-    conn.execute("PRAGMA synchronous=FULL")
-    conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+    conn = sqlitedb.connect_writer(
+        path, synchronous="FULL", cache_kib=CACHE_KIB, isolation_level=None, auto_vacuum="INCREMENTAL"
+    )
     conn.executescript(SCHEMA)
     return conn

@@ -1,45 +1,62 @@
-"""The embedded SQLite store's schema and connection settings, shared by the sink and the API.
+"""SQLite plumbing shared by the spool, the embedded store's sink and its reader.
 
-One narrow table, one row per (metric, host, timestamp): a sample of N fields is N rows.
-The primary key makes writes idempotent (a re-sent sample overwrites itself, as in
-InfluxDB) and serves both the API's range scans and the retention deletes.
+One way to open a file for writing (WAL, a page cache of a given size, a busy timeout), one
+way to open it read-only (another process's file: never created, never written), and one
+measure of how many bytes of a file hold data.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from pathlib import Path
+from typing import Literal
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS points (
-    metric TEXT NOT NULL,
-    host   TEXT NOT NULL,
-    ts_ms  INTEGER NOT NULL,
-    value  REAL NOT NULL,
-    PRIMARY KEY (metric, host, ts_ms)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS points_by_time ON points (ts_ms);
-"""
+log = logging.getLogger(__name__)
 
 
-WRITER_CACHE_KIB = 512
+def connect_readonly(path: Path, *, timeout_s: float = 10.0) -> sqlite3.Connection:
+    """PATH opened read-only (``mode=ro``): never created, never written; usable from any thread.
 
-
-def connect(path: Path, *, readonly: bool = False, timeout_s: float = 10.0) -> sqlite3.Connection:
-    """Open the store (creating it unless ``readonly``) in WAL mode.
-
-    The writer (the agent's sink) keeps SQLite's page cache at ``WRITER_CACHE_KIB``: it only
-    appends at the new end and deletes at the old one, and the default 2 MiB cache showed as
-    RSS growth of the agent. Readers (the API's queries) keep the default.
+    Raises ``sqlite3.OperationalError`` when the file cannot be opened.
     """
-    if readonly:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout_s, check_same_thread=False)
-    else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(path, timeout=timeout_s, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
-        conn.executescript(SCHEMA)
-    conn.execute("PRAGMA synchronous=NORMAL")
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout_s, check_same_thread=False)
     conn.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
     return conn
+
+
+def connect_writer(
+    path: Path,
+    *,
+    synchronous: str,
+    cache_kib: int,
+    timeout_s: float = 10.0,
+    isolation_level: Literal["DEFERRED", "EXCLUSIVE", "IMMEDIATE"] | None = "DEFERRED",
+    auto_vacuum: str | None = None,
+) -> sqlite3.Connection:
+    """PATH opened for writing (created with its directory when missing) in WAL mode.
+
+    ``synchronous`` is SQLite's setting (``FULL``, ``NORMAL``); ``cache_kib`` the page cache.
+    ``isolation_level=None`` is autocommit: the caller opens its own transactions.
+    ``auto_vacuum`` (e.g. ``INCREMENTAL``) takes effect only on a new file: SQLite needs it
+    before the switch to WAL.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=timeout_s, isolation_level=isolation_level, check_same_thread=False)
+    if auto_vacuum is not None:
+        conn.execute(f"PRAGMA auto_vacuum={auto_vacuum}")
+    mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    if mode != "wal":
+        log.warning("%s: WAL mode unavailable (journal_mode=%s)", path, mode)
+    conn.execute(f"PRAGMA synchronous={synchronous}")
+    conn.execute(f"PRAGMA cache_size=-{int(cache_kib)}")
+    conn.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
+    return conn
+
+
+def live_bytes(conn: sqlite3.Connection) -> int:
+    """Bytes of the file's pages that hold data (free pages excluded: inserts reuse them)."""
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+    return int((pages - free) * page_size)

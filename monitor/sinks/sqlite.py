@@ -1,4 +1,4 @@
-"""Embedded SQLite sink: decodes each line into rows of the ``points`` table (monitor/sqlitedb.py).
+"""Embedded SQLite sink: decodes each line into rows of the ``points`` table (monitor/metricsdb.py).
 
 A sample of N fields becomes N rows (metric = field name, host, ts_ms, value); the
 measurement name is not stored (one measurement per store). ``INSERT OR REPLACE`` on the
@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from monitor import sqlitedb
+from monitor import metricsdb, sqlitedb
 from monitor.config import ShipperConfig, SinkConfig
 from monitor.errors import Rejected, Unavailable
 from monitor.lineprotocol import decode
@@ -50,14 +50,6 @@ def to_rows(lines: Sequence[str]) -> tuple[list[Row], list[str]]:
             continue
         rows.extend((metric, sample.host, sample.ts_ms, value) for metric, value in sample.fields.items())
     return rows, problems
-
-
-def live_bytes(conn: sqlite3.Connection) -> int:
-    """Bytes of the file's pages that hold data (free pages excluded: inserts reuse them)."""
-    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
-    pages = conn.execute("PRAGMA page_count").fetchone()[0]
-    free = conn.execute("PRAGMA freelist_count").fetchone()[0]
-    return int((pages - free) * page_size)
 
 
 class SQLiteSink:
@@ -97,7 +89,7 @@ class SQLiteSink:
     def _insert(self, rows: list[Row]) -> None:
         try:
             if self._conn is None:
-                self._conn = sqlitedb.connect(self._path, timeout_s=self._timeout_s)
+                self._conn = metricsdb.connect(self._path, timeout_s=self._timeout_s)
             with self._conn:  # one transaction: all rows or none
                 self._conn.executemany(INSERT, rows)
         except (sqlite3.Error, OSError) as exc:  # locked, disk full, I/O error, cannot create
@@ -117,7 +109,7 @@ class SQLiteSink:
             old = conn.execute("DELETE FROM points WHERE ts_ms < ?", (cutoff_ms,)).rowcount
         if old:
             log.info("%s: deleted %d points older than the retention", self._name, old)
-        if live_bytes(conn) > self._max_db_bytes:
+        if sqlitedb.live_bytes(conn) > self._max_db_bytes:
             self._shrink(conn)
 
     def _shrink(self, conn: sqlite3.Connection) -> None:
@@ -129,7 +121,7 @@ class SQLiteSink:
         target = self._max_db_bytes * SHRINK_TO
         deleted, cutoff = 0, None
         for _ in range(MAX_SHRINK_ROUNDS):
-            used = live_bytes(conn)
+            used = sqlitedb.live_bytes(conn)
             oldest = conn.execute("SELECT min(ts_ms) FROM points").fetchone()[0]
             newest = conn.execute("SELECT max(ts_ms) FROM points").fetchone()[0]
             if used <= target or oldest is None or oldest == newest:

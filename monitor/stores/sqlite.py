@@ -1,4 +1,4 @@
-"""The embedded store: reads the SQLite file the SQLite sink writes (schema: monitor/sqlitedb.py).
+"""The embedded store: reads the SQLite file the SQLite sink writes (schema: monitor/metricsdb.py).
 
 The file is opened read-only, one connection per call (cheap, and safe across waitress's
 threads). A file that does not exist yet, or has no table yet, is an empty store, not an
@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from monitor import sqlitedb
 from monitor.errors import QueryFailed, StoreUnavailable
 from monitor.stores import Aggregate, Query, Series, is_metric, known_metrics
 
@@ -90,9 +91,7 @@ class SQLiteStore:
             yield None
             return
         try:
-            conn = sqlite3.connect(
-                f"file:{self.path}?mode=ro", uri=True, timeout=self.timeout_s, check_same_thread=False
-            )
+            conn = sqlitedb.connect_readonly(self.path, timeout_s=self.timeout_s)
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"{self.name}: cannot open: {exc}") from exc
         deadline = self._monotonic() + self.timeout_s

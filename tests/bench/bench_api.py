@@ -34,7 +34,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from monitor import sqlitedb
+from monitor import metricsdb
 from monitor.api import serve
 from monitor.config import Config, parse
 from monitor.lineprotocol import Sample, encode
@@ -114,7 +114,7 @@ def day_of_samples(end_ms: int) -> list[Sample]:
 
 def load_sqlite(path: Path, samples: list[Sample]) -> float:
     started = time.perf_counter()
-    conn = sqlitedb.connect(path)
+    conn = metricsdb.connect(path)
     conn.executemany(
         "INSERT INTO points (metric, host, ts_ms, value) VALUES (?, ?, ?, ?)",
         ((m, s.host, s.ts_ms, v) for s in samples for m, v in s.fields.items()),
@@ -186,7 +186,7 @@ def load(url: str, threads: int, max_requests: int, max_s: float) -> dict[str, A
 
 
 def sqlite_plan(path: Path) -> list[str]:
-    conn = sqlitedb.connect(path)
+    conn = metricsdb.connect(path)
     params = {"metric": "cpu_usage_overall", "host": HOST, "start": 0, "end": 1}
     rows = conn.execute("EXPLAIN QUERY PLAN " + _AGGREGATE_SQL["mean"], params).fetchall()
     conn.close()

@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from monitor.spool import read_status
+from monitor.status import read_status
 from tests import servers
 from tests.bench.bench_agent import Popen, machine, start_collect, status_mb, stop_all
 

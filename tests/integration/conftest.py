@@ -31,7 +31,8 @@ from monitor.agent import Agent, _Parts
 from monitor.alert_log import parse_line
 from monitor.config import Config
 from monitor.lineprotocol import decode
-from monitor.spool import WAITING_ROWS, Spool, SpoolStatus, read_status
+from monitor.spool import Spool
+from monitor.status import WAITING_ROWS, SpoolStatus, read_status
 from tests import servers
 from tests.faultproxy import CapturedRequest, FaultProxy
 

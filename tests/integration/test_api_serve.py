@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from monitor import sqlitedb
+from monitor import metricsdb
 from monitor.api import serve
 from monitor.config import Config, parse
 from tests import servers
@@ -70,7 +70,7 @@ def sqlite_config(tmp_path: Path, **api: Any) -> Config:
         {"agent": {"state_dir": str(tmp_path), "host": "web1"}, "api": {"port": 0, **api}}, environ=environ
     )
     now_ms = int(time.time() * 1000)
-    conn = sqlitedb.connect(config.sink.path)
+    conn = metricsdb.connect(config.sink.path)
     conn.executemany(
         "INSERT INTO points VALUES (?, ?, ?, ?)",
         [

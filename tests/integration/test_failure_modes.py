@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from monitor.spool import read_status
+from monitor.status import read_status
 from tests import servers
 from tests.conftest import ADMIN
 from tests.integration.conftest import (

@@ -23,7 +23,8 @@ import pytest
 
 from monitor.config import SpoolConfig
 from monitor.lineprotocol import Sample, encode
-from monitor.spool import Spool, read_status
+from monitor.spool import Spool
+from monitor.status import read_status
 from tests.integration.conftest import (
     HOST,
     INTERVAL_S,

@@ -20,7 +20,8 @@ from monitor.config import ShipperConfig, SinkConfig
 from monitor.errors import AuthFailed, Rejected, Unavailable
 from monitor.lineprotocol import Sample, encode
 from monitor.sinks import Sink, make_sink
-from monitor.sinks.sqlite import SQLiteSink, live_bytes
+from monitor.sinks.sqlite import SQLiteSink
+from monitor.sqlitedb import live_bytes
 from tests import servers
 from tests.conftest import ADMIN
 from tests.faultproxy import FaultProxy

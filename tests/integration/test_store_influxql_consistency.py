@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from monitor import sqlitedb
+from monitor import metricsdb
 from monitor.api import make_app
 from monitor.config import parse
 from monitor.lineprotocol import Sample, encode
@@ -51,7 +51,7 @@ def samples() -> list[Sample]:
 def stores(influxdb1, tmp_path_factory) -> tuple[SQLiteStore, InfluxQLStore]:
     data = samples()
     path = tmp_path_factory.mktemp("consistency") / "metrics.db"
-    conn = sqlitedb.connect(path)
+    conn = metricsdb.connect(path)
     conn.executemany(
         "INSERT INTO points VALUES (?, ?, ?, ?)",
         [(m, s.host, s.ts_ms, v) for s in data for m, v in s.fields.items()],

@@ -10,7 +10,7 @@ from wsgiref.util import setup_testing_defaults
 
 import pytest
 
-from monitor import sqlitedb
+from monitor import metricsdb
 from monitor.api import make_app
 from monitor.config import Config, parse
 from monitor.stores.sqlite import SQLiteStore
@@ -62,7 +62,7 @@ def value(host: str, metric: str, ts_ms: int) -> float:
 
 
 def write_samples(path: Path, hosts: tuple[str, ...] = ("web1", "web2"), minutes: int = 30) -> None:
-    conn = sqlitedb.connect(path)
+    conn = metricsdb.connect(path)
     rows = [
         (metric, host, ts, value(host, metric, ts))
         for host in hosts

@@ -6,7 +6,8 @@ import pytest
 
 from monitor.api import make_app
 from monitor.errors import StoreUnavailable
-from monitor.spool import Spool, SpoolStatus
+from monitor.spool import Spool
+from monitor.status import SpoolStatus
 from monitor.stores.sqlite import SQLiteStore
 from tests.unit.test_api import NOW_MS, NOW_S, call, make_config
 from tests.unit.test_api_errors import FailingStore

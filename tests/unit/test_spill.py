@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from monitor.config import SpoolConfig
-from monitor.errors import SinkError, Unavailable
-from monitor.spill import ReplayFailed, append_lines, claim, replay
+from monitor.errors import ReplayFailed, SinkError, Unavailable
+from monitor.spill import append_lines, claim, replay
 from monitor.spool import Spool
 from tests.unit.test_shipper import FakeSink, fill, unavailable
 

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from monitor import sqlitedb
+from monitor import metricsdb
 from monitor.config import MiB, SpoolConfig
 from monitor.lineprotocol import Sample, encode
-from monitor.spool import CACHE_KIB, HEARTBEAT_EVERY_MS, Spool, _runs, read_status
+from monitor.spool import CACHE_KIB, HEARTBEAT_EVERY_MS, Spool, _runs
+from monitor.status import read_status
 
 REPO = Path(__file__).resolve().parents[2]
 NOW_S = 1_700_000_000.0
@@ -721,10 +722,10 @@ def test_the_agents_sqlite_connections_keep_a_small_page_cache(
     """SQLite's default 2 MiB cache per connection grew the agent's RSS (bench_soak)."""
     spool = make_spool()
     assert spool._conn.execute("PRAGMA cache_size").fetchone()[0] == -CACHE_KIB
-    writer = sqlitedb.connect(tmp_path / "metrics.db")
-    reader = sqlitedb.connect(tmp_path / "metrics.db", readonly=True)
+    writer = metricsdb.connect(tmp_path / "metrics.db")
+    reader = metricsdb.connect(tmp_path / "metrics.db", readonly=True)
     try:
-        assert writer.execute("PRAGMA cache_size").fetchone()[0] == -sqlitedb.WRITER_CACHE_KIB
+        assert writer.execute("PRAGMA cache_size").fetchone()[0] == -metricsdb.WRITER_CACHE_KIB
         assert reader.execute("PRAGMA cache_size").fetchone()[0] == -2000  # the API's reads: default
     finally:
         writer.close()

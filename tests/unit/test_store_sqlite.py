@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor import sqlitedb
+from monitor import metricsdb
 from monitor.errors import QueryFailed, StoreUnavailable
 from monitor.stores import Aggregate, Query, Series
 from monitor.stores.sqlite import _AGGREGATE_SQL, _HOSTS, _LAST_SQL, SQLiteStore
@@ -17,7 +17,7 @@ T0 = 1_700_000_000_000  # a multiple of 10 s, so bucket edges are easy to read
 
 
 def write(path: Path, rows: list[tuple[str, str, int, float]]) -> None:
-    conn = sqlitedb.connect(path)
+    conn = metricsdb.connect(path)
     conn.executemany("INSERT OR REPLACE INTO points (metric, host, ts_ms, value) VALUES (?, ?, ?, ?)", rows)
     conn.commit()
     conn.close()
@@ -180,7 +180,7 @@ def plan(conn: sqlite3.Connection, sql: str, params: dict[str, object]) -> str:
 
 
 def test_range_queries_seek_the_primary_key_instead_of_scanning(db):
-    conn = sqlitedb.connect(db)
+    conn = metricsdb.connect(db)
     params = {"metric": "cpu_usage_overall", "host": "a", "start": T0, "end": T0 + 1}
     for sql in (_AGGREGATE_SQL["mean"], _LAST_SQL):
         text = plan(conn, sql, params)

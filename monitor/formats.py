@@ -1,0 +1,34 @@
+"""How times and numbers are written wherever a person or a parser reads them.
+
+One ISO-8601 form for every timestamp the package prints (API bodies, alerts.log, the CLI):
+UTC, milliseconds, ``Z``. One form for numbers: ``90`` rather than ``90.0``, otherwise the
+shortest text that reads back as the same float.
+"""
+
+from __future__ import annotations
+
+import functools
+from datetime import UTC, datetime, timedelta
+
+DAY_MS = 86_400_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@functools.lru_cache(maxsize=64)
+def _date(day: int) -> str:
+    return (_EPOCH + timedelta(days=day)).strftime("%Y-%m-%d")
+
+
+def iso_ms(ts_ms: int) -> str:
+    """``2024-05-01T12:00:00.000Z`` for epoch milliseconds (cheap: the API calls it once per point)."""
+    day, ms_of_day = divmod(ts_ms, DAY_MS)
+    seconds, ms = divmod(ms_of_day, 1000)
+    hours, seconds = divmod(seconds, 3600)
+    minutes, seconds = divmod(seconds, 60)
+    return f"{_date(day)}T{hours:02d}:{minutes:02d}:{seconds:02d}.{ms:03d}Z"
+
+
+def number(value: float) -> str:
+    """``90`` rather than ``90.0``; otherwise Python's shortest round-tripping form."""
+    text = repr(float(value))
+    return text[:-2] if text.endswith(".0") else text

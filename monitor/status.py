@@ -1,0 +1,81 @@
+"""The agent's status as its spool file records it, and the read-only reader of it.
+
+The agent writes these keys (``monitor.spool``); ``/health`` and ``hostmon spool`` read them
+from another process with :func:`read_status`, which never creates or writes the file.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from monitor import sqlitedb
+
+# Keys of the spool file's ``state`` table: the agent's counters and shipping state.
+STATE_KEYS = (
+    "dropped_total",  # samples dropped by the drop_oldest overflow policy
+    "spilled_total",  # samples moved to the spill file by the spill overflow policy
+    "rejected_total",  # samples in batches the database refused as bad data (400/422)
+    "last_success_ms",  # wall-clock ms of the last write the database accepted
+    "last_error",  # one line: the last write failure, "" after a success
+    "sink_reachable",  # 1 / 0: did the last write attempt reach the database
+    "updated_ms",  # when the agent last wrote this table (heartbeat)
+)
+
+# The rows still waiting: rows whose seq lies in an ``acked`` range were delivered (a deferred
+# ack) and are only not deleted yet.
+NOT_ACKED = "NOT EXISTS (SELECT 1 FROM acked WHERE queue.seq BETWEEN acked.lo AND acked.hi)"
+WAITING_ROWS = f"SELECT seq, ts_ms, line FROM queue WHERE {NOT_ACKED} ORDER BY ts_ms, seq"  # noqa: S608
+_SUMMARY = "SELECT count(*), min(ts_ms), max(ts_ms) FROM queue"
+_SUMMARY_WAITING = f"{_SUMMARY} WHERE {NOT_ACKED}"
+
+
+@dataclass(frozen=True)
+class SpoolStatus:
+    """What ``/health`` and ``hostmon spool`` report."""
+
+    depth: int
+    oldest_ts_ms: int | None
+    newest_ts_ms: int | None
+    dropped_total: int
+    spilled_total: int
+    rejected_total: int
+    last_success_ms: int | None
+    last_error: str
+    sink_reachable: bool | None
+    updated_ms: int | None
+
+
+def status_from(conn: sqlite3.Connection) -> SpoolStatus:
+    """The status recorded in the spool file CONN has open (rows of deferred acks left out)."""
+    has_acked = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'acked'").fetchone()
+    # (a file no agent of this version has opened yet has no acked table)
+    depth, oldest, newest = conn.execute(_SUMMARY_WAITING if has_acked else _SUMMARY).fetchone()
+    state = dict(conn.execute("SELECT key, value FROM state").fetchall())
+    reachable = state.get("sink_reachable")
+    return SpoolStatus(
+        depth=int(depth),
+        oldest_ts_ms=oldest,
+        newest_ts_ms=newest,
+        dropped_total=int(state.get("dropped_total") or 0),
+        spilled_total=int(state.get("spilled_total") or 0),
+        rejected_total=int(state.get("rejected_total") or 0),
+        last_success_ms=state.get("last_success_ms"),
+        last_error=str(state.get("last_error") or ""),
+        sink_reachable=None if reachable is None else bool(reachable),
+        updated_ms=state.get("updated_ms"),
+    )
+
+
+def read_status(path: Path, timeout_s: float = 2.0) -> SpoolStatus | None:
+    """Status of the spool at PATH, read-only; None if there is none (or it has no tables yet)."""
+    if not path.exists():
+        return None
+    conn = sqlitedb.connect_readonly(path, timeout_s=timeout_s)
+    try:
+        return status_from(conn)
+    except sqlite3.OperationalError:
+        return None
+    finally:
+        conn.close()
