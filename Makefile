@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 SYSTEM_PACKAGES := influxdb victoria-metrics podman runc debootstrap
 
-.PHONY: help venv system-packages run test test-python test-molecule lint bench demo demo-destroy clean
+.PHONY: help venv venv-runtime system-packages run test test-python test-molecule lint bench demo demo-destroy clean
 
 help:
 	@echo "make run            run the agent and the API on the embedded SQLite store (foreground)"
@@ -13,11 +13,18 @@ help:
 	@echo "make bench          agent cost, spool replay, API latency and memory soak benchmarks"
 	@echo "make demo           a local container fleet deployed with playbooks/site.yml"
 
+# Two stamps: `make run` needs only the runtime dependencies (psutil, bottle, waitress,
+# influxdb-client); the test, lint and deploy extras come with the targets that use them.
+venv-runtime: $(VENV)/.runtime
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+$(VENV)/.runtime: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.runtime
 	$(BIN)/pip install --quiet -e '.[test,lint,deploy]'
 	touch $@
 
@@ -32,7 +39,7 @@ system-packages:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	else echo "not root on Debian; missing system packages:$$missing (integration tests will skip outside CI)"; fi
 
-run: venv
+run: venv-runtime
 	$(BIN)/hostmon run
 
 test: venv system-packages
