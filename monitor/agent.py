@@ -17,13 +17,14 @@ from dataclasses import dataclass
 
 from monitor import config as config_mod
 from monitor.alerts import Alerts
-from monitor.collector import Collector, SystemStats, Ticker
+from monitor.collector import Collector, SystemStats
 from monitor.config import Config
 from monitor.errors import ConfigError
 from monitor.lineprotocol import encode
 from monitor.shipper import Shipper
 from monitor.sinks import make_sink
 from monitor.spool import Spool
+from monitor.ticker import Ticker
 
 log = logging.getLogger(__name__)
 

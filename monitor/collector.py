@@ -20,21 +20,15 @@ per device: a device that appears contributes 0 in its first interval (its count
 totals, not this interval's traffic) and a device that vanished contributes nothing. A core that
 appears (CPU hotplug) reports 0 in its first interval. If no time elapsed, rates are 0.
 
-Timestamps and precision. A sample's timestamp is the aligned time of its tick in integer
-milliseconds (``Ticker``): ``ts_ms = round(k * interval_s * 1000)``. Every sample therefore lands on an
-exact multiple of the interval — with a 10 s interval, always at ``...:00.000``, ``...:10.000`` and
-so on. The seed's "weirdness at .00 seconds" is now deliberate: it makes samples from every host
-line up in the database, and a sample's timestamp says which tick it belongs to, not when the
-process happened to wake up. Values are rounded to 2 decimals.
+Timestamps and precision. A sample is stamped with its tick's time in integer milliseconds
+(:mod:`monitor.ticker`), on exact multiples of the interval; values are rounded to 2 decimals.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import threading
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple, Protocol
 
 from monitor.lineprotocol import Sample
@@ -201,83 +195,3 @@ class Collector:
         else:
             fields["disk_read"] = fields["disk_write"] = fields["network_sent"] = fields["network_recv"] = 0.0
         return Sample(ts_ms, self.host, fields)
-
-
-class StopEvent(Protocol):
-    """What :meth:`Ticker.wait_next` needs of a stop signal; ``threading.Event`` is one."""
-
-    def is_set(self) -> bool: ...
-
-    def wait(self, timeout: float | None = None) -> bool: ...
-
-
-class Ticker:
-    """Ticks on wall-clock multiples of ``interval_s``; the next tick is always computed from the clock.
-
-    Sleeping never accumulates: each wait re-reads the clock and sleeps only the remainder, so
-    there is no drift however long it runs and however much the sleeps jitter. A tick that comes
-    late (the work after the previous tick overran, or the process was suspended) is logged at
-    WARNING with how late it is and how many ticks were skipped; it takes the current tick's
-    aligned timestamp. Two ticks never share a timestamp and missed ticks are never back-filled.
-    If the wall clock steps back behind the last tick, the ticker waits (warning once per wait)
-    until the clock reaches the next unused tick, rather than reuse timestamps that would
-    overwrite stored samples. With ``stop``, waiting is ``stop.wait(timeout)``, so setting the
-    event ends it at once.
-    """
-
-    def __init__(
-        self,
-        interval_s: float,
-        *,
-        clock: Callable[[], float] = time.time,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        if not interval_s > 0:
-            raise ValueError(f"interval_s must be positive, got {interval_s!r}")
-        self.interval_s = interval_s
-        self._clock = clock
-        self._sleep = sleep
-        self._last_k: int | None = None
-
-    def _ts_ms(self, k: int) -> int:
-        return round(k * self.interval_s * 1000)
-
-    def _k_at(self, now_s: float) -> int:
-        """Index of the latest tick at or before ``now_s``."""
-        return math.floor(now_s / self.interval_s)
-
-    def wait_next(self, stop: threading.Event | StopEvent | None = None) -> int | None:
-        """Sleep until the next tick; its ``ts_ms``, or None when ``stop`` was set meanwhile."""
-        if stop is not None and stop.is_set():
-            return None
-        now_s = self._clock()
-        target = self._k_at(now_s) + 1 if self._last_k is None else self._last_k + 1
-        late_on_entry = now_s >= target * self.interval_s
-        if now_s < (target - 2) * self.interval_s:
-            log.warning(
-                "wall clock stepped back %.3f s behind the last tick; waiting for it to catch up"
-                " so that no timestamp is used twice",
-                (target - 1) * self.interval_s - now_s,
-            )
-        while (remaining_s := target * self.interval_s - now_s) > 0:
-            # At most one interval per sleep, so a clock step during the sleep is noticed.
-            if self._pause(min(remaining_s, self.interval_s), stop):
-                return None
-            now_s = self._clock()
-        current = max(target, self._k_at(now_s))
-        if late_on_entry or current > target:
-            log.warning(
-                "tick late by %.3f s (work or sleep overran); %d tick(s) skipped, taking tick at %d ms",
-                now_s - target * self.interval_s,
-                current - target,
-                self._ts_ms(current),
-            )
-        self._last_k = current
-        return self._ts_ms(current)
-
-    def _pause(self, duration_s: float, stop: threading.Event | StopEvent | None) -> bool:
-        """Sleep ``duration_s``; True when ``stop`` was set (the wait ends early then)."""
-        if stop is None:
-            self._sleep(duration_s)
-            return False
-        return stop.wait(duration_s)

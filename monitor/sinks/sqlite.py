@@ -4,8 +4,9 @@ A sample of N fields becomes N rows (metric = field name, host, ts_ms, value); t
 measurement name is not stored (one measurement per store). ``INSERT OR REPLACE`` on the
 primary key makes a re-sent batch overwrite itself instead of duplicating.
 
-Retention runs after a write at most once per ``RETENTION_INTERVAL_S`` (clock handed in):
-rows older than ``retention_days`` go, then, while the live pages of the file exceed
+Retention runs after a write at most once per ``RETENTION_INTERVAL_S`` of the monotonic clock:
+rows older than ``retention_days`` go (never further than time has passed:
+:mod:`monitor.retention`), then, while the live pages of the file exceed
 ``max_db_bytes``, the oldest data goes until they are under ``SHRINK_TO`` of it. Freed pages
 are reused by later inserts, so the file stops growing near ``max_db_bytes``.
 """
@@ -24,6 +25,7 @@ from monitor import metricsdb, sqlitedb
 from monitor.config import ShipperConfig, SinkConfig
 from monitor.errors import Rejected, Unavailable
 from monitor.lineprotocol import decode
+from monitor.retention import RetentionCut
 from monitor.sinks._http import one_line
 
 log = logging.getLogger(__name__)
@@ -32,6 +34,7 @@ RETENTION_INTERVAL_S = 60.0
 SHRINK_TO = 0.9  # after a size cut the live data is under this fraction of max_db_bytes
 MAX_SHRINK_ROUNDS = 20
 INSERT = "INSERT OR REPLACE INTO points (metric, host, ts_ms, value) VALUES (?, ?, ?, ?)"
+_NEWEST = "SELECT max(ts_ms) FROM points"
 Row = tuple[str, str, int, float]
 
 
@@ -56,14 +59,21 @@ class SQLiteSink:
     """Stores batches in the embedded SQLite database the API reads."""
 
     def __init__(
-        self, config: SinkConfig, shipper: ShipperConfig, *, clock: Callable[[], float] = time.time
+        self,
+        config: SinkConfig,
+        shipper: ShipperConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._path = config.path
-        self._retention_ms = int(config.retention_days * 86_400_000)
+        self._retention = RetentionCut(int(config.retention_days * 86_400_000), monotonic=monotonic)
         self._max_db_bytes = config.max_db_bytes
         self._timeout_s = shipper.timeout_s
         self._clock = clock
-        self._next_retention_s = -math.inf
+        self._monotonic = monotonic
+        self._next_retention_s = -math.inf  # on the monotonic clock
+        self._newest_at_start_ms: int | None = None  # read before the first write
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
         self._name = f"sqlite {config.path}"
@@ -90,21 +100,23 @@ class SQLiteSink:
         try:
             if self._conn is None:
                 self._conn = metricsdb.connect(self._path, timeout_s=self._timeout_s)
+                if self._next_retention_s == -math.inf:  # before this process's first write
+                    self._newest_at_start_ms = self._conn.execute(_NEWEST).fetchone()[0]
             with self._conn:  # one transaction: all rows or none
                 self._conn.executemany(INSERT, rows)
         except (sqlite3.Error, OSError) as exc:  # locked, disk full, I/O error, cannot create
             self._drop()
             raise Unavailable(self._name, one_line(f"{type(exc).__name__}: {exc}")) from exc
-        now_s = self._clock()
-        if now_s >= self._next_retention_s:
-            self._next_retention_s = now_s + RETENTION_INTERVAL_S
+        mono_s = self._monotonic()
+        if mono_s >= self._next_retention_s:
+            self._next_retention_s = mono_s + RETENTION_INTERVAL_S
             try:
-                self._retain(self._conn, now_s)
+                self._retain(self._conn, self._clock())
             except sqlite3.Error as exc:  # the batch is stored; retention tries again later
                 log.warning("%s: retention failed, will retry: %s", self._name, exc)
 
     def _retain(self, conn: sqlite3.Connection, now_s: float) -> None:
-        cutoff_ms = int(now_s * 1000) - self._retention_ms
+        cutoff_ms = self._retention.cutoff_ms(int(now_s * 1000), self._newest_at_start_ms)
         with conn:
             old = conn.execute("DELETE FROM points WHERE ts_ms < ?", (cutoff_ms,)).rowcount
         if old:
@@ -123,7 +135,7 @@ class SQLiteSink:
         for _ in range(MAX_SHRINK_ROUNDS):
             used = sqlitedb.live_bytes(conn)
             oldest = conn.execute("SELECT min(ts_ms) FROM points").fetchone()[0]
-            newest = conn.execute("SELECT max(ts_ms) FROM points").fetchone()[0]
+            newest = conn.execute(_NEWEST).fetchone()[0]
             if used <= target or oldest is None or oldest == newest:
                 break
             cutoff = oldest + max(1, int((newest - oldest) * (1 - target / used)))

@@ -328,16 +328,29 @@ DAY_MS = 86_400_000
 
 
 class Clock:
+    """A wall clock (``now_s``) and a monotonic one: ``advance`` moves both, ``step`` the wall alone."""
+
     def __init__(self, now_s: float) -> None:
         self.now_s = now_s
+        self.mono_s = 50.0
 
     def __call__(self) -> float:
         return self.now_s
 
+    def monotonic(self) -> float:
+        return self.mono_s
+
+    def advance(self, seconds: float) -> None:
+        self.now_s += seconds
+        self.mono_s += seconds
+
+    def step(self, seconds: float) -> None:
+        self.now_s += seconds
+
 
 def sqlite_sink(path: Path, clock: Clock, **kw: object) -> SQLiteSink:
     config = SinkConfig(kind="sqlite", path=path, **kw)  # type: ignore[arg-type]
-    return SQLiteSink(config, ShipperConfig(timeout_s=0.2), clock=clock)
+    return SQLiteSink(config, ShipperConfig(timeout_s=0.2), clock=clock, monotonic=clock.monotonic)
 
 
 def rows(path: Path) -> list[tuple[str, str, int, float]]:
@@ -383,12 +396,54 @@ def test_sqlite_sink_retention_by_age_runs_at_most_once_a_minute(tmp_path, closi
     old, fresh = samples(1, "h", now_ms - 2 * DAY_MS), samples(1, "h", now_ms - 1000)
     sink.write(lines_of(old + fresh))  # first write: retention runs
     assert {r[2] for r in rows(tmp_path / "m.db")} == {now_ms - 1000}
-    clock.now_s += 30
+    clock.advance(30)
     sink.write(lines_of(old))  # within the minute: no retention pass
     assert {r[2] for r in rows(tmp_path / "m.db")} == {now_ms - 2 * DAY_MS, now_ms - 1000}
-    clock.now_s += 31
+    clock.advance(31)
     sink.write(lines_of(samples(1, "h", now_ms + 60_000)))
     assert {r[2] for r in rows(tmp_path / "m.db")} == {now_ms - 1000, now_ms + 60_000}
+
+
+def test_sqlite_sink_retention_never_follows_the_wall_clock_a_month_forward(tmp_path, closing):
+    clock = Clock(NOW_S)
+    sink = sqlite_sink(tmp_path / "m.db", clock, retention_days=30.0)
+    closing.append(sink)
+    now_ms = int(NOW_S * 1000)
+    real = samples(60, "h", now_ms - 60_000)
+    sink.write(lines_of(real))
+    clock.step(31 * 86_400)  # the wall clock jumps a month ahead; samples are stamped by it
+    for _ in range(3):
+        clock.advance(61)  # a retention pass each time
+        sink.write(lines_of(samples(1, "h", int(clock() * 1000))))
+    assert {s.ts_ms for s in real} <= {r[2] for r in rows(tmp_path / "m.db")}
+
+
+def test_sqlite_sink_started_with_a_wrong_clock_keeps_the_stored_samples(tmp_path, closing):
+    now_ms = int(NOW_S * 1000)
+    real = samples(60, "h", now_ms - 60_000)
+    first = sqlite_sink(tmp_path / "m.db", Clock(NOW_S), retention_days=30.0)
+    first.write(lines_of(real))
+    first.close()
+    wrong = Clock(NOW_S + 31 * 86_400)  # the next process starts with the clock a month ahead
+    second = sqlite_sink(tmp_path / "m.db", wrong, retention_days=30.0)
+    closing.append(second)
+    second.write(lines_of(samples(1, "h", int(wrong() * 1000))))
+    assert {s.ts_ms for s in real} <= {r[2] for r in rows(tmp_path / "m.db")}
+
+
+def test_sqlite_sink_retention_catches_up_at_the_pace_of_real_time(tmp_path, closing):
+    clock = Clock(NOW_S)
+    sink = sqlite_sink(tmp_path / "m.db", clock, retention_days=1.0)
+    closing.append(sink)
+    now_ms = int(NOW_S * 1000)
+    sink.write(lines_of(samples(1, "h", now_ms)))
+    clock.step(2 * 86_400)
+    clock.advance(61)
+    sink.write(lines_of(samples(1, "h", int(clock() * 1000))))
+    assert now_ms in {r[2] for r in rows(tmp_path / "m.db")}  # a jump alone deletes nothing
+    clock.advance(86_400)  # a real day passes: the cut may now move a day
+    sink.write(lines_of(samples(1, "h", int(clock() * 1000))))
+    assert now_ms not in {r[2] for r in rows(tmp_path / "m.db")}
 
 
 def test_sqlite_sink_retention_by_size_drops_the_oldest_and_caps_the_file(tmp_path, closing):
@@ -403,7 +458,7 @@ def test_sqlite_sink_retention_by_size_drops_the_oldest_and_caps_the_file(tmp_pa
         batch = samples(1000, "h", start_ms + batch_no * 1_000_000)
         sink.write(lines_of(batch))
         total += len(batch)
-        clock.now_s += 61
+        clock.advance(61)
     newest_ms = start_ms + 19 * 1_000_000 + 999 * 1000
     kept = rows(path)
     with sqlite3.connect(path) as conn:
