@@ -7,7 +7,7 @@ server idles meanwhile. The ack must stay between two sends (see below); the res
 So when a batch was full (more is waiting), the shipper starts a :class:`ReadAhead` on a
 short-lived helper thread before sending it: ``spool.peek(batch_size, after=<its last
 (ts_ms, seq)>)`` plus ``prepare``; the next attempt takes that batch instead of peeking. The
-ack of a full batch is deferred (``Spool.ack(defer=True)``: the rows are marked, ~2-4 ms), and
+ack of a full batch is deferred (``Spool.ack_deferred``: the rows are marked, ~2-4 ms), and
 the helper's peek deletes them first, so that delete too runs beside the next send. The
 helper does no I/O towards the sink and never acks; the shipper's thread still sends and
 acks, so:

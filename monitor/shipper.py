@@ -162,8 +162,11 @@ class Shipper:
         except Exception as exc:
             log.exception("shipper: unexpected error writing to %s; keeping the batch", sink.name)
             return _Outcome(0, False, self._unavailable(sink, exc, reachable=False))
-        # While a backlog drains, the rows are deleted by the read-ahead, beside the next send.
-        self._spool.ack(batch.seqs, success_ms=int(self._clock() * 1000), defer=full)
+        success_ms = int(self._clock() * 1000)
+        if full:  # a backlog drains: the read-ahead deletes the rows, beside the next send
+            self._spool.ack_deferred(batch.seqs, success_ms=success_ms)
+        else:
+            self._spool.ack(batch.seqs, success_ms=success_ms)
         self._succeeded(sink, len(batch.rows))
         return _Outcome(len(batch.rows), full)
 
