@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from monitor.config import ShipperConfig, SinkConfig, SpoolConfig
 from monitor.errors import AuthFailed, Rejected
-from monitor.pipeline import start_thread
+from monitor.readahead import start_thread
 from monitor.shipper import Shipper
 from monitor.sinks import PreparedBatch, PreparingSink
 from monitor.sinks.influx_v1 import InfluxV1Sink
