@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, get_args
 
 from monitor.spool.schema import transaction
 
 Counter = Literal["dropped_total", "spilled_total", "rejected_total"]
 
-COUNTERS: tuple[Counter, ...] = ("dropped_total", "spilled_total", "rejected_total")
+COUNTERS: tuple[Counter, ...] = get_args(Counter)
 ERROR_MAX_CHARS = 500  # last_error keeps the first line of a failure, at most this long
 # An append refreshes the ``updated_ms`` heartbeat at most this often (and whenever the clock went
 # back): /health tolerates max(300 s, 3 intervals), and skipping the upsert makes each append a
@@ -37,7 +37,7 @@ class ShippingState:
         self._clock = clock
         self._heartbeat_ms: int | None = None  # updated_ms last written by write_with_heartbeat
 
-    def now_ms(self) -> int:
+    def _now_ms(self) -> int:
         return int(self._clock() * 1000)
 
     def create_counters(self, conn: sqlite3.Connection) -> None:
@@ -69,7 +69,7 @@ class ShippingState:
         Otherwise WRITE runs alone in autocommit mode: its own transaction, fsync'd before it
         returns, without the BEGIN/COMMIT round trips or the state upsert.
         """
-        now_ms = self.now_ms()
+        now_ms = self._now_ms()
         last_ms = self._heartbeat_ms
         if last_ms is not None and 0 <= now_ms - last_ms < HEARTBEAT_EVERY_MS:
             write(conn)
@@ -80,4 +80,4 @@ class ShippingState:
         self._heartbeat_ms = now_ms
 
     def _set(self, conn: sqlite3.Connection, **values: object) -> None:
-        conn.executemany(_SET, [*values.items(), ("updated_ms", self.now_ms())])
+        conn.executemany(_SET, [*values.items(), ("updated_ms", self._now_ms())])
