@@ -23,7 +23,7 @@ from monitor.errors import ConfigError
 from monitor.lineprotocol import encode
 from monitor.shipper import Shipper
 from monitor.sinks import make_sink
-from monitor.spool import Spool
+from monitor.spool import DROP_OLDEST, Spool
 from monitor.ticker import Ticker
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ class Agent:
     def _on_overflow(self, alerts: Alerts) -> Callable[[str, int], None]:
         def overflow(policy: str, n: int) -> None:
             self._overflow_ticks_ago = 0
-            verb = "dropped (oldest first)" if policy == "drop_oldest" else "spilled to the spill file"
+            verb = "dropped (oldest first)" if policy == DROP_OLDEST else "spilled to the spill file"
             alerts.set_condition(
                 "spool_overflow", True, "critical", f"spool budget reached: {n} samples {verb}"
             )

@@ -165,8 +165,9 @@ def _spool(config: Config) -> int:
 
 def _replay(config: Config, path: Path, *, keep: bool) -> int:
     """Send a spill file; claim it first so the agent can keep spilling to a fresh one."""
-    from monitor import spill
+    from monitor.replay import replay
     from monitor.sinks import make_sink
+    from monitor.spool import spill
 
     if not path.is_file():
         print(f"hostmon spool replay: {path}: no such file", file=sys.stderr)
@@ -174,7 +175,7 @@ def _replay(config: Config, path: Path, *, keep: bool) -> int:
     work = path if keep else spill.claim(path, f"replaying-{os.getpid()}")
     sink = make_sink(config.sink, config.shipper)
     try:
-        sent = spill.replay(work, sink, config.shipper.batch_size)
+        sent = replay(work, sink, config.shipper.batch_size)
     except MonitorError as exc:
         print(f"hostmon spool replay: stopped: {exc}; the rest is still in {work}", file=sys.stderr)
         return 1

@@ -23,7 +23,7 @@ with the same series and timestamp, so a re-sent batch changes nothing).
 While a backlog drains (the last batch was full), the next batch is read from the spool and
 prepared (joined, gzipped) on a helper thread while the current one is in flight, and used
 only if the current one was accepted and acked; otherwise it is dropped and the next attempt
-peeks afresh (:mod:`monitor.pipeline`). In steady state every attempt peeks afresh, as before.
+peeks afresh (:mod:`monitor.readahead`). In steady state every attempt peeks afresh.
 """
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ from dataclasses import dataclass
 
 from monitor.config import ShipperConfig
 from monitor.errors import AuthFailed, Rejected, SinkError, Unavailable
-from monitor.pipeline import Batch, ReadAhead, Row, Spawn, start_thread
+from monitor.readahead import Batch, ReadAhead, Spawn, start_thread
 from monitor.sinks import PreparingSink, Sink
-from monitor.spool import Spool
+from monitor.spool import Row, Spool
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ class Shipper:
             try:
                 outcome = self._attempt()
             except Exception:
-                log.exception("shipper: unexpected error around the spool; retrying")
+                log.exception("unexpected error around the spool; retrying")
                 outcome = _Outcome(0, False, self._backoff_s())
             delay = self._delay_after(outcome)
             if delay > 0 and not stop.is_set():
@@ -160,10 +160,13 @@ class Shipper:
         except Unavailable as exc:
             return _Outcome(0, False, self._unavailable(sink, exc, exc.status is not None))
         except Exception as exc:
-            log.exception("shipper: unexpected error writing to %s; keeping the batch", sink.name)
+            log.exception("unexpected error writing to %s; keeping the batch", sink.name)
             return _Outcome(0, False, self._unavailable(sink, exc, reachable=False))
-        # While a backlog drains, the rows are deleted by the read-ahead, beside the next send.
-        self._spool.ack(batch.seqs, success_ms=int(self._clock() * 1000), defer=full)
+        success_ms = int(self._clock() * 1000)
+        if full:  # a backlog drains: the read-ahead deletes the rows, beside the next send
+            self._spool.ack_deferred(batch.seqs, success_ms=success_ms)
+        else:
+            self._spool.ack(batch.seqs, success_ms=success_ms)
         self._succeeded(sink, len(batch.rows))
         return _Outcome(len(batch.rows), full)
 
@@ -179,7 +182,7 @@ class Shipper:
         self._take_read_ahead()  # read for the old sink and settings: dropped
         old, (self._sink, self._config) = self._sink, pending
         self._failures = 0
-        log.info("shipper: now shipping to %s (batch_size=%d)", self._sink.name, self._config.batch_size)
+        log.info("now shipping to %s (batch_size=%d)", self._sink.name, self._config.batch_size)
         if old is not self._sink:
             self._close(old)
 
@@ -187,11 +190,11 @@ class Shipper:
         try:
             sink.close()
         except Exception:
-            log.exception("shipper: closing %s failed", sink.name)
+            log.exception("closing %s failed", sink.name)
 
     def _succeeded(self, sink: Sink, n: int) -> None:
         if self._failures:
-            log.info("shipper: %s accepts writes again (%d samples sent)", sink.name, n)
+            log.info("%s accepts writes again (%d samples sent)", sink.name, n)
         self._failures = 0
         self._resolve(UNREACHABLE, f"{sink.name} accepts writes again")
         self._resolve(AUTH_FAILED, f"{sink.name} accepts the credentials again")
@@ -199,7 +202,7 @@ class Shipper:
     def _rejected(self, sink: Sink, rows: Sequence[Row], exc: Rejected) -> None:
         n = len(rows)
         log.error(
-            "shipper: %s rejected %d samples (ts_ms %d..%d) as bad data; dropping them: %s",
+            "%s rejected %d samples (ts_ms %d..%d) as bad data; dropping them: %s",
             sink.name,
             n,
             rows[0][1],
@@ -215,7 +218,7 @@ class Shipper:
 
     def _auth_failed(self, exc: AuthFailed) -> float:
         delay = self._backoff_s()
-        log.error("shipper: credentials refused: %s; samples stay spooled (retry in %.1fs)", exc, delay)
+        log.error("credentials refused: %s; samples stay spooled (retry in %.1fs)", exc, delay)
         self._spool.record_failure(str(exc), reachable=True)
         self._resolve(UNREACHABLE, f"{exc.target} answers, but refuses the credentials")
         self._fire(AUTH_FAILED, str(exc))
@@ -227,7 +230,7 @@ class Shipper:
         if retry_after is not None:
             delay = max(delay, retry_after)
         message = str(exc) if isinstance(exc, SinkError) else f"{sink.name}: {type(exc).__name__}: {exc}"
-        log.warning("shipper: write failed (attempt %d): %s; retry in %.1fs", self._failures, message, delay)
+        log.warning("write failed (attempt %d): %s; retry in %.1fs", self._failures, message, delay)
         self._spool.record_failure(message, reachable=reachable)
         self._fire(UNREACHABLE, message)
         return delay
@@ -266,14 +269,12 @@ class Shipper:
             try:
                 outcome = self._attempt()
             except Exception:
-                log.exception("shipper: final flush failed")
+                log.exception("final flush failed")
                 break
             shipped += outcome.shipped
             if outcome.retry_in_s is not None or not outcome.full:
                 break
-        log.info(
-            "shipper: final flush sent %d samples; anything left stays spooled for the next start", shipped
-        )
+        log.info("final flush sent %d samples; anything left stays spooled for the next start", shipped)
 
     def _interruptible_sleep(self, seconds: float) -> None:
         """Sleep SECONDS, or until wake() (replace_sink() calls it): a wake-up meanwhile is not lost."""

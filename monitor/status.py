@@ -1,7 +1,7 @@
 """The agent's status as its spool file records it, and the read-only reader of it.
 
-The agent writes these keys (``monitor.spool``); ``/health`` and ``hostmon spool`` read them
-from another process with :func:`read_status`, which never creates or writes the file.
+The agent writes these keys (:mod:`monitor.spool.state`); ``/health`` and ``hostmon spool``
+read them from another process with :func:`read_status`, which never creates or writes the file.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ the batch's fate: ``Unavailable`` (keep, retry with backoff, honour ``retry_afte
 
 A sink may also be a :class:`PreparingSink`: ``write`` split into ``prepare`` (local work:
 join, encode, compress; no I/O, safe on another thread) and ``send``. The shipper then
-prepares the next batch while the current one is in flight (:mod:`monitor.pipeline`). A sink
+prepares the next batch while the current one is in flight (:mod:`monitor.readahead`). A sink
 without the split still works; only its local work stays on the critical path.
 """
 

@@ -1,10 +1,11 @@
-"""The spill file: where the ``spill`` overflow policy puts samples, and how they are replayed.
+"""The spill file: where the ``spill`` overflow policy appends the samples it takes off the spool.
 
 The agent appends (:func:`append_lines`); ``hostmon spool replay`` takes the file over
-(:func:`claim`) and sends it (:func:`replay`). Both sides hold an exclusive ``flock`` while
-they touch the file, and the writer checks after locking that the path still names the file
-it opened — so a spill racing with a replay lands either in the claimed file before it is
-read, or in a fresh file at the original path, never in a file already read and deleted.
+(:func:`claim`) before it sends it (:mod:`monitor.replay`). Both sides hold an exclusive
+``flock`` while they touch the file, and the writer checks after locking that the path still
+names the file it opened — so a spill racing with a replay lands either in the claimed file
+before it is read, or in a fresh file at the original path, never in a file already read and
+deleted.
 """
 
 from __future__ import annotations
@@ -16,9 +17,6 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
-
-from monitor.errors import ReplayFailed
-from monitor.sinks import Sink
 
 log = logging.getLogger(__name__)
 
@@ -90,36 +88,3 @@ def claim(path: Path, suffix: str) -> Path:
     with claimed.open("rb") as fh:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX)  # a writer that opened PATH before the rename is done
     return claimed
-
-
-def replay(path: Path, sink: Sink, batch_size: int) -> int:
-    """Send a spilled line-protocol file in batches; the number of lines sent.
-
-    Blank lines and ``#`` comments are skipped. On failure raises :class:`ReplayFailed`
-    with ``sent``. The file is left alone: on success the caller decides whether to remove it.
-    """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    sent = 0
-    batch: list[str] = []
-    with path.open(encoding="utf-8") as fh:
-        for raw in fh:
-            text = raw.rstrip("\r\n")
-            if not text.strip() or text.lstrip().startswith("#"):
-                continue
-            batch.append(text)
-            if len(batch) == batch_size:
-                sent = _replay_batch(path, sink, batch, sent)
-                batch = []
-    if batch:
-        sent = _replay_batch(path, sink, batch, sent)
-    log.info("replayed %d lines from %s to %s", sent, path, sink.name)
-    return sent
-
-
-def _replay_batch(path: Path, sink: Sink, batch: list[str], sent: int) -> int:
-    try:
-        sink.write(batch)
-    except Exception as exc:
-        raise ReplayFailed(path, sent, exc) from exc
-    return sent + len(batch)

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from monitor.config import ShipperConfig, SinkConfig, SpoolConfig
 from monitor.errors import AuthFailed, Rejected
-from monitor.pipeline import start_thread
+from monitor.readahead import start_thread
 from monitor.shipper import Shipper
 from monitor.sinks import PreparedBatch, PreparingSink
 from monitor.sinks.influx_v1 import InfluxV1Sink
@@ -208,13 +208,22 @@ def test_a_rejected_batch_is_dropped_and_the_queue_moves_on_from_the_spool(spool
 
 
 class AckFailsOnce(Spool):
+    """The first ack, immediate or deferred, fails."""
+
     failed = False
 
-    def ack(self, seqs: Sequence[int], *, success_ms: int | None = None, defer: bool = False) -> None:
+    def ack(self, seqs: Sequence[int], *, success_ms: int | None = None) -> None:
+        self._fail_once()
+        super().ack(seqs, success_ms=success_ms)
+
+    def ack_deferred(self, seqs: Sequence[int], *, success_ms: int | None = None) -> None:
+        self._fail_once()
+        super().ack_deferred(seqs, success_ms=success_ms)
+
+    def _fail_once(self) -> None:
         if not self.failed:
             self.failed = True
             raise OSError("disk I/O error")
-        super().ack(seqs, success_ms=success_ms, defer=defer)
 
 
 def test_an_ack_that_fails_drops_the_read_ahead_so_the_unacked_batch_goes_first_again(tmp_path: Path) -> None:

@@ -1,16 +1,15 @@
 """The shipper's read-ahead: while one batch is in flight, the next one is read and prepared.
 
-Draining a backlog, each batch costs the server's time (60-90 ms for 5000 rows) plus the
-shipper's own local work: peek the spool (~8 ms), join and gzip the lines (~15-20 ms, in
-``PreparingSink.prepare``), delete the acked rows (~12 ms). Done one after the other, the
-server idles meanwhile. The ack must stay between two sends (see below); the rest need not.
-So when a batch was full (more is waiting), the shipper starts a :class:`ReadAhead` on a
-short-lived helper thread before sending it: ``spool.peek(batch_size, after=<its last
-(ts_ms, seq)>)`` plus ``prepare``; the next attempt takes that batch instead of peeking. The
-ack of a full batch is deferred (``Spool.ack(defer=True)``: the rows are marked, ~2-4 ms), and
-the helper's peek deletes them first, so that delete too runs beside the next send. The
-helper does no I/O towards the sink and never acks; the shipper's thread still sends and
-acks, so:
+Draining a backlog, each batch costs the server's time plus the shipper's own local work:
+peek the spool, join and gzip the lines (``PreparingSink.prepare``), delete the acked rows.
+Done one after the other, the server idles meanwhile. The ack must stay between two sends
+(see below); the rest need not. So when a batch was full (more is waiting), the shipper
+starts a :class:`ReadAhead` on a short-lived helper thread before sending it:
+``spool.peek(batch_size, after=<its last (ts_ms, seq)>)`` plus ``prepare``; the next attempt
+takes that batch instead of peeking. The ack of a full batch is deferred
+(``Spool.ack_deferred``: the rows are only marked), and the helper's peek deletes them first,
+so that delete too runs beside the next send. The helper does no I/O towards the sink and
+never acks; the shipper's thread still sends and acks, so:
 
 * At most one batch is in flight and one read ahead, in (ts_ms, seq) order: the read-ahead
   starts after the batch in flight, and is only used if that batch was accepted and acked.
@@ -26,10 +25,6 @@ acks, so:
   extra work, and its ack deletes at once.
 
 ``spawn`` is handed in so tests can run the helper inline and deterministically.
-
-What it buys (bench_replay, 2 cores, gzip on, speed vs raw uncompressed POST, medians of five):
-~0.56 with everything in line, ~0.60-0.66 with the read-ahead, 0.70-0.78 with the deferred
-delete as well. InfluxDB's own gunzip caps it at ~0.8-0.85 (the same gzip bodies POSTed raw).
 """
 
 from __future__ import annotations
@@ -40,11 +35,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from monitor.sinks import PreparedBatch, PreparingSink, Sink
-from monitor.spool import Spool
+from monitor.spool import Row, Spool
 
 log = logging.getLogger(__name__)
 
-Row = tuple[int, int, str]  # (seq, ts_ms, line), as Spool.peek returns them
 Spawn = Callable[[Callable[[], None]], Callable[[], None]]  # start a job; returns "wait for it"
 
 
@@ -102,4 +96,4 @@ class ReadAhead:
                 prepared = self._sink.prepare([line for _, _, line in rows])
             self._batch = Batch(rows, prepared)
         except Exception:  # the shipper's own attempt will meet the same error and handle it
-            log.debug("shipper: reading ahead failed; the next batch is read afresh", exc_info=True)
+            log.debug("reading ahead failed; the next batch is read afresh", exc_info=True)
