@@ -81,13 +81,15 @@ def test_complete_settings_pass_on_a_fresh_host(tmp_path):
     ids=["grafana-public-default", "too-short", "expanded-by-grafana"],
 )
 def test_a_weak_or_mangled_secret_key_is_refused(tmp_path, key, phrase):
-    assert_refused(run_preflight(tmp_path, grafana_secret_key=key), "grafana_secret_key must come from the vault", phrase)
+    done = run_preflight(tmp_path, grafana_secret_key=key)
+    assert_refused(done, "grafana_secret_key must come from the vault", phrase)
 
 
 def test_a_missing_secret_key_is_refused(tmp_path):
     # Overriding with an undefined value is not possible from -e; an empty one is what a
     # missing vault entry templates to.
-    assert_refused(run_preflight(tmp_path, grafana_secret_key=""), "grafana_secret_key must come from the vault")
+    done = run_preflight(tmp_path, grafana_secret_key="")
+    assert_refused(done, "grafana_secret_key must come from the vault")
 
 
 def test_an_admin_password_grafana_would_expand_is_refused(tmp_path):
