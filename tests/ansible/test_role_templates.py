@@ -158,10 +158,89 @@ def test_logrotate_rule_renames_dated_files_and_lets_the_agent_recreate(rendered
     assert "su hostmon hostmon" in body
 
 
-def test_grafana_datasource_influxql_on_1x_uses_the_reader_user(rendered):
-    doc = yaml.safe_load(rendered["grafana-v1-influxql/datasource.yml"])
-    (ds,) = doc["datasources"]
+GRAFANA_CASES = ("v1-influxql", "v2-influxql", "dollar-password", "dollar-token", "tls")
+# jsonData keys Grafana's InfluxDB datasource reads (pkg/tsdb/influxdb/models/datasource_info.go)
+# and those of the plugin SDK's HTTP client options (TLS, custom headers).
+INFLUXDB_JSON_DATA_KEYS = {"dbName", "version", "httpMode", "timeInterval", "defaultBucket", "organization"}
+INFLUXDB_JSON_DATA_KEYS |= {"maxSeries", "tlsAuth", "tlsAuthWithCACert", "tlsSkipVerify", "serverName"}
+# What Grafana's process environment holds when it reads the provisioning files.
+GRAFANA_ENV = {"HOME": "/usr/share/grafana", "USER": "grafana", "PATH": "/usr/sbin:/usr/bin"}
+
+
+def go_shell_name(s: str) -> tuple[str, int]:
+    """Go's os.Expand getShellName: the variable name after a $, and how many bytes it takes."""
+    if s[0] == "{":
+        if len(s) > 2 and s[1] in "*#$@!?-0123456789" and s[2] == "}":
+            return s[1], 3
+        end = s.find("}", 1)
+        if end == 1:
+            return "", 2
+        return (s[1:end], end + 1) if end > 0 else ("", 1)
+    if s[0] in "*#$@!?-0123456789":
+        return s[0], 1
+    n = len(s) - len(s.lstrip("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_"))
+    return s[:n], n
+
+
+def go_expand_env(s: str, env: dict[str, str]) -> str:
+    """Go's os.ExpandEnv: $NAME and ${NAME} replaced, a $ not followed by a name kept."""
+    out, i = [], 0
+    while i < len(s):
+        if s[i] == "$" and i + 1 < len(s):
+            name, width = go_shell_name(s[i + 1 :])
+            if name:
+                out.append(env.get(name, ""))
+            elif width == 0:
+                out.append("$")
+            i += 1 + width
+        else:
+            out.append(s[i])
+            i += 1
+    return "".join(out)
+
+
+def grafana_provisioning_value(raw: str, env: dict[str, str]) -> str:
+    """What Grafana makes of a provisioning string (pkg/services/provisioning/values: split on
+    $$, expand $__env{}/${} (setting.ExpandVar) and then os.ExpandEnv, join with $)."""
+
+    def expand_var(part: str) -> str:
+        return re.sub(
+            r"\$(|__\w+)\{([^}]+)\}",
+            lambda m: env.get(m[2], "") if m[1] in ("", "__env") else m[0],
+            part,
+        )
+
+    return "$".join(go_expand_env(expand_var(part), env) for part in raw.split("$$"))
+
+
+def grafana_ini_reads(text: str) -> dict[str, dict[str, str]]:
+    """grafana.ini as Grafana's go-ini reads it: ; and # start comments (also after a value),
+    a value in \"\"\" quotes runs to the last \"\"\" on its line."""
+    parser = configparser.ConfigParser(
+        interpolation=None, comment_prefixes=(";", "#"), inline_comment_prefixes=None, delimiters=("=",)
+    )
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read_string(text)
+    values: dict[str, dict[str, str]] = {}
+    for section in parser.sections():
+        for key, raw in parser[section].items():
+            if raw.startswith('"""') and len(raw) > 3:
+                value = raw[3:][: raw[3:].rfind('"""')]
+            else:
+                value = re.split("[;#]", raw, maxsplit=1)[0].strip()
+            values.setdefault(section, {})[key] = value
+    return values
+
+
+def grafana_datasource(rendered: dict[str, str], case: str) -> dict:
+    doc = yaml.safe_load(rendered[f"grafana-{case}/datasource.yml"])
     assert doc["apiVersion"] == 1
+    (ds,) = doc["datasources"]
+    return dict(ds)
+
+
+def test_grafana_datasource_influxql_on_1x_uses_the_reader_user(rendered):
+    ds = grafana_datasource(rendered, "v1-influxql")
     assert (ds["type"], ds["uid"], ds["url"], ds["access"]) == (
         "influxdb",
         "hostmon-influxdb",
@@ -174,22 +253,69 @@ def test_grafana_datasource_influxql_on_1x_uses_the_reader_user(rendered):
 
 
 def test_grafana_datasource_influxql_on_2x_sends_the_read_only_token(rendered):
-    (ds,) = yaml.safe_load(rendered["grafana-v2-influxql/datasource.yml"])["datasources"]
+    ds = grafana_datasource(rendered, "v2-influxql")
     assert ds["jsonData"]["version"] == "InfluxQL"
     assert ds["jsonData"]["httpHeaderName1"] == "Authorization"
     assert ds["secureJsonData"] == {"httpHeaderValue1": "Token read-token-xyz"}
     assert "user" not in ds
 
 
-def test_grafana_datasource_flux_option(rendered):
-    (ds,) = yaml.safe_load(rendered["grafana-v2-flux/datasource.yml"])["datasources"]
-    assert ds["jsonData"]["version"] == "Flux"
-    assert (ds["jsonData"]["organization"], ds["jsonData"]["defaultBucket"]) == ("hostmon", "local")
-    assert ds["secureJsonData"] == {"token": "read-token-xyz"}
+@pytest.mark.parametrize("case", GRAFANA_CASES)
+def test_grafana_datasource_sets_only_what_grafanas_influxdb_datasource_reads(rendered, case):
+    json_data = grafana_datasource(rendered, case)["jsonData"]
+    unknown = {k for k in json_data if not re.fullmatch(r"httpHeaderName\d+", k)} - INFLUXDB_JSON_DATA_KEYS
+    assert not unknown, f"jsonData keys Grafana's InfluxDB datasource does not read: {unknown}"
+    assert "retentionPolicy" not in json_data
+
+
+@pytest.mark.parametrize(
+    ("case", "field", "written"),
+    [
+        ("dollar-password", ("secureJsonData", "password"), "pa$HOME$$w${USER}x$__env{HOME}$"),
+        ("dollar-password", ("user",), "reader$1"),
+        ("dollar-token", ("secureJsonData", "httpHeaderValue1"), "Token tok$en${PATH}$$"),
+    ],
+    ids=["password", "user", "token"],
+)
+def test_grafana_datasource_credentials_with_dollar_reach_grafana_unchanged(rendered, case, field, written):
+    value = grafana_datasource(rendered, case)
+    for key in field:
+        value = value[key]
+    assert grafana_provisioning_value(value, GRAFANA_ENV) == written
+    # The check can fail: the same value unescaped is what Grafana used to receive.
+    assert grafana_provisioning_value(written, GRAFANA_ENV) != written
+
+
+@pytest.mark.parametrize("case", GRAFANA_CASES)
+def test_grafana_provisioning_files_keep_every_other_string_as_written(rendered, case):
+    def strings(node):
+        if isinstance(node, dict):
+            for v in node.values():
+                yield from strings(v)
+        elif isinstance(node, list):
+            for v in node:
+                yield from strings(v)
+        elif isinstance(node, str):
+            yield node
+
+    for name in ("datasource.yml", "dashboards.yml"):
+        for value in strings(yaml.safe_load(rendered[f"grafana-{case}/{name}"])):
+            assert grafana_provisioning_value(value, GRAFANA_ENV) == value.replace("$$", "$")
+
+
+def test_grafana_datasource_verifies_an_https_influxdb_against_its_ca(rendered):
+    ds = grafana_datasource(rendered, "tls")
+    assert ds["url"] == "https://db.example:8086"
+    assert ds["jsonData"]["tlsAuthWithCACert"] is True
+    pem = "-----BEGIN CERTIFICATE-----\nMIIBtest\n-----END CERTIFICATE-----\n"
+    assert ds["secureJsonData"]["tlsCACert"] == pem
+    assert "tlsSkipVerify" not in ds["jsonData"]
+    plain = grafana_datasource(rendered, "v2-influxql")
+    assert "tlsAuthWithCACert" not in plain["jsonData"] and "tlsCACert" not in plain["secureJsonData"]
 
 
 def test_the_dashboard_uses_the_provisioned_datasource_uid(rendered):
-    (ds,) = yaml.safe_load(rendered["grafana-v1-influxql/datasource.yml"])["datasources"]
+    ds = grafana_datasource(rendered, "v1-influxql")
     board = json.loads(DASHBOARD.read_text())
     uids = {t["datasource"]["uid"] for p in board["panels"] for t in p["targets"]}
     assert uids == {ds["uid"]}
@@ -202,14 +328,45 @@ def test_grafana_dashboard_provider_reads_the_copied_dashboards(rendered):
     assert provider["allowUiUpdates"] is False
 
 
-def test_grafana_ini_sets_admin_from_the_vault_and_no_sign_up(rendered):
-    ini = configparser.ConfigParser(interpolation=None, comment_prefixes=(";", "#"))
-    ini.read_string(rendered["grafana-v1-influxql/grafana.ini"])
+def test_grafana_ini_sets_admin_and_secret_key_from_the_vault_and_stays_closed(rendered):
+    ini = grafana_ini_reads(rendered["grafana-v1-influxql/grafana.ini"])
     assert ini["security"]["admin_user"] == "admin"
-    assert ini["security"]["admin_password"] == '"""s3cret;#pw"""'  # triple quotes keep ; and #
+    assert ini["security"]["admin_password"] == "s3cret;#pw"  # \"\"\" keep ; and # from go-ini's comments
+    assert ini["security"]["secret_key"] == "0123456789abcdef;0123456789#abcdef-from-the-vault"
+    assert ini["security"]["cookie_secure"] == "false"
     assert ini["users"]["allow_sign_up"] == "false"
+    assert ini["auth.anonymous"]["enabled"] == "false"
     assert ini["analytics"]["reporting_enabled"] == "false"
-    assert ini["server"]["http_port"] == "3000"
+    assert ini["plugins"]["preinstall_disabled"] == "true"
+    assert ini["server"] == {"http_addr": "0.0.0.0", "http_port": "3000", "domain": "localhost"}
+    assert ini["paths"]["provisioning"] == "/etc/grafana/provisioning"
+    assert rendered["grafana-v1-influxql/api_url"] == "http://127.0.0.1:3000"
+
+
+def test_grafana_ini_serves_https_with_secure_cookies_and_the_checks_verify_it(rendered):
+    ini = grafana_ini_reads(rendered["grafana-tls/grafana.ini"])
+    assert ini["server"]["protocol"] == "https"
+    assert ini["server"]["cert_file"] == "/etc/grafana/tls/grafana.crt"
+    assert ini["server"]["cert_key"] == "/etc/grafana/tls/grafana.key"
+    assert ini["server"]["domain"] == "grafana.example"
+    assert ini["security"]["cookie_secure"] == "true"
+    # The role's own requests go to the name the certificate carries, over https.
+    assert rendered["grafana-tls/api_url"] == "https://grafana.example:3000"
+
+
+def test_grafana_ini_passes_other_settings_through_and_may_override_the_roles_defaults(rendered):
+    ini = grafana_ini_reads(rendered["grafana-tls/grafana.ini"])
+    assert ini["users"]["allow_sign_up"] == "true"  # overrides the role's default
+    assert ini["users"]["allow_org_create"] == "false"  # the role's default stays
+    assert ini["users"]["default_theme"] == "light"
+    assert ini["auth.generic_oauth"] == {
+        "enabled": "false",
+        "scopes": "openid email",
+        "allowed_domains": "example.com,example.org",
+    }
+    assert ini["smtp"]["from_name"] == "hostmon ; alerts #1"  # quoted, so go-ini keeps it whole
+    assert ini["plugins"]["preinstall_disabled"] == "false"
+    assert ini["security"]["admin_user"] == "admin"  # the role's keys are still there
 
 
 def test_influxdb_configs_are_toml_with_auth_on_and_reporting_off(rendered):
