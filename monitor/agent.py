@@ -28,7 +28,7 @@ from monitor.ticker import Ticker
 
 log = logging.getLogger(__name__)
 
-OVERFLOW_QUIET_TICKS = 30  # ticks without an overflow before the spool_overflow alert resolves
+QUIET_TICKS = 30  # ticks without a new event before spool_overflow or clock_step resolves
 
 
 @dataclass
@@ -59,7 +59,7 @@ class Agent:
         self.loader = loader or (lambda: config_mod.load(config.source))
         self.stop_event = threading.Event()
         self._reload = threading.Event()
-        self._overflow_ticks_ago: int | None = None  # None: no overflow outstanding
+        self._quiet: dict[str, int] = {}  # firing condition -> ticks since its last event
 
     # -- signals ------------------------------------------------------------------------
     def stop(self) -> None:
@@ -91,12 +91,28 @@ class Agent:
         c = self.config
         alerts = Alerts(c.alerts, c.host, clock=self.clock)
         spool = Spool(c.spool, clock=self.clock, on_overflow=self._on_overflow(alerts))
+        ticker = self._ticker(c.agent.interval_s, alerts, spool)
         sink = make_sink(c.sink, c.shipper)
         log.info("collecting every %ss for host %s into %s", c.agent.interval_s, c.host, sink.name)
         shipper = Shipper(spool, sink, c.shipper, on_state=self._on_state(alerts))
         collector = Collector(c.host, self.stats)
         collector.prime(self.monotonic())
-        return _Parts(collector, Ticker(c.agent.interval_s, clock=self.clock), spool, alerts, shipper)
+        return _Parts(collector, ticker, spool, alerts, shipper)
+
+    def _ticker(self, interval_s: float, alerts: Alerts, spool: Spool) -> Ticker:
+        def stepped(step_s: float, wall_s: float) -> None:
+            self._quiet["clock_step"] = 0
+            spool.record_clock_step(round(step_s * 1000), round(wall_s * 1000))
+            direction = "forward" if step_s > 0 else "back"
+            alerts.set_condition(
+                "clock_step",
+                True,
+                "warning",
+                f"wall clock stepped {direction} by {abs(step_s):.3f} s; sampling goes on, stamped by the"
+                " wall clock",
+            )
+
+        return Ticker(interval_s, clock=self.clock, monotonic=self.monotonic, on_step=stepped)
 
     def _loop(self, parts: _Parts) -> None:
         measurement = self.config.sink.measurement
@@ -107,7 +123,7 @@ class Agent:
             sample = parts.collector.sample(ts_ms, self.monotonic())
             parts.spool.append(ts_ms, encode(sample, measurement))
             parts.alerts.observe(sample)
-            self._check_overflow_cleared(parts)
+            self._resolve_quiet_conditions(parts)
             if self._reload.is_set():
                 self._reload.clear()
                 parts = self._apply_reload(parts)
@@ -116,7 +132,7 @@ class Agent:
     # -- alerts from the spool and the shipper --------------------------------------------
     def _on_overflow(self, alerts: Alerts) -> Callable[[str, int], None]:
         def overflow(policy: str, n: int) -> None:
-            self._overflow_ticks_ago = 0
+            self._quiet["spool_overflow"] = 0
             verb = "dropped (oldest first)" if policy == DROP_OLDEST else "spilled to the spill file"
             alerts.set_condition(
                 "spool_overflow", True, "critical", f"spool budget reached: {n} samples {verb}"
@@ -130,20 +146,19 @@ class Agent:
 
         return state
 
-    def _check_overflow_cleared(self, parts: _Parts) -> None:
-        """Resolve spool_overflow once no sample was dropped or spilled for a while."""
-        if self._overflow_ticks_ago is None:
-            return
-        self._overflow_ticks_ago += 1
-        if self._overflow_ticks_ago >= OVERFLOW_QUIET_TICKS:
-            self._overflow_ticks_ago = None
-            depth = parts.spool.status().depth
-            parts.alerts.set_condition(
-                "spool_overflow",
-                False,
-                "critical",
-                f"no overflow for {OVERFLOW_QUIET_TICKS} ticks ({depth} samples queued)",
-            )
+    def _resolve_quiet_conditions(self, parts: _Parts) -> None:
+        """Resolve spool_overflow and clock_step once QUIET_TICKS ticks passed without a new event."""
+        for name, ticks in list(self._quiet.items()):
+            if ticks + 1 < QUIET_TICKS:
+                self._quiet[name] = ticks + 1
+                continue
+            del self._quiet[name]
+            if name == "spool_overflow":
+                depth = parts.spool.status().depth
+                message = f"no overflow for {QUIET_TICKS} ticks ({depth} samples queued)"
+                parts.alerts.set_condition(name, False, "critical", message)
+            else:
+                parts.alerts.set_condition(name, False, "warning", f"no clock step for {QUIET_TICKS} ticks")
 
     # -- SIGHUP -------------------------------------------------------------------------
     def _apply_reload(self, parts: _Parts) -> _Parts:
@@ -160,7 +175,7 @@ class Agent:
         if (new.sink, new.shipper) != (old.sink, old.shipper):
             parts.shipper.replace_sink(make_sink(new.sink, new.shipper), new.shipper)
         if new.agent.interval_s != old.agent.interval_s:
-            parts.ticker = Ticker(new.agent.interval_s, clock=self.clock)
+            parts.ticker = self._ticker(new.agent.interval_s, parts.alerts, parts.spool)
         if new.host != old.host:
             parts.collector = Collector(new.host, self.stats)
             parts.collector.prime(self.monotonic())

@@ -21,6 +21,8 @@ STATE_KEYS = (
     "last_error",  # one line: the last write failure, "" after a success
     "sink_reachable",  # 1 / 0: did the last write attempt reach the database
     "updated_ms",  # when the agent last wrote this table (heartbeat)
+    "clock_step_ms",  # the last wall-clock step the agent saw: + forward, - back
+    "clock_step_at_ms",  # the wall-clock time right after that step
 )
 
 # The rows still waiting: rows whose seq lies in an ``acked`` range were delivered (a deferred
@@ -45,6 +47,8 @@ class SpoolStatus:
     last_error: str
     sink_reachable: bool | None
     updated_ms: int | None
+    clock_step_ms: int | None = None
+    clock_step_at_ms: int | None = None
 
 
 def status_from(conn: sqlite3.Connection) -> SpoolStatus:
@@ -65,6 +69,8 @@ def status_from(conn: sqlite3.Connection) -> SpoolStatus:
         last_error=str(state.get("last_error") or ""),
         sink_reachable=None if reachable is None else bool(reachable),
         updated_ms=state.get("updated_ms"),
+        clock_step_ms=state.get("clock_step_ms"),
+        clock_step_at_ms=state.get("clock_step_at_ms"),
     )
 
 

@@ -145,6 +145,10 @@ class Spool:
         with self._lock, schema.transaction(self._conn) as conn:
             self._state.failed(conn, error, reachable=reachable)
 
+    def record_clock_step(self, step_ms: int, at_ms: int) -> None:
+        with self._lock, schema.transaction(self._conn) as conn:
+            self._state.clock_stepped(conn, step_ms, at_ms)
+
     def add_rejected(self, n: int) -> None:
         with self._lock, schema.transaction(self._conn) as conn:
             self._state.add(conn, "rejected_total", n)

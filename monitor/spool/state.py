@@ -57,6 +57,10 @@ class ShippingState:
         """Add N to COUNTER (a negative N takes samples back)."""
         conn.execute(_ADD, (counter, n))
 
+    def clock_stepped(self, conn: sqlite3.Connection, step_ms: int, at_ms: int) -> None:
+        """The wall clock stepped by STEP_MS (+ forward, - back); AT_MS is the time after the step."""
+        self._set(conn, clock_step_ms=step_ms, clock_step_at_ms=at_ms)
+
     def touch(self, conn: sqlite3.Connection) -> None:
         """Refresh the heartbeat."""
         self._set(conn)
