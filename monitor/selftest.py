@@ -14,11 +14,11 @@ import secrets
 import time
 from collections.abc import Callable
 
+from monitor.api.stores import Query, Series, make_store
 from monitor.config import Config
 from monitor.errors import MonitorError
 from monitor.lineprotocol import Sample, encode
 from monitor.sinks import make_sink
-from monitor.stores import Query, Series, make_store
 
 MEASUREMENT = "hostmon_selftest"
 RECORDS = 3

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 from monitor.api import make_app
+from monitor.api.stores import Aggregate, Query, Series
+from monitor.api.stores.sqlite import SQLiteStore
 from monitor.config import parse
 from monitor.errors import QueryFailed, StoreUnavailable
-from monitor.stores import Aggregate, Query, Series
-from monitor.stores.sqlite import SQLiteStore
 from tests.unit.test_api import NOW_S, call, make_config, write_samples
 
 TOKEN = "s3cret-token-value"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from monitor.api import make_app
+from monitor.api.stores.sqlite import SQLiteStore
 from monitor.errors import StoreUnavailable
 from monitor.spool import Spool
 from monitor.status import SpoolStatus
-from monitor.stores.sqlite import SQLiteStore
 from tests.unit.test_api import NOW_MS, NOW_S, call, make_config
 from tests.unit.test_api_errors import FailingStore
 

@@ -19,10 +19,10 @@ Rule semantics (``AlertRule``: metric, op, threshold, for_s, hysteresis, severit
 System conditions (``set_condition``: "sink_unreachable", "sink_auth_failed", "spool_overflow"
 ...) follow the same FIRING-once/RESOLVED-once semantics, timed by the handed-in clock.
 
-Every event is one line in alerts.log (format in :mod:`monitor.alert_log`), a log record on this
+Every event is one line in alerts.log (format in :mod:`monitor.alerts.log`), a log record on this
 module's logger (WARNING when firing, INFO when resolved) and, for rules with ``webhook``, a
 JSON POST ``{host, rule, severity, state, value, threshold, op, time, message}`` delivered off
-the sampling thread (:mod:`monitor.webhook`).
+the sampling thread (:mod:`monitor.alerts.webhook`).
 
 ``reconfigure`` (SIGHUP) keeps the state of every rule whose name and condition (metric, op,
 threshold, for_s, hysteresis) are unchanged; a change of severity or webhook alone keeps the
@@ -41,11 +41,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from monitor.alert_log import FIRING, RESOLVED, AlertEvent, AlertLog, quote
+from monitor.alerts.log import FIRING, RESOLVED, AlertEvent, AlertLog, quote
+from monitor.alerts.webhook import RETRY_DELAYS_S, Post, WebhookSender, post_json
 from monitor.config import AlertRule, AlertsConfig
 from monitor.formats import number
 from monitor.lineprotocol import Sample
-from monitor.webhook import RETRY_DELAYS_S, Post, WebhookSender, post_json
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from monitor.api.stores import AGGREGATES, Aggregate, Query, Series, is_metric, known_metrics
 from monitor.errors import QueryFailed, StoreUnavailable
-from monitor.stores import AGGREGATES, Aggregate, Query, Series, is_metric, known_metrics
 
 if TYPE_CHECKING:
     from monitor.config import Config

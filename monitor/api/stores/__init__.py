@@ -122,10 +122,10 @@ def make_store(config: Config) -> Store:
     """The store that reads what the configured sink writes (``config.sink.kind``)."""
     timeout_s = config.api.query_timeout_s
     if config.sink.kind == "sqlite":
-        from monitor.stores.sqlite import SQLiteStore
+        from monitor.api.stores.sqlite import SQLiteStore
 
         return SQLiteStore(config.sink.path, timeout_s=timeout_s)
-    from monitor.stores.influxql import InfluxQLStore
+    from monitor.api.stores.influxql import InfluxQLStore
 
     return InfluxQLStore.from_config(config)
 

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from monitor import sqlitedb
+from monitor.api.stores import Aggregate, Query, Series, is_metric, known_metrics
 from monitor.errors import QueryFailed, StoreUnavailable
-from monitor.stores import Aggregate, Query, Series, is_metric, known_metrics
 
 _HOSTS = """
 WITH RECURSIVE h(host) AS (

@@ -15,9 +15,9 @@ import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from monitor.api.stores import AGGREGATES, is_metric
 from monitor.config import ApiConfig
 from monitor.errors import MonitorError
-from monitor.stores import AGGREGATES, is_metric
 
 DEFAULT_START_MINUTES = 10.0
 DEFAULT_END_MINUTES = 0.0
