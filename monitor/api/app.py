@@ -20,10 +20,9 @@ import bottle
 
 from monitor.api import params, views
 from monitor.api.openapi import document
-from monitor.api.params import ApiError
 from monitor.api.stores import Query, Store
 from monitor.config import Config
-from monitor.errors import QueryFailed, StoreError, StoreUnavailable
+from monitor.errors import ApiError, QueryFailed, StoreError, StoreUnavailable
 from monitor.status import SpoolStatus, read_status
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from monitor.api.stores import AGGREGATES, is_metric
 from monitor.config import ApiConfig
-from monitor.errors import MonitorError
+from monitor.errors import ApiError
 
 DEFAULT_START_MINUTES = 10.0
 DEFAULT_END_MINUTES = 0.0
@@ -32,23 +32,6 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 METRICS_KEYS = frozenset({"start", "end", "metrics", "host", "step", "max_points", "format"})
 AGGREGATE_KEYS = frozenset({"start", "end", "metric", "fn", "host"})
-
-
-class ApiError(MonitorError):
-    """A request the API refuses: an HTTP status, the parameter at fault, what was expected."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        parameter: str | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.parameter = parameter
-        self.headers = dict(headers or {})
 
 
 def bad(parameter: str, message: str) -> ApiError:

@@ -13,9 +13,9 @@ from collections.abc import Callable, Sequence
 from http import HTTPStatus
 from typing import Any
 
-from monitor.api.params import ApiError, Window
+from monitor.api.params import Window
 from monitor.api.stores import Aggregate, Series, Store
-from monitor.errors import StoreError
+from monitor.errors import ApiError, StoreError
 from monitor.formats import DAY_MS, iso_ms
 from monitor.status import SpoolStatus
 

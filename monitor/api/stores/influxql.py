@@ -43,13 +43,6 @@ def literal(value: str) -> str:
     return "'" + escaped + "'"
 
 
-def field(metric: str) -> str:
-    """A metric as a quoted identifier, refusing anything outside the allow-list."""
-    if not is_metric(metric):
-        raise QueryFailed(f"not an allow-listed metric: {metric!r}")
-    return ident(metric)
-
-
 class InfluxQLStore:
     """Store over InfluxDB's ``/query`` endpoint (1.x, 2.x v1-compat, 3.x)."""
 
@@ -124,6 +117,12 @@ class InfluxQLStore:
 
     # -- queries ---------------------------------------------------------------------------
 
+    def _field(self, metric: str) -> str:
+        """A metric as a quoted identifier, refusing anything outside the allow-list."""
+        if not is_metric(metric):
+            raise QueryFailed(self.name, f"not an allow-listed metric: {metric!r}")
+        return ident(metric)
+
     def _source(self) -> str:
         if self.retention_policy:
             return f"{ident(self.retention_policy)}.{ident(self.measurement)}"
@@ -139,7 +138,7 @@ class InfluxQLStore:
         return known_metrics([row[0] for s in result for row in s.get("values") or []])
 
     def counts(self, query: Query) -> dict[str, int]:
-        selects = ", ".join(f"count({field(m)}) AS {ident(m)}" for m in query.metrics)
+        selects = ", ".join(f"count({self._field(m)}) AS {ident(m)}" for m in query.metrics)
         q = (
             f"SELECT {selects} FROM {self._source()} "  # noqa: S608 (every part quoted above)
             f"WHERE {self._where(query.start_ms, query.end_ms, query.host)} GROUP BY {ident('host')}"
@@ -155,10 +154,10 @@ class InfluxQLStore:
     def rows(self, query: Query, step_ms: int | None = None) -> list[Series]:
         where = self._where(query.start_ms, query.end_ms, query.host)
         if step_ms is None:
-            selects = ", ".join(field(m) for m in query.metrics)
+            selects = ", ".join(self._field(m) for m in query.metrics)
             group = ident("host")
         else:
-            selects = ", ".join(f"mean({field(m)}) AS {ident(m)}" for m in query.metrics)
+            selects = ", ".join(f"mean({self._field(m)}) AS {ident(m)}" for m in query.metrics)
             group = f"time({int(step_ms)}ms), {ident('host')} fill(none)"
         q = f"SELECT {selects} FROM {self._source()} WHERE {where} GROUP BY {group}"  # noqa: S608
         out = [_series(s, query.metrics) for s in self._query(q)]
@@ -166,8 +165,8 @@ class InfluxQLStore:
 
     def aggregate(self, metric: str, fn: str, start_ms: int, end_ms: int, host: str | None) -> Aggregate:
         if fn not in AGGREGATES:
-            raise QueryFailed(f"not an aggregate: {fn!r}")
-        f = field(metric)
+            raise QueryFailed(self.name, f"not an aggregate: {fn!r}")
+        f = self._field(metric)
         q = (
             f"SELECT {fn}({f}) AS {ident('value')}, count({f}) AS {ident('samples')} "  # noqa: S608
             f"FROM {self._source()} WHERE {self._where(start_ms, end_ms, host)}"
@@ -203,16 +202,16 @@ class InfluxQLStore:
         try:
             doc = json.loads(body) if body else {}
         except ValueError as exc:
-            raise StoreUnavailable(f"{self.name}: not an InfluxDB answer (HTTP {status})") from exc
+            raise StoreUnavailable(self.name, f"not an InfluxDB answer (HTTP {status})") from exc
         error = _error_text(doc)
         if status in (401, 403):
-            raise StoreUnavailable(f"{self.name}: the database refused the API's credentials (HTTP {status})")
+            raise StoreUnavailable(self.name, f"the database refused the API's credentials (HTTP {status})")
         if error and any(marker in error for marker in _EMPTY_ERRORS):
             return [], True
         if status == 429 or status >= 500 or status == 404:
-            raise StoreUnavailable(f"{self.name}: HTTP {status} {error}".rstrip())
+            raise StoreUnavailable(self.name, f"HTTP {status} {error}".rstrip())
         if status >= 300 or error:
-            raise QueryFailed(f"{self.name}: HTTP {status}: {error or 'query failed'}")
+            raise QueryFailed(self.name, f"HTTP {status}: {error or 'query failed'}")
         results = doc.get("results") or [{}]
         return list(results[0].get("series") or []), False
 
@@ -243,12 +242,12 @@ class InfluxQLStore:
                     return resp.status, b"".join(chunks)
                 total += len(chunk)
                 if total > _MAX_BODY_BYTES:
-                    raise StoreUnavailable(f"{self.name}: answer larger than {_MAX_BODY_BYTES} bytes")
+                    raise StoreUnavailable(self.name, f"answer larger than {_MAX_BODY_BYTES} bytes")
                 chunks.append(chunk)
         except TimeoutError as exc:
-            raise StoreUnavailable(f"{self.name}: no answer within {self.timeout_s:g} s") from exc
+            raise StoreUnavailable(self.name, f"no answer within {self.timeout_s:g} s") from exc
         except (OSError, http.client.HTTPException) as exc:
-            raise StoreUnavailable(f"{self.name}: {_describe(exc)}") from exc
+            raise StoreUnavailable(self.name, _describe(exc)) from exc
         finally:
             conn.close()
 

@@ -93,7 +93,7 @@ class SQLiteStore:
         try:
             conn = sqlitedb.connect_readonly(self.path, timeout_s=self.timeout_s)
         except sqlite3.Error as exc:
-            raise StoreUnavailable(f"{self.name}: cannot open: {exc}") from exc
+            raise StoreUnavailable(self.name, f"cannot open: {exc}") from exc
         deadline = self._monotonic() + self.timeout_s
         conn.set_progress_handler(lambda: int(self._monotonic() > deadline), 10_000)
         try:
@@ -101,17 +101,17 @@ class SQLiteStore:
         except sqlite3.OperationalError as exc:
             raise self._translate(exc) from exc
         except sqlite3.DatabaseError as exc:
-            raise StoreUnavailable(f"{self.name}: {exc}") from exc
+            raise StoreUnavailable(self.name, str(exc)) from exc
         finally:
             conn.close()
 
     def _translate(self, exc: sqlite3.OperationalError) -> Exception:
         text = str(exc)
         if "interrupted" in text:
-            return StoreUnavailable(f"{self.name}: query took longer than {self.timeout_s:g} s")
+            return StoreUnavailable(self.name, f"query took longer than {self.timeout_s:g} s")
         if "locked" in text or "unable to open" in text or "disk I/O" in text:
-            return StoreUnavailable(f"{self.name}: {text}")
-        return QueryFailed(f"{self.name}: {text}")
+            return StoreUnavailable(self.name, text)
+        return QueryFailed(self.name, text)
 
     @staticmethod
     def _fetch(conn: sqlite3.Connection, sql: str, params: dict[str, Any]) -> list[Any]:
@@ -175,7 +175,7 @@ class SQLiteStore:
 
     def aggregate(self, metric: str, fn: str, start_ms: int, end_ms: int, host: str | None) -> Aggregate:
         if not is_metric(metric):
-            raise QueryFailed(f"not an allow-listed metric: {metric!r}")
+            raise QueryFailed(self.name, f"not an allow-listed metric: {metric!r}")
         query = Query((metric,), start_ms, end_ms, host)
         partials: list[tuple[Any, ...]] = []
         with self._connect() as conn:
