@@ -23,8 +23,8 @@ from collections.abc import Callable, Sequence
 from monitor import metricsdb, sqlitedb
 from monitor.config import ShipperConfig, SinkConfig
 from monitor.errors import Rejected, Unavailable
+from monitor.formats import one_line
 from monitor.lineprotocol import decode
-from monitor.sinks._http import one_line
 
 log = logging.getLogger(__name__)
 
