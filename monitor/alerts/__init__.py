@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from monitor.alerts.log import FIRING, RESOLVED, AlertEvent, AlertLog, format_line, parse_line
+from monitor.alerts.log import FIRING, RESOLVED, AlertEvent, AlertLog, AlertState, format_line, parse_line
 from monitor.alerts.rules import Alerts, clear_threshold
 from monitor.alerts.webhook import WebhookSender, post_json
 
@@ -16,6 +16,7 @@ __all__ = [
     "RESOLVED",
     "AlertEvent",
     "AlertLog",
+    "AlertState",
     "Alerts",
     "WebhookSender",
     "clear_threshold",

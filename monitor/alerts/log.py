@@ -37,14 +37,16 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from monitor.config import Comparison, Severity
 from monitor.formats import iso_ms, number
 
 log = logging.getLogger(__name__)
 
-FIRING = "FIRING"
-RESOLVED = "RESOLVED"
+AlertState = Literal["FIRING", "RESOLVED"]
+FIRING: AlertState = "FIRING"
+RESOLVED: AlertState = "RESOLVED"
 _NEEDS_QUOTES = re.compile(r'[\s"\\\x00-\x1f\x7f]')
 _ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _TOKEN = re.compile(r'([^=\s]+)=("(?:[^"\\]|\\.)*"|\S*)')
@@ -58,10 +60,10 @@ class AlertEvent:
     time_ms: int
     host: str
     rule: str
-    severity: str
-    state: str
+    severity: Severity
+    state: AlertState
     value: float | None
-    op: str
+    op: Comparison | Literal[""]  # "" for system conditions
     threshold: float | None
     message: str
 

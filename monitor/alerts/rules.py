@@ -41,21 +41,21 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from monitor.alerts.log import FIRING, RESOLVED, AlertEvent, AlertLog, quote
+from monitor.alerts.log import FIRING, RESOLVED, AlertEvent, AlertLog, AlertState, quote
 from monitor.alerts.webhook import RETRY_DELAYS_S, Post, WebhookSender, post_json
-from monitor.config import AlertRule, AlertsConfig
+from monitor.config import AlertRule, AlertsConfig, Comparison, Severity
 from monitor.formats import number
 from monitor.lineprotocol import Sample
 
 log = logging.getLogger(__name__)
 
-_OPS: dict[str, Callable[[float, float], bool]] = {
+_OPS: dict[Comparison, Callable[[float, float], bool]] = {
     ">": operator.gt,
     ">=": operator.ge,
     "<": operator.lt,
     "<=": operator.le,
 }
-_CLEAR_OPS = {">": "<=", ">=": "<", "<": ">=", "<=": ">"}
+_CLEAR_OPS: dict[Comparison, Comparison] = {">": "<=", ">=": "<", "<": ">=", "<=": ">"}
 
 
 def _condition(rule: AlertRule) -> tuple[str, str, float, float, float]:
@@ -81,7 +81,7 @@ class _RuleState:
     def clears(self, value: float) -> bool:
         return not _OPS[self.rule.op](value, clear_threshold(self.rule))
 
-    def step(self, value: float, now_ms: int) -> str | None:
+    def step(self, value: float, now_ms: int) -> AlertState | None:
         """Feed one value; FIRING or RESOLVED when the state changes, else None."""
         towards_other = self.clears(value) if self.firing else self.holds(value)
         if not towards_other:
@@ -95,7 +95,7 @@ class _RuleState:
         self.since_ms = None
         return FIRING if self.firing else RESOLVED
 
-    def message(self, state: str, value: float) -> str:
+    def message(self, state: AlertState, value: float) -> str:
         r = self.rule
         held = f" for at least {number(r.for_s)} s" if r.for_s > 0 else ""
         if state == FIRING:
@@ -155,7 +155,7 @@ class Alerts:
                     )
                     self._emit(event, r.webhook)
 
-    def set_condition(self, name: str, active: bool, severity: str, message: str) -> None:
+    def set_condition(self, name: str, active: bool, severity: Severity, message: str) -> None:
         """A system alert: FIRING once when it becomes active, RESOLVED once when it clears."""
         with self._lock:
             if self._closed or self._conditions.get(name, False) == active:

@@ -14,7 +14,7 @@ from http import HTTPStatus
 from typing import Any
 
 from monitor.api.params import Window
-from monitor.api.stores import Aggregate, Series, Store
+from monitor.api.stores import Aggregate, Aggregation, Series, Store
 from monitor.errors import ApiError, StoreError
 from monitor.formats import DAY_MS, iso_ms
 from monitor.status import SpoolStatus
@@ -136,7 +136,7 @@ def metrics_csv(body: dict[str, Any]) -> str:
 
 
 def aggregate_body(
-    window: Window, metric: str, fn: str, host: str | None, result: Aggregate
+    window: Window, metric: str, fn: Aggregation, host: str | None, result: Aggregate
 ) -> dict[str, Any]:
     value: float | int | None = finite(result.value)
     reason = None

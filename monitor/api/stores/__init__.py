@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol, get_args
 
 if TYPE_CHECKING:
     from monitor.config import Config
@@ -30,7 +30,8 @@ BASE_METRICS = (
     "network_recv",
 )
 _CORE_METRIC = re.compile(r"cpu_usage_[1-9][0-9]{0,3}")
-AGGREGATES = ("mean", "min", "max", "last", "count")
+Aggregation = Literal["mean", "min", "max", "last", "count"]
+AGGREGATES: tuple[Aggregation, ...] = get_args(Aggregation)
 
 
 def is_metric(name: str) -> bool:
@@ -107,7 +108,9 @@ class Store(Protocol):
         """Raw rows (``step_ms`` None) or the mean per epoch-aligned bucket, by host."""
         ...
 
-    def aggregate(self, metric: str, fn: str, start_ms: int, end_ms: int, host: str | None) -> Aggregate:
+    def aggregate(
+        self, metric: str, fn: Aggregation, start_ms: int, end_ms: int, host: str | None
+    ) -> Aggregate:
         """``fn`` (one of :data:`AGGREGATES`) of METRIC over the window, all hosts or one."""
         ...
 
@@ -134,6 +137,7 @@ __all__ = [
     "AGGREGATES",
     "BASE_METRICS",
     "Aggregate",
+    "Aggregation",
     "Query",
     "Series",
     "Store",

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from monitor.api.stores import AGGREGATES, Aggregate, Query, Series, is_metric, known_metrics
+from monitor.api.stores import AGGREGATES, Aggregate, Aggregation, Query, Series, is_metric, known_metrics
 from monitor.errors import QueryFailed, StoreUnavailable
 from monitor.influxhttp import Endpoint, authorization, describe, tls_context
 
@@ -163,7 +163,9 @@ class InfluxQLStore:
         out = [_series(s, query.metrics) for s in self._query(q)]
         return sorted((s for s in out if s.rows), key=lambda s: s.host)
 
-    def aggregate(self, metric: str, fn: str, start_ms: int, end_ms: int, host: str | None) -> Aggregate:
+    def aggregate(
+        self, metric: str, fn: Aggregation, start_ms: int, end_ms: int, host: str | None
+    ) -> Aggregate:
         if fn not in AGGREGATES:
             raise QueryFailed(self.name, f"not an aggregate: {fn!r}")
         f = self._field(metric)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from monitor import sqlitedb
-from monitor.api.stores import Aggregate, Query, Series, is_metric, known_metrics
+from monitor.api.stores import Aggregate, Aggregation, Query, Series, is_metric, known_metrics
 from monitor.errors import QueryFailed, StoreUnavailable
 
 _HOSTS = """
@@ -173,7 +173,9 @@ class SQLiteStore:
                     columns.setdefault(host, [[] for _ in range(width)])[i] = fetched
         return [Series(host, _pivot(cols)) for host, cols in sorted(columns.items())]
 
-    def aggregate(self, metric: str, fn: str, start_ms: int, end_ms: int, host: str | None) -> Aggregate:
+    def aggregate(
+        self, metric: str, fn: Aggregation, start_ms: int, end_ms: int, host: str | None
+    ) -> Aggregate:
         if not is_metric(metric):
             raise QueryFailed(self.name, f"not an allow-listed metric: {metric!r}")
         query = Query((metric,), start_ms, end_ms, host)
@@ -214,7 +216,7 @@ def _pivot(columns: list[list[tuple[int, float]]]) -> list[tuple[int, list[float
     return sorted(table.items())
 
 
-def _combine(fn: str, partials: Sequence[tuple[Any, ...]]) -> Aggregate:
+def _combine(fn: Aggregation, partials: Sequence[tuple[Any, ...]]) -> Aggregate:
     """Merge per-host partial results into one, as InfluxQL does across series."""
     if fn == "last":
         if not partials:
