@@ -23,9 +23,10 @@ So ``grep 'state=FIRING' alerts.log``, ``grep 'rule=cpu_high '`` and
 
 The file is written through a ``RotatingFileHandler`` subclass that, before every write, checks
 the path's inode (``WatchedFileHandler`` style) and re-creates the file — and its directory —
-when it was deleted or moved away (seed limitation 2), and rotates it by size (``max_bytes``,
-``backup_count`` -> ``alerts.log.1`` ...). Its logger is private to the instance and does not
-propagate, so events never reach the process's own log handlers through it.
+when it was deleted or moved away (events never go on into a file no one can open), and
+rotates it by size (``max_bytes``, ``backup_count`` -> ``alerts.log.1`` ...). Its logger is
+private to the instance and does not propagate, so events never reach the process's own log
+handlers through it.
 """
 
 from __future__ import annotations

@@ -21,7 +21,6 @@ from monitor.config import ApiConfig
 _METRIC = "(" + "|".join(BASE_METRICS) + "|cpu_usage_[1-9][0-9]{0,3})"
 NUMBER_OR_NULL = {"type": "number", "nullable": True}
 STRING_OR_NULL = {"type": "string", "nullable": True}
-INTEGER_OR_NULL = {"type": "integer", "nullable": True}
 
 DESCRIPTION = """\
 Read back what the hostmon agent collected (CPU, memory, disk and network per host).

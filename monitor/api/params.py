@@ -1,10 +1,10 @@
 """The API's query parameters: parsed strictly, every problem a 400 that names the parameter.
 
-Times are minutes back from now, as in the seed (``start=10&end=2``: from ten to two minutes
-ago; decimals allowed). Omitted, ``start`` is 10 and ``end`` is 0 (the last ten minutes).
-The window is half-open, ``start <= t < end``, no longer than ``api.max_window_minutes``
-and no further back than a hundred years. Unknown or repeated keys are refused, so a typo
-(``strat=10``) is an error instead of a silently different answer.
+Times are minutes back from now, as in the original setup guide's calls (``start=10&end=2``:
+from ten to two minutes ago; decimals allowed). Omitted, ``start`` is 10 and ``end`` is 0
+(the last ten minutes). The window is half-open, ``start <= t < end``, no longer than
+``api.max_window_minutes`` and no further back than a hundred years. Unknown or repeated
+keys are refused, so a typo (``strat=10``) is an error instead of a silently different answer.
 """
 
 from __future__ import annotations

@@ -35,12 +35,12 @@ AGGREGATES: tuple[Aggregation, ...] = get_args(Aggregation)
 
 
 def is_metric(name: str) -> bool:
-    """True for the seed's field names and ``cpu_usage_1`` .. ``cpu_usage_9999``."""
+    """True for the original setup guide's field names and ``cpu_usage_1`` .. ``cpu_usage_9999``."""
     return name in BASE_METRICS or _CORE_METRIC.fullmatch(name) is not None
 
 
 def metric_order(name: str) -> tuple[int, int, str]:
-    """Sort key: overall CPU, then cores numerically, then the other seed fields."""
+    """Sort key: overall CPU, then cores numerically, then the other fields in BASE_METRICS order."""
     if name == "cpu_usage_overall":
         return (0, 0, name)
     if _CORE_METRIC.fullmatch(name):
