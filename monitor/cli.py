@@ -1,4 +1,4 @@
-"""``hostmon`` — the command line: collect, api, run, selftest, spool, check-config.
+"""The hostmon command line: collect, api, run, selftest, spool and check-config.
 
 Exit codes: 0 success, 1 the command ran and failed (selftest mismatch, replay failure),
 2 the configuration or the command line is wrong.
@@ -21,7 +21,7 @@ from monitor.config import Config
 from monitor.errors import ConfigError, MonitorError
 from monitor.formats import iso_ms
 
-log = logging.getLogger("monitor.cli")
+log = logging.getLogger(__name__)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("collect", help="run the agent: sample, spool and ship until SIGTERM")
     sub.add_parser("api", help="serve the HTTP API until SIGTERM")
-    sub.add_parser("run", help="the agent and the API in one process (what `make run` starts)")
+    sub.add_parser("run", help="the agent and the API in one process (what make run starts)")
     sub.add_parser("selftest", help="write marked test records to the database, read them back")
     spool = sub.add_parser("spool", help="show the spool's depth and counters; replay a spill file")
     spool_sub = spool.add_subparsers(dest="spool_command", metavar="ACTION")
@@ -74,7 +74,7 @@ def _collect(config: Config) -> int:
     from monitor.agent import Agent
 
     agent = Agent(config)
-    _on_signals(stop=agent.stop, reload=agent.request_reload)
+    _on_signals(reload=agent.request_reload, stop=agent.stop)
     agent.run()
     return 0
 
@@ -85,12 +85,11 @@ def _api(config: Config) -> int:
 
     stop, reload = threading.Event(), threading.Event()
 
-    def handle_reload(_signum: int, _frame: object) -> None:
-        log.info("received SIGHUP, reloading the configuration")
+    def request_reload() -> None:
         reload.set()
         stop.set()
 
-    signal.signal(signal.SIGHUP, handle_reload)
+    _on_signals(reload=request_reload)
     while True:
         stop.clear()
         reload.clear()
@@ -117,7 +116,7 @@ def _run(config: Config) -> int:
         agent.stop()
         api_stop.set()
 
-    _on_signals(stop=stop, reload=agent.request_reload)
+    _on_signals(reload=agent.request_reload, stop=stop)
     try:
         agent.run()
     finally:
@@ -198,18 +197,22 @@ def _iso(ts_ms: int | None) -> str:
     return "-" if ts_ms is None else iso_ms(ts_ms)
 
 
-def _on_signals(*, stop: Callable[[], None], reload: Callable[[], None]) -> None:
-    def handle_stop(signum: int, _frame: object) -> None:
-        log.info("received %s, stopping", signal.Signals(signum).name)
-        stop()
+def _on_signals(*, reload: Callable[[], None], stop: Callable[[], None] | None = None) -> None:
+    """SIGHUP calls RELOAD; SIGTERM and SIGINT call STOP when given (else they keep their handlers)."""
 
     def handle_reload(_signum: int, _frame: object) -> None:
         log.info("received SIGHUP, reloading the configuration")
         reload()
 
-    signal.signal(signal.SIGTERM, handle_stop)
-    signal.signal(signal.SIGINT, handle_stop)
+    def handle_stop(signum: int, _frame: object) -> None:
+        log.info("received %s, stopping", signal.Signals(signum).name)
+        if stop is not None:
+            stop()
+
     signal.signal(signal.SIGHUP, handle_reload)
+    if stop is not None:
+        signal.signal(signal.SIGTERM, handle_stop)
+        signal.signal(signal.SIGINT, handle_stop)
 
 
 COMMANDS = {

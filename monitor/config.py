@@ -8,23 +8,33 @@ Secrets (tokens, passwords) are never read from the TOML itself: each comes from
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import tomllib
+import types
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, Field, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from monitor.errors import ConfigError
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 CONFIG_ENV = "HOSTMON_CONFIG"
 STATE_DIR_ENV = "HOSTMON_STATE_DIR"
-SINK_KINDS = ("sqlite", "influxdb_v2", "influxdb_v1")
-OVERFLOW_POLICIES = ("drop_oldest", "spill")
-COMPARISONS = (">", ">=", "<", "<=")
-SEVERITIES = ("info", "warning", "critical")
+SinkKind = Literal["sqlite", "influxdb_v2", "influxdb_v1"]
+Overflow = Literal["drop_oldest", "spill"]
+Comparison = Literal[">", ">=", "<", "<="]
+Severity = Literal["info", "warning", "critical"]
+SINK_KINDS: tuple[SinkKind, ...] = get_args(SinkKind)
+OVERFLOW_POLICIES: tuple[Overflow, ...] = get_args(Overflow)
+COMPARISONS: tuple[Comparison, ...] = get_args(Comparison)
+SEVERITIES: tuple[Severity, ...] = get_args(Severity)
 MiB = 1024 * 1024
+D = TypeVar("D", bound="DataclassInstance")
 
 
 def default_state_dir(environ: Mapping[str, str] = os.environ) -> Path:
@@ -48,15 +58,15 @@ class AgentConfig:
 class SpoolConfig:
     path: Path = Path()  # default: <state_dir>/spool.db
     max_spool_bytes: int = 256 * MiB  # disk budget of the spool file
-    buffer_size: int = 1_000_000  # the seed's setting: samples held before the overflow policy
-    overflow: str = "drop_oldest"  # or "spill"
+    buffer_size: int = 1_000_000  # the original setup guide's setting: samples held before overflow
+    overflow: Overflow = "drop_oldest"
     spill_path: Path = Path()  # default: <state_dir>/spill.lp
 
 
 @dataclass(frozen=True)
 class ShipperConfig:
     batch_size: int = 5000  # samples per write request
-    flush_interval_s: float = 10.0  # an idle shipper looks for new samples this often (telegraf: 10 s)
+    flush_interval_s: float = 10.0  # an idle shipper looks for new samples this often
     gzip: bool = True
     timeout_s: float = 10.0
     backoff_initial_s: float = 1.0
@@ -65,7 +75,7 @@ class ShipperConfig:
 
 @dataclass(frozen=True)
 class SinkConfig:
-    kind: str = "sqlite"
+    kind: SinkKind = "sqlite"
     measurement: str = "system"
     # influxdb_v1 / influxdb_v2
     url: str = ""
@@ -106,10 +116,10 @@ class ApiConfig:
 class AlertRule:
     name: str
     metric: str
-    op: str
+    op: Comparison
     threshold: float
     for_s: float = 0.0
-    severity: str = "warning"
+    severity: Severity = "warning"
     hysteresis: float = 0.0
     webhook: str = ""
 
@@ -148,6 +158,47 @@ SECRETS = {  # section -> secret key -> fallback environment variable
 }
 
 
+# What each annotated type accepts from TOML: (what is expected, test, conversion, zero).
+_PARSERS: dict[type, tuple[str, Callable[[Any], bool], Callable[[Any], Any], Any]] = {
+    bool: ("true or false", lambda v: isinstance(v, bool), bool, False),
+    float: ("a number", lambda v: isinstance(v, int | float) and not isinstance(v, bool), float, 0.0),
+    int: ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool), int, 0),
+    Path: ("a non-empty path", lambda v: isinstance(v, str) and bool(v), Path, Path()),
+    str: ("a string", lambda v: isinstance(v, str), str, ""),
+}
+
+
+@functools.cache
+def _field_types(cls: type) -> dict[str, Any]:
+    """Each field's type as annotated, resolved (the annotations here are strings)."""
+    return get_type_hints(cls)
+
+
+def _value_type(annotation: Any) -> type:
+    """The key of :data:`_PARSERS` for a field annotated ANNOTATION.
+
+    ``X | None`` is X (TOML has no null: a value that is given is an X). A ``Literal`` of
+    strings is str; whether the string is one of them is checked by :func:`_validate`.
+    """
+    if get_origin(annotation) in (Union, types.UnionType):
+        given = [a for a in get_args(annotation) if a is not type(None)]
+        annotation = given[0] if len(given) == 1 else annotation
+    if get_origin(annotation) is Literal:
+        return str
+    if annotation not in _PARSERS:
+        raise TypeError(f"no TOML parser for a field of type {annotation!r}")
+    return annotation  # type: ignore[no-any-return]
+
+
+def _fallback(f: Field[Any], annotation: Any) -> Any:
+    """What a field holds when its TOML value is wrong: its default, else its type's zero."""
+    if f.default is not MISSING:
+        return f.default
+    if get_origin(annotation) is Literal:
+        return get_args(annotation)[0]
+    return _PARSERS[_value_type(annotation)][3]
+
+
 class _Reader:
     """Collects every problem instead of stopping at the first."""
 
@@ -159,7 +210,7 @@ class _Reader:
     def problem(self, key: str, message: str) -> None:
         self.problems.append(f"{self.source}: {key}: {message}")
 
-    def section(self, raw: Mapping[str, Any], cls: type, name: str, **fixed: Any) -> Any:
+    def section(self, raw: Mapping[str, Any], cls: type[D], name: str, **fixed: Any) -> D:
         table = raw.get(name, {})
         if not isinstance(table, dict):
             self.problem(name, "must be a table")
@@ -177,41 +228,30 @@ class _Reader:
                 self.problem(f"{name}.{key}", "unknown key")
         values: dict[str, Any] = dict(fixed)
         for f in fields(cls):
-            if f.name in fixed:
-                continue
-            if f.name in secrets:
+            if f.name in secrets and f.name not in fixed:
                 values[f.name] = self.secret(table, name, f.name, secrets[f.name])
-            elif f.name in table:
-                values[f.name] = self.convert(f"{name}.{f.name}", table[f.name], f.default)
+        given = {k: v for k, v in table.items() if k not in values}
+        values.update(self.values(cls, given, name))
         return cls(**values)
 
-    def convert(self, key: str, value: Any, default: Any) -> Any:
-        if isinstance(default, bool):
-            if not isinstance(value, bool):
-                self.problem(key, f"expected true or false, got {value!r}")
-                return default
-            return value
-        if isinstance(default, float):
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                return float(value)
-            return self._bad(key, "a number", value, default)
-        if isinstance(default, int):
-            if isinstance(value, int) and not isinstance(value, bool):
-                return value
-            return self._bad(key, "an integer", value, default)
-        if isinstance(default, Path) or default is None:
-            if isinstance(value, str) and value:
-                return Path(value)
-            return self._bad(key, "a non-empty path", value, default)
-        if isinstance(default, str):
-            if isinstance(value, str):
-                return value
-            return self._bad(key, "a string", value, default)
-        return value
+    def values(self, cls: type[DataclassInstance], table: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+        """The fields of CLS that TABLE gives, each parsed by its annotated type."""
+        annotations = _field_types(cls)
+        out: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name in table:
+                annotation = annotations[f.name]
+                key = f"{prefix}.{f.name}"
+                out[f.name] = self.convert(key, table[f.name], annotation, _fallback(f, annotation))
+        return out
 
-    def _bad(self, key: str, expected: str, value: Any, default: Any) -> Any:
+    def convert(self, key: str, value: Any, annotation: Any, fallback: Any) -> Any:
+        """VALUE parsed as ANNOTATION; on a problem (recorded), FALLBACK instead."""
+        expected, accepts, conversion, _ = _PARSERS[_value_type(annotation)]
+        if accepts(value):
+            return conversion(value)
         self.problem(key, f"expected {expected}, got {value!r}")
-        return default
+        return fallback
 
     def secret(self, table: Mapping[str, Any], section: str, name: str, fallback: str) -> str:
         file_key, env_key = f"{name}_file", f"{name}_env"
@@ -302,9 +342,7 @@ def _rules(r: _Reader, raw: Any) -> tuple[AlertRule, ...]:
             r.problem(f"{key}.{k}", "is required")
         if missing:
             continue
-        defaults = AlertRule("", "", ">", 0.0)
-        values = {k: r.convert(f"{key}.{k}", item[k], getattr(defaults, k)) for k in known & set(item)}
-        rule = AlertRule(**values)
+        rule = AlertRule(**r.values(AlertRule, item, key))
         _check(r, f"{key}.op", rule.op in COMPARISONS, f"must be one of {' '.join(COMPARISONS)}")
         _check(r, f"{key}.severity", rule.severity in SEVERITIES, f"must be one of {', '.join(SEVERITIES)}")
         _check(r, f"{key}.for_s", rule.for_s >= 0, "must not be negative")
@@ -335,9 +373,9 @@ def parse(
             r.problem(name, "unknown section")
     agent = r.section(raw, AgentConfig, "agent")
     if agent.host == "":
-        agent = AgentConfig(hostname(), agent.interval_s, agent.state_dir)
+        agent = replace(agent, host=hostname())
     if agent.state_dir == Path():
-        agent = AgentConfig(agent.host, agent.interval_s, default_state_dir(environ))
+        agent = replace(agent, state_dir=default_state_dir(environ))
     state = agent.state_dir
     spool = r.section(raw, SpoolConfig, "spool")
     spool = _default_paths(spool, path=state / "spool.db", spill_path=state / "spill.lp")
@@ -361,9 +399,9 @@ def parse(
     return config
 
 
-def _default_paths(obj: Any, **defaults: Path) -> Any:
-    changes = {k: v for k, v in defaults.items() if getattr(obj, k) == Path()}
-    return type(obj)(**{**{f.name: getattr(obj, f.name) for f in fields(obj)}, **changes})
+def _default_paths(obj: D, **defaults: Path) -> D:
+    """OBJ with every path field still ``Path()`` (not configured) set to its default."""
+    return replace(obj, **{k: v for k, v in defaults.items() if getattr(obj, k) == Path()})
 
 
 def load(path: str | Path | None = None, *, environ: Mapping[str, str] = os.environ) -> Config:

@@ -2,22 +2,23 @@
 
     MonitorError                 root; ``retryable`` says whether trying again can help
      ├── ConfigError             a config file or value is wrong (never retryable)
-     ├── SinkError               a write to the database failed
+     ├── SinkError               a write to the database failed: (target, reason, status, retry_after_s)
      │    ├── Unavailable        network error, timeout, 429 or 5xx: keep the batch, retry later
      │    ├── AuthFailed         401/403: keep the batch, alert, keep retrying
-     │    ├── Rejected           400/422: the batch is bad data, drop it and move on
+     │    ├── Rejected           400/413/422: the batch is bad data, drop it and move on
      │    └── ReplayFailed       a spill file replay stopped part-way (``sent`` lines went out)
-     └── StoreError              a read (API query) failed
-          ├── StoreUnavailable   the database cannot be reached or timed out (HTTP 503)
-          └── QueryFailed        the database answered with an error
-     (ApiError, in monitor.api_params: a request the API refuses, with its HTTP status)
+     ├── StoreError              a read (API query) failed: (target, reason)
+     │    ├── StoreUnavailable   the database cannot be reached or timed out (HTTP 503)
+     │    └── QueryFailed        the database answered with an error (HTTP 502)
+     └── ApiError                a request the API refuses: (status, message, parameter, headers)
 
-Foreign errors (``urllib3``, ``sqlite3``, ``influxdb_client``) are translated at the
-boundary where they happen: ``raise Unavailable(url, str(exc)) from exc``.
+Foreign errors (``http.client``, ``urllib3``, ``sqlite3``, ``influxdb_client``) are translated
+at the boundary where they happen: ``raise Unavailable(target, describe(exc)) from exc``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 
@@ -36,19 +37,11 @@ class ConfigError(MonitorError):
 
 
 class SinkError(MonitorError):
-    """A batch could not be written."""
+    """A batch could not be written to TARGET (a sink's name) for REASON (one line).
 
-    def __init__(self, target: str, reason: str, *, status: int | None = None) -> None:
-        self.target = target
-        self.reason = reason
-        self.status = status
-        super().__init__(f"{target}: {reason}")
-
-
-class Unavailable(SinkError):
-    """Network error, timeout, 429 or 5xx: the batch stays spooled and is retried."""
-
-    retryable = True
+    ``status`` is the HTTP status when the database answered; ``retry_after_s`` what its
+    ``Retry-After`` asked for, if anything.
+    """
 
     def __init__(
         self,
@@ -58,8 +51,17 @@ class Unavailable(SinkError):
         status: int | None = None,
         retry_after_s: float | None = None,
     ) -> None:
-        super().__init__(target, reason, status=status)
+        self.target = target
+        self.reason = reason
+        self.status = status
         self.retry_after_s = retry_after_s
+        super().__init__(f"{target}: {reason}")
+
+
+class Unavailable(SinkError):
+    """Network error, timeout, 429 or 5xx: the batch stays spooled and is retried."""
+
+    retryable = True
 
 
 class AuthFailed(SinkError):
@@ -69,13 +71,16 @@ class AuthFailed(SinkError):
 
 
 class Rejected(SinkError):
-    """400/422: the server refused the data itself. Retrying the same batch cannot help."""
+    """400/413/422: the server refused the data itself. Retrying the same batch cannot help."""
 
     retryable = False
 
 
 class ReplayFailed(SinkError):
-    """A spill file could not be replayed completely; ``sent`` lines were written before."""
+    """A spill file could not be replayed completely; ``sent`` lines were written before.
+
+    Built from the failure that stopped the replay (CAUSE), whose ``retryable`` it takes.
+    """
 
     def __init__(self, path: Path, sent: int, cause: Exception) -> None:
         super().__init__(str(path), f"stopped after {sent} lines were sent: {cause}")
@@ -84,7 +89,12 @@ class ReplayFailed(SinkError):
 
 
 class StoreError(MonitorError):
-    """A query for the API failed."""
+    """A query for the API failed: TARGET (a store's name) and REASON (one line)."""
+
+    def __init__(self, target: str, reason: str) -> None:
+        self.target = target
+        self.reason = reason
+        super().__init__(f"{target}: {reason}")
 
 
 class StoreUnavailable(StoreError):
@@ -95,3 +105,20 @@ class StoreUnavailable(StoreError):
 
 class QueryFailed(StoreError):
     """The store answered the query with an error."""
+
+
+class ApiError(MonitorError):
+    """A request the API refuses: an HTTP status, the parameter at fault, what was expected."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        parameter: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.parameter = parameter
+        self.headers = dict(headers or {})

@@ -1,8 +1,9 @@
-"""How times and numbers are written wherever a person or a parser reads them.
+"""How times, numbers and reasons are written wherever a person or a parser reads them.
 
 One ISO-8601 form for every timestamp the package prints (API bodies, alerts.log, the CLI):
 UTC, milliseconds, ``Z``. One form for numbers: ``90`` rather than ``90.0``, otherwise the
-shortest text that reads back as the same float.
+shortest text that reads back as the same float. One form for a reason (an error, a server's
+message): a single line of bounded length.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import functools
 from datetime import UTC, datetime, timedelta
 
 DAY_MS = 86_400_000
+MAX_REASON_CHARS = 300
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -32,3 +34,9 @@ def number(value: float) -> str:
     """``90`` rather than ``90.0``; otherwise Python's shortest round-tripping form."""
     text = repr(float(value))
     return text[:-2] if text.endswith(".0") else text
+
+
+def one_line(text: str, limit: int = MAX_REASON_CHARS) -> str:
+    """TEXT with its whitespace (newlines included) collapsed, cut to LIMIT characters."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"

@@ -1,7 +1,7 @@
 """``hostmon selftest``: write a few marked records to the configured database, read them back.
 
-What the seed's ``influxdb_test.py`` did, against whatever the config points at. The
-records are unmistakable: host tag ``hostmon-selftest-<random>`` and, on InfluxDB, their
+The original setup guide's ``influxdb_test.py`` check, against whatever the config points at.
+The records are unmistakable: host tag ``hostmon-selftest-<random>`` and, on InfluxDB, their
 own measurement ``hostmon_selftest`` (so dashboards never see them). On the embedded SQLite
 store they are deleted again afterwards. They go through the same sink the agent uses and
 come back through the same store the API uses, so a pass means both paths work.
@@ -14,11 +14,12 @@ import secrets
 import time
 from collections.abc import Callable
 
+from monitor.api.stores import Query, Series, make_store
 from monitor.config import Config
 from monitor.errors import MonitorError
+from monitor.formats import number
 from monitor.lineprotocol import Sample, encode
 from monitor.sinks import make_sink
-from monitor.stores import Query, Series, make_store
 
 MEASUREMENT = "hostmon_selftest"
 RECORDS = 3
@@ -56,7 +57,8 @@ def _compare(expected: list[Sample], series: list[Series], metrics: tuple[str, .
             return f"timestamp {ts_ms} read back, expected {sample.ts_ms}"
         for metric, value in zip(metrics, values, strict=True):
             if value != sample.fields[metric]:
-                return f"{metric} at {ts_ms} read back as {value}, expected {sample.fields[metric]}"
+                got = "None" if value is None else number(value)
+                return f"{metric} at {ts_ms} read back as {got}, expected {number(sample.fields[metric])}"
     return ""
 
 

@@ -1,4 +1,4 @@
-"""HTTP answers → our errors, shared by the InfluxDB v1 and v2 sinks (standard library only).
+"""What an InfluxDB sink makes of a write's HTTP answer (the v1 and v2 sinks share it).
 
 Status decides a batch's fate (see README, "What happens to a batch"):
 
@@ -21,13 +21,12 @@ import logging
 import math
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC
-from urllib.parse import urlsplit
 
 from monitor.errors import AuthFailed, Rejected, SinkError, Unavailable
+from monitor.formats import one_line
+from monitor.influxhttp import scrub
 
 log = logging.getLogger(__name__)
-
-MAX_REASON_CHARS = 300
 
 
 def parse_retry_after(value: str | None, now_s: float) -> float | None:
@@ -50,12 +49,6 @@ def parse_retry_after(value: str | None, now_s: float) -> float | None:
     return max(0.0, seconds)
 
 
-def one_line(text: str, limit: int = MAX_REASON_CHARS) -> str:
-    """Collapse whitespace (newlines included) and cut to ``limit`` characters."""
-    line = " ".join(text.split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
 def server_message(body: bytes | str | None) -> str:
     """The server's error text, one line: JSON ``error`` (1.x) or ``message`` (2.x), else the body."""
     if body is None:
@@ -73,24 +66,6 @@ def server_message(body: bytes | str | None) -> str:
                     text = data[key]
                     break
     return one_line(text)
-
-
-def scrub(text: str, secrets: Iterable[str]) -> str:
-    """Replace every (non-trivial) secret in ``text`` with ``***``."""
-    for secret in secrets:
-        if len(secret) >= 4:
-            text = text.replace(secret, "***")
-    return text
-
-
-def display_url(url: str) -> str:
-    """``scheme://host:port/path`` without user info, query or fragment (safe for logs)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path.rstrip('/')}"
 
 
 def warn_if_tls_unverified(name: str, url: str, verify_tls: bool) -> None:
@@ -111,11 +86,11 @@ def error_for_status(target: str, status: int, message: str, retry_after_s: floa
     return Unavailable(target, reason, status=status, retry_after_s=retry_after_s)
 
 
-def describe(exc: BaseException) -> str:
-    """One line for a network-level failure, e.g. ``ConnectionRefusedError: [Errno 111] ...``."""
-    if isinstance(exc, TimeoutError):
-        return one_line(f"timed out: {exc}" if str(exc) else "timed out")
-    return one_line(f"{type(exc).__name__}: {exc}")
+def error_for_answer(
+    target: str, status: int, message: str, retry_after: str | None, *, now_s: float, secrets: Iterable[str]
+) -> SinkError:
+    """:func:`error_for_status` of a server's answer: MESSAGE scrubbed, Retry-After parsed."""
+    return error_for_status(target, status, scrub(message, secrets), parse_retry_after(retry_after, now_s))
 
 
 def send_splitting_on_413(send: Callable[[Sequence[str]], None], lines: Sequence[str]) -> None:

@@ -1,7 +1,7 @@
 """InfluxDB v2 write API sink (``/api/v2/write``, token + org + bucket) through ``influxdb-client``.
 
-The only module that imports ``influxdb_client`` (about 20 MB of resident memory), and
-``make_sink`` imports this module only when ``sink.kind = "influxdb_v2"``. The client's
+The only module that imports ``influxdb_client``; ``make_sink`` imports it only when
+``sink.kind = "influxdb_v2"``, so the other sinks never load the library. The client's
 synchronous write API sends the batch in one request, with no retries of its own (the
 shipper owns retrying); its exceptions are translated here into ``monitor.errors``.
 Works with InfluxDB 2.x/3.x and with VictoriaMetrics, which accepts ``/api/v2/write``.
@@ -22,13 +22,10 @@ from influxdb_client.rest import ApiException
 
 from monitor.config import ShipperConfig, SinkConfig
 from monitor.errors import SinkError, Unavailable
+from monitor.formats import one_line
+from monitor.influxhttp import describe, display_url, scrub
 from monitor.sinks._http import (
-    describe,
-    display_url,
-    error_for_status,
-    one_line,
-    parse_retry_after,
-    scrub,
+    error_for_answer,
     send_splitting_on_413,
     server_message,
     warn_if_tls_unverified,
@@ -91,5 +88,11 @@ class InfluxV2Sink:
             return Unavailable(self._name, scrub(reason, self._secrets))
         headers = exc.headers or {}
         message = server_message(exc.body) or one_line(str(exc.reason or ""))
-        retry_after_s = parse_retry_after(headers.get("Retry-After"), self._clock())
-        return error_for_status(self._name, status, scrub(message, self._secrets), retry_after_s)
+        return error_for_answer(
+            self._name,
+            status,
+            message,
+            headers.get("Retry-After"),
+            now_s=self._clock(),
+            secrets=self._secrets,
+        )

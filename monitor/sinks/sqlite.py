@@ -24,9 +24,9 @@ from collections.abc import Callable, Sequence
 from monitor import metricsdb, sqlitedb
 from monitor.config import ShipperConfig, SinkConfig
 from monitor.errors import Rejected, Unavailable
+from monitor.formats import one_line
 from monitor.lineprotocol import decode
 from monitor.retention import RetentionCut
-from monitor.sinks._http import one_line
 
 log = logging.getLogger(__name__)
 

@@ -36,9 +36,9 @@ from typing import Any
 
 from monitor import metricsdb
 from monitor.api import serve
+from monitor.api.stores.sqlite import _AGGREGATE_SQL
 from monitor.config import Config, parse
 from monitor.lineprotocol import Sample, encode
-from monitor.stores.sqlite import _AGGREGATE_SQL
 from tests import servers
 
 SECONDS = 86_400

@@ -28,7 +28,7 @@ import pytest
 
 from monitor import config as config_mod
 from monitor.agent import Agent, _Parts
-from monitor.alert_log import parse_line
+from monitor.alerts.log import parse_line
 from monitor.config import Config
 from monitor.lineprotocol import decode
 from monitor.spool import Spool

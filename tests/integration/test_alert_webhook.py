@@ -105,13 +105,13 @@ def test_webhook_answering_500_is_retried_then_logged_and_the_agent_carries_on(
 ) -> None:
     url, received = broken_hook
     alerts = _alerts(tmp_path, url)
-    with caplog.at_level(logging.WARNING, logger="monitor.webhook"):
+    with caplog.at_level(logging.WARNING, logger="monitor.alerts.webhook"):
         alerts.observe(Sample(1_700_000_000_000, "web1", {"cpu_usage_overall": 97.5}))
         alerts.observe(Sample(1_700_000_010_000, "web1", {"cpu_usage_overall": 10.0}))
         alerts.close()  # waits for both deliveries
     bodies = [json.loads(received.get_nowait()[2])["state"] for _ in range(received.qsize())]
     assert bodies == ["FIRING"] * 3 + ["RESOLVED"] * 3  # three attempts each, in order
-    failures = [r.getMessage() for r in caplog.records if r.name == "monitor.webhook"]
+    failures = [r.getMessage() for r in caplog.records if r.name == "monitor.alerts.webhook"]
     assert len(failures) == 2
     assert "after 3 attempts" in failures[0] and "500" in failures[0]
     assert (tmp_path / "alerts.log").read_text().count("\n") == 2
@@ -124,14 +124,14 @@ def test_webhook_failing_twice_then_answering_is_delivered_on_the_third_attempt(
 ) -> None:
     url, received = flaky_hook
     alerts = _alerts(tmp_path, url)
-    with caplog.at_level(logging.INFO, logger="monitor.webhook"):
+    with caplog.at_level(logging.INFO, logger="monitor.alerts.webhook"):
         alerts.observe(Sample(1_700_000_000_000, "web1", {"cpu_usage_overall": 97.5}))
         for _ in range(3):
             received.get(timeout=10)
         alerts.close()
     assert received.empty()
-    messages = [r.getMessage() for r in caplog.records if r.name == "monitor.webhook"]
-    assert [r.levelname for r in caplog.records if r.name == "monitor.webhook"] == ["INFO", "INFO"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "monitor.alerts.webhook"]
+    assert [r.levelname for r in caplog.records if r.name == "monitor.alerts.webhook"] == ["INFO", "INFO"]
     assert "attempt 1 of 3" in messages[0] and "503" in messages[0]
     assert "attempt 2 of 3" in messages[1] and "502" in messages[1]
 
@@ -143,9 +143,9 @@ def test_webhook_refusing_with_404_is_not_retried(
 ) -> None:
     url, received = refusing_hook
     alerts = _alerts(tmp_path, url)
-    with caplog.at_level(logging.WARNING, logger="monitor.webhook"):
+    with caplog.at_level(logging.WARNING, logger="monitor.alerts.webhook"):
         alerts.observe(Sample(1_700_000_000_000, "web1", {"cpu_usage_overall": 97.5}))
         alerts.close()
     assert received.qsize() == 1
-    failures = [r.getMessage() for r in caplog.records if r.name == "monitor.webhook"]
+    failures = [r.getMessage() for r in caplog.records if r.name == "monitor.alerts.webhook"]
     assert len(failures) == 1 and "404" in failures[0] and "attempts" not in failures[0]

@@ -10,10 +10,10 @@ import urllib.request
 
 import pytest
 
+from monitor.api.stores import Aggregate, Query, Series, make_store
+from monitor.api.stores.influxql import InfluxQLStore, ident, literal
 from monitor.config import parse
 from monitor.errors import QueryFailed, StoreUnavailable
-from monitor.stores import Aggregate, Query, Series, make_store
-from monitor.stores.influxql import InfluxQLStore, ident, literal
 from tests import servers
 from tests.conftest import ADMIN
 from tests.faultproxy import FaultProxy

@@ -18,11 +18,11 @@ import pytest
 
 from monitor import metricsdb
 from monitor.api import make_app
+from monitor.api.stores import AGGREGATES, Query, Series
+from monitor.api.stores.influxql import InfluxQLStore
+from monitor.api.stores.sqlite import SQLiteStore
 from monitor.config import parse
 from monitor.lineprotocol import Sample, encode
-from monitor.stores import AGGREGATES, Query, Series
-from monitor.stores.influxql import InfluxQLStore
-from monitor.stores.sqlite import SQLiteStore
 from tests.unit.test_api import call
 
 pytestmark = pytest.mark.integration

@@ -10,8 +10,8 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from monitor.alert_log import AlertEvent, AlertLog, format_line, parse_line
 from monitor.alerts import Alerts
+from monitor.alerts.log import AlertEvent, AlertLog, format_line, parse_line
 from monitor.config import AlertRule, AlertsConfig
 from monitor.lineprotocol import Sample
 

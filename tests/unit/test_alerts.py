@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.alert_log import parse_line
 from monitor.alerts import Alerts
+from monitor.alerts.log import parse_line
 from monitor.config import AlertRule, AlertsConfig
 from monitor.lineprotocol import Sample
 
@@ -335,11 +335,11 @@ def test_failing_webhook_is_logged_and_never_raises(tmp_path: Path, caplog: pyte
         raise ConnectionRefusedError("connection refused")
 
     alerts = Alerts(config(tmp_path, rule(webhook="http://127.0.0.1:9/hook")), "web1", post=refuse)
-    with caplog.at_level(logging.WARNING, logger="monitor.webhook"):
+    with caplog.at_level(logging.WARNING, logger="monitor.alerts.webhook"):
         feed(alerts, [95, 50, 95])
         alerts.close()
     assert len(events(tmp_path)) == 3  # the log is written regardless
-    failures = [r for r in caplog.records if r.name == "monitor.webhook"]
+    failures = [r for r in caplog.records if r.name == "monitor.alerts.webhook"]
     assert len(failures) == 3
     assert "connection refused" in failures[0].getMessage()
 
@@ -377,7 +377,7 @@ def test_unwritable_log_is_reported_and_never_raises(
     blocker = tmp_path / "not_a_dir"
     blocker.write_text("a file where the log directory should be")
     alerts = Alerts(AlertsConfig(log_path=blocker / "alerts.log", rules=(rule(),)), "web1")
-    with caplog.at_level(logging.ERROR, logger="monitor.alert_log"):
+    with caplog.at_level(logging.ERROR, logger="monitor.alerts.log"):
         feed(alerts, [95])
     alerts.close()
     assert "cannot write alerts log" in caplog.text

@@ -12,8 +12,8 @@ import pytest
 
 from monitor import metricsdb
 from monitor.api import make_app
+from monitor.api.stores.sqlite import SQLiteStore
 from monitor.config import Config, parse
-from monitor.stores.sqlite import SQLiteStore
 
 NOW_S = 1_700_000_000.0
 NOW_MS = int(NOW_S * 1000)

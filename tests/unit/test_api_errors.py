@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 from monitor.api import make_app
+from monitor.api.stores import Aggregate, Query, Series
+from monitor.api.stores.sqlite import SQLiteStore
 from monitor.config import parse
 from monitor.errors import QueryFailed, StoreUnavailable
-from monitor.stores import Aggregate, Query, Series
-from monitor.stores.sqlite import SQLiteStore
 from tests.unit.test_api import NOW_S, call, make_config, write_samples
 
 TOKEN = "s3cret-token-value"
@@ -136,14 +136,14 @@ ENDPOINTS = ["/metrics?start=10&end=2", "/metrics/aggregate?metric=cpu_usage_ove
 
 @pytest.mark.parametrize("target", ENDPOINTS)
 def test_store_unavailable_is_a_503_with_the_reason(tmp_path, target):
-    app = make_app(make_config(tmp_path), FailingStore(StoreUnavailable("db:8086: connection refused")))
+    app = make_app(make_config(tmp_path), FailingStore(StoreUnavailable("db:8086", "connection refused")))
     error = assert_error(call(app, target), 503)
     assert "connection refused" in error["message"]
 
 
 @pytest.mark.parametrize("target", ENDPOINTS)
 def test_store_query_error_is_a_502_with_the_reason(tmp_path, target):
-    app = make_app(make_config(tmp_path), FailingStore(QueryFailed("db: error parsing query")))
+    app = make_app(make_config(tmp_path), FailingStore(QueryFailed("db", "error parsing query")))
     error = assert_error(call(app, target), 502)
     assert "error parsing query" in error["message"]
 

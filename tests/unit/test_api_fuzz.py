@@ -23,8 +23,8 @@ import schemathesis
 from schemathesis.config import SchemathesisConfig
 
 from monitor.api import make_app
+from monitor.api.stores.sqlite import SQLiteStore
 from monitor.config import Config, parse
-from monitor.stores.sqlite import SQLiteStore
 from tests.unit.test_api import NOW_S, write_samples
 
 TOKEN = "fuzz-token"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from monitor.api import make_app
+from monitor.api.stores.sqlite import SQLiteStore
 from monitor.errors import StoreUnavailable
 from monitor.spool import Spool
 from monitor.status import SpoolStatus
-from monitor.stores.sqlite import SQLiteStore
 from tests.unit.test_api import NOW_MS, NOW_S, call, make_config
 from tests.unit.test_api_errors import FailingStore
 
@@ -49,7 +49,7 @@ def test_healthy_without_an_agent_reports_agent_null(tmp_path):
 
 
 def test_store_unreachable_is_503_with_the_reason_in_the_error_shape(tmp_path):
-    code, body = health(tmp_path, None, FailingStore(StoreUnavailable("influx:8086: connection refused")))
+    code, body = health(tmp_path, None, FailingStore(StoreUnavailable("influx:8086", "connection refused")))
     assert code == 503 and body["status"] == "unhealthy"
     assert body["store"]["reachable"] is False
     assert "connection refused" in body["store"]["detail"]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from openapi_spec_validator import validate
 
-from monitor.api_params import AGGREGATE_KEYS, METRICS_KEYS
+from monitor.api.openapi import document
+from monitor.api.params import AGGREGATE_KEYS, METRICS_KEYS
 from monitor.config import ApiConfig
-from monitor.openapi import document
 
 
 @pytest.mark.parametrize("config", [ApiConfig(), ApiConfig(token="t", max_points=500, max_window_minutes=60)])

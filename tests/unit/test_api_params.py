@@ -6,9 +6,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from monitor.api_params import ApiError, parse_query_string, wants_csv, window
-from monitor.api_views import NICE_STEPS_MS, choose_step, max_buckets
+from monitor.api.params import parse_query_string, wants_csv, window
+from monitor.api.views import NICE_STEPS_MS, choose_step, max_buckets
 from monitor.config import ApiConfig
+from monitor.errors import ApiError
 from monitor.formats import iso_ms as iso
 
 NOW_MS = 1_700_000_000_000

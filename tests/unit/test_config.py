@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -169,3 +170,63 @@ def test_state_dir_default_depends_on_the_user():
         assert config.default_state_dir({}) == expected
     else:
         assert config.default_state_dir({"XDG_STATE_HOME": "/xdg"}) == Path("/xdg/hostmon")
+
+
+# -- each field is parsed by its annotation, not by its default's type ---------------------
+
+
+@dataclass(frozen=True)
+class Future:
+    """Fields the config may grow: a number that defaults to None, a path with no default."""
+
+    limit: int | None = None
+    where: Path | None = None
+    enabled: bool = False
+    ratio: float = 0.5
+
+
+def read(table: dict) -> tuple[dict, list[str]]:
+    reader = config._Reader("cfg.toml", {})
+    return reader.values(Future, table, "future"), reader.problems
+
+
+def test_an_optional_int_field_defaulting_to_none_is_parsed_as_an_int():
+    assert read({"limit": 7}) == ({"limit": 7}, [])
+    assert read({"limit": "/var/x"}) == (
+        {"limit": None},
+        ["cfg.toml: future.limit: expected an integer, got '/var/x'"],
+    )
+
+
+def test_an_optional_path_field_is_parsed_as_a_path():
+    assert read({"where": "/var/x"}) == ({"where": Path("/var/x")}, [])
+
+
+@pytest.mark.parametrize("value", [1, 0, "true"])
+def test_a_bool_field_refuses_anything_but_true_or_false(value):
+    assert read({"enabled": value})[1] == [f"cfg.toml: future.enabled: expected true or false, got {value!r}"]
+    assert problems({"shipper": {"gzip": value}}) == [
+        f"cfg.toml: shipper.gzip: expected true or false, got {value!r}"
+    ]
+
+
+def test_a_float_field_takes_an_integer_as_a_float():
+    (values, found) = read({"ratio": 2})
+    assert values == {"ratio": 2.0} and type(values["ratio"]) is float and found == []
+
+
+def test_a_field_of_a_type_without_a_parser_is_a_bug_not_a_silent_pass():
+    @dataclass(frozen=True)
+    class Odd:
+        pair: tuple[int, int] = (0, 0)
+
+    with pytest.raises(TypeError, match="no TOML parser"):
+        config._Reader("cfg.toml", {}).values(Odd, {"pair": [1, 2]}, "odd")
+
+
+def test_a_required_rule_key_of_the_wrong_type_is_named_not_a_crash():
+    found = problems(
+        {"alerts": {"rules": [{"name": 3, "metric": "memory_usage", "op": ">", "threshold": "x"}]}}
+    )
+    assert "cfg.toml: alerts.rules[0].name: expected a string, got 3" in found
+    assert "cfg.toml: alerts.rules[0].threshold: expected a number, got 'x'" in found

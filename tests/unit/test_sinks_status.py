@@ -28,13 +28,9 @@ import pytest
 
 from monitor.config import ShipperConfig, SinkConfig
 from monitor.errors import AuthFailed, ConfigError, Rejected, Unavailable
+from monitor.influxhttp import display_url
 from monitor.sinks import make_sink
-from monitor.sinks._http import (
-    display_url,
-    error_for_status,
-    parse_retry_after,
-    server_message,
-)
+from monitor.sinks._http import error_for_status, parse_retry_after, server_message
 from monitor.sinks.influx_v1 import InfluxV1Sink
 from tests import servers
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from monitor import metricsdb
+from monitor.api.stores import Aggregate, Query, Series
+from monitor.api.stores.sqlite import _AGGREGATE_SQL, _HOSTS, _LAST_SQL, SQLiteStore
 from monitor.errors import QueryFailed, StoreUnavailable
-from monitor.stores import Aggregate, Query, Series
-from monitor.stores.sqlite import _AGGREGATE_SQL, _HOSTS, _LAST_SQL, SQLiteStore
 
 T0 = 1_700_000_000_000  # a multiple of 10 s, so bucket edges are easy to read
 

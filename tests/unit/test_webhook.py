@@ -11,7 +11,7 @@ import urllib.error
 
 import pytest
 
-from monitor.webhook import WebhookSender
+from monitor.alerts.webhook import WebhookSender
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -46,7 +46,7 @@ def test_full_queue_drops_new_deliveries_and_logs_it(caplog: pytest.LogCaptureFi
     sender = WebhookSender(slow, max_pending=2)
     sender.send("http://127.0.0.1:9/h", {"n": 0}, 1.0)
     assert started.wait(30)  # n=0 is being delivered; the queue is empty again
-    with caplog.at_level(logging.WARNING, logger="monitor.webhook"):
+    with caplog.at_level(logging.WARNING, logger="monitor.alerts.webhook"):
         for n in (1, 2, 3, 4):
             sender.send("http://127.0.0.1:9/h", {"n": n}, 1.0)
     release.set()
@@ -59,7 +59,7 @@ def test_send_after_close_is_logged_not_sent(caplog: pytest.LogCaptureFixture) -
     calls: list[str] = []
     sender = WebhookSender(lambda url, body, timeout_s: calls.append(url))
     sender.close(timeout_s=1)
-    with caplog.at_level(logging.WARNING, logger="monitor.webhook"):
+    with caplog.at_level(logging.WARNING, logger="monitor.alerts.webhook"):
         sender.send("http://127.0.0.1:9/h", {}, 1.0)
     assert calls == []
     assert "shutting down" in caplog.text
@@ -108,7 +108,7 @@ def test_only_failures_that_may_pass_are_retried(error: Exception, retried: bool
 def test_three_attempts_at_most_with_the_given_waits_between_them(caplog: pytest.LogCaptureFixture) -> None:
     post = Flaky(*[http_error(502)] * 5)
     sender = WebhookSender(post, retry_delays_s=(0.0, 0.0))
-    with caplog.at_level(logging.INFO, logger="monitor.webhook"):
+    with caplog.at_level(logging.INFO, logger="monitor.alerts.webhook"):
         sender.send("http://127.0.0.1:9/h", {}, 1.0)
         sender.close(timeout_s=30)
     assert post.attempts == 3

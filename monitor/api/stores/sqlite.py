@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from monitor import sqlitedb
+from monitor.api.stores import Aggregate, Aggregation, Query, Series, is_metric, known_metrics
 from monitor.errors import QueryFailed, StoreUnavailable
-from monitor.stores import Aggregate, Query, Series, is_metric, known_metrics
 
 _HOSTS = """
 WITH RECURSIVE h(host) AS (
@@ -93,7 +93,7 @@ class SQLiteStore:
         try:
             conn = sqlitedb.connect_readonly(self.path, timeout_s=self.timeout_s)
         except sqlite3.Error as exc:
-            raise StoreUnavailable(f"{self.name}: cannot open: {exc}") from exc
+            raise StoreUnavailable(self.name, f"cannot open: {exc}") from exc
         deadline = self._monotonic() + self.timeout_s
         conn.set_progress_handler(lambda: int(self._monotonic() > deadline), 10_000)
         try:
@@ -101,17 +101,17 @@ class SQLiteStore:
         except sqlite3.OperationalError as exc:
             raise self._translate(exc) from exc
         except sqlite3.DatabaseError as exc:
-            raise StoreUnavailable(f"{self.name}: {exc}") from exc
+            raise StoreUnavailable(self.name, str(exc)) from exc
         finally:
             conn.close()
 
     def _translate(self, exc: sqlite3.OperationalError) -> Exception:
         text = str(exc)
         if "interrupted" in text:
-            return StoreUnavailable(f"{self.name}: query took longer than {self.timeout_s:g} s")
+            return StoreUnavailable(self.name, f"query took longer than {self.timeout_s:g} s")
         if "locked" in text or "unable to open" in text or "disk I/O" in text:
-            return StoreUnavailable(f"{self.name}: {text}")
-        return QueryFailed(f"{self.name}: {text}")
+            return StoreUnavailable(self.name, text)
+        return QueryFailed(self.name, text)
 
     @staticmethod
     def _fetch(conn: sqlite3.Connection, sql: str, params: dict[str, Any]) -> list[Any]:
@@ -173,9 +173,11 @@ class SQLiteStore:
                     columns.setdefault(host, [[] for _ in range(width)])[i] = fetched
         return [Series(host, _pivot(cols)) for host, cols in sorted(columns.items())]
 
-    def aggregate(self, metric: str, fn: str, start_ms: int, end_ms: int, host: str | None) -> Aggregate:
+    def aggregate(
+        self, metric: str, fn: Aggregation, start_ms: int, end_ms: int, host: str | None
+    ) -> Aggregate:
         if not is_metric(metric):
-            raise QueryFailed(f"not an allow-listed metric: {metric!r}")
+            raise QueryFailed(self.name, f"not an allow-listed metric: {metric!r}")
         query = Query((metric,), start_ms, end_ms, host)
         partials: list[tuple[Any, ...]] = []
         with self._connect() as conn:
@@ -214,7 +216,7 @@ def _pivot(columns: list[list[tuple[int, float]]]) -> list[tuple[int, list[float
     return sorted(table.items())
 
 
-def _combine(fn: str, partials: Sequence[tuple[Any, ...]]) -> Aggregate:
+def _combine(fn: Aggregation, partials: Sequence[tuple[Any, ...]]) -> Aggregate:
     """Merge per-host partial results into one, as InfluxQL does across series."""
     if fn == "last":
         if not partials:

@@ -23,9 +23,10 @@ So ``grep 'state=FIRING' alerts.log``, ``grep 'rule=cpu_high '`` and
 
 The file is written through a ``RotatingFileHandler`` subclass that, before every write, checks
 the path's inode (``WatchedFileHandler`` style) and re-creates the file — and its directory —
-when it was deleted or moved away (seed limitation 2), and rotates it by size (``max_bytes``,
-``backup_count`` -> ``alerts.log.1`` ...). Its logger is private to the instance and does not
-propagate, so events never reach the process's own log handlers through it.
+when it was deleted or moved away (events never go on into a file no one can open), and
+rotates it by size (``max_bytes``, ``backup_count`` -> ``alerts.log.1`` ...). Its logger is
+private to the instance and does not propagate, so events never reach the process's own log
+handlers through it.
 """
 
 from __future__ import annotations
@@ -37,14 +38,16 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from monitor.config import Comparison, Severity
 from monitor.formats import iso_ms, number
 
 log = logging.getLogger(__name__)
 
-FIRING = "FIRING"
-RESOLVED = "RESOLVED"
+AlertState = Literal["FIRING", "RESOLVED"]
+FIRING: AlertState = "FIRING"
+RESOLVED: AlertState = "RESOLVED"
 _NEEDS_QUOTES = re.compile(r'[\s"\\\x00-\x1f\x7f]')
 _ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _TOKEN = re.compile(r'([^=\s]+)=("(?:[^"\\]|\\.)*"|\S*)')
@@ -58,10 +61,10 @@ class AlertEvent:
     time_ms: int
     host: str
     rule: str
-    severity: str
-    state: str
+    severity: Severity
+    state: AlertState
     value: float | None
-    op: str
+    op: Comparison | Literal[""]  # "" for system conditions
     threshold: float | None
     message: str
 

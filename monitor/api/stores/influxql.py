@@ -1,8 +1,9 @@
 """The InfluxDB store: InfluxQL over ``/query`` (never Flux), with the standard library's HTTP.
 
-The same requests work on InfluxDB 1.x (``db``/``rp``, basic auth), on 2.x through the
-v1-compatibility API (``db`` = bucket, every bucket has a virtual DBRP mapping,
-``Authorization: Token …``) and on 3.x. Nothing from the request is pasted into a query
+The same requests work on InfluxDB 1.x (``db``/``rp``), on 2.x through the v1-compatibility
+API (``db`` = bucket, every bucket has a virtual DBRP mapping) and on 3.x; the
+``Authorization`` header follows :func:`monitor.influxhttp.authorization` (a token wins over
+username/password), the same rule as the agent's writes. Nothing from the request is pasted into a query
 unquoted: metric names are allow-listed *and* double-quoted, the host is a single-quoted,
 escaped string literal, and times are integers with an ``ms`` suffix.
 
@@ -12,18 +13,17 @@ a database that trickles or stalls becomes ``StoreUnavailable`` instead of a hun
 
 from __future__ import annotations
 
-import base64
 import http.client
 import json
-import ssl
 import time
 import urllib.parse
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from monitor.api.stores import AGGREGATES, Aggregate, Aggregation, Query, Series, is_metric, known_metrics
 from monitor.errors import QueryFailed, StoreUnavailable
-from monitor.stores import AGGREGATES, Aggregate, Query, Series, is_metric, known_metrics
+from monitor.influxhttp import Endpoint, authorization, describe, tls_context
 
 if TYPE_CHECKING:
     from monitor.config import Config
@@ -41,13 +41,6 @@ def literal(value: str) -> str:
     """An InfluxQL string literal, single-quoted and escaped."""
     escaped = value.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n")
     return "'" + escaped + "'"
-
-
-def field(metric: str) -> str:
-    """A metric as a quoted identifier, refusing anything outside the allow-list."""
-    if not is_metric(metric):
-        raise QueryFailed(f"not an allow-listed metric: {metric!r}")
-    return ident(metric)
 
 
 class InfluxQLStore:
@@ -69,40 +62,40 @@ class InfluxQLStore:
         ca_file: Path | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        parts = urllib.parse.urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"not an http(s) URL: {url!r}")
         self.kind = kind
-        self._https = parts.scheme == "https"
-        self._host = parts.hostname
-        self._port = parts.port or (443 if self._https else 80)
-        self._path = parts.path.rstrip("/") + "/query"
-        self._public_url = f"{parts.scheme}://{self._host}:{self._port}{parts.path.rstrip('/')}"
+        self._endpoint = Endpoint.parse(url)
+        self._path = self._endpoint.base_path + "/query"
         self.database = database
         self.measurement = measurement
         self.retention_policy = retention_policy
         self.timeout_s = timeout_s
         self._monotonic = monotonic
-        self._headers = {"Accept": "application/json", "User-Agent": "hostmon-api"}
-        if username:
-            basic = base64.b64encode(f"{username}:{password}".encode()).decode()
-            self._headers["Authorization"] = f"Basic {basic}"
-        elif token:
-            self._headers["Authorization"] = f"Token {token}"
-        self._ssl = _ssl_context(verify_tls, ca_file) if self._https else None
+        self._headers = {
+            "Accept": "application/json",
+            "User-Agent": "hostmon-api",
+            **authorization(token, username, password),
+        }
+        self._tls = tls_context(verify_tls, ca_file) if self._endpoint.https else None
         self.version = ""
 
     @classmethod
     def from_config(cls, config: Config) -> InfluxQLStore:
-        """Read what the configured InfluxDB sink writes, with the API's read credentials."""
+        """Read what the configured InfluxDB sink writes, with the API's read credentials.
+
+        On ``influxdb_v2`` (database = bucket) a token only: ``api.store_token``, else the
+        sink's. Otherwise the API's own credentials (``api.store_token`` or
+        ``api.store_username``) when it has any, else the sink's; of those,
+        :func:`monitor.influxhttp.authorization` picks.
+        """
         sink, api = config.sink, config.api
-        username, password = (
-            (api.store_username, api.store_password) if api.store_username else (sink.username, sink.password)
-        )
-        token = api.store_token or sink.token
         if sink.kind == "influxdb_v2":
-            database, rp, username, password = sink.bucket, "", "", ""
+            token, username, password = api.store_token or sink.token, "", ""
+            database, rp = sink.bucket, ""
         else:
+            if api.store_token or api.store_username:
+                token, username, password = api.store_token, api.store_username, api.store_password
+            else:
+                token, username, password = sink.token, sink.username, sink.password
             database, rp = sink.database, sink.retention_policy
         return cls(
             sink.url,
@@ -120,9 +113,15 @@ class InfluxQLStore:
 
     @property
     def name(self) -> str:
-        return f"{self.kind} {self._public_url} db={self.database}"
+        return f"{self.kind} {self._endpoint.display} db={self.database}"
 
     # -- queries ---------------------------------------------------------------------------
+
+    def _field(self, metric: str) -> str:
+        """A metric as a quoted identifier, refusing anything outside the allow-list."""
+        if not is_metric(metric):
+            raise QueryFailed(self.name, f"not an allow-listed metric: {metric!r}")
+        return ident(metric)
 
     def _source(self) -> str:
         if self.retention_policy:
@@ -139,7 +138,7 @@ class InfluxQLStore:
         return known_metrics([row[0] for s in result for row in s.get("values") or []])
 
     def counts(self, query: Query) -> dict[str, int]:
-        selects = ", ".join(f"count({field(m)}) AS {ident(m)}" for m in query.metrics)
+        selects = ", ".join(f"count({self._field(m)}) AS {ident(m)}" for m in query.metrics)
         q = (
             f"SELECT {selects} FROM {self._source()} "  # noqa: S608 (every part quoted above)
             f"WHERE {self._where(query.start_ms, query.end_ms, query.host)} GROUP BY {ident('host')}"
@@ -155,19 +154,21 @@ class InfluxQLStore:
     def rows(self, query: Query, step_ms: int | None = None) -> list[Series]:
         where = self._where(query.start_ms, query.end_ms, query.host)
         if step_ms is None:
-            selects = ", ".join(field(m) for m in query.metrics)
+            selects = ", ".join(self._field(m) for m in query.metrics)
             group = ident("host")
         else:
-            selects = ", ".join(f"mean({field(m)}) AS {ident(m)}" for m in query.metrics)
+            selects = ", ".join(f"mean({self._field(m)}) AS {ident(m)}" for m in query.metrics)
             group = f"time({int(step_ms)}ms), {ident('host')} fill(none)"
         q = f"SELECT {selects} FROM {self._source()} WHERE {where} GROUP BY {group}"  # noqa: S608
         out = [_series(s, query.metrics) for s in self._query(q)]
         return sorted((s for s in out if s.rows), key=lambda s: s.host)
 
-    def aggregate(self, metric: str, fn: str, start_ms: int, end_ms: int, host: str | None) -> Aggregate:
+    def aggregate(
+        self, metric: str, fn: Aggregation, start_ms: int, end_ms: int, host: str | None
+    ) -> Aggregate:
         if fn not in AGGREGATES:
-            raise QueryFailed(f"not an aggregate: {fn!r}")
-        f = field(metric)
+            raise QueryFailed(self.name, f"not an aggregate: {fn!r}")
+        f = self._field(metric)
         q = (
             f"SELECT {fn}({f}) AS {ident('value')}, count({f}) AS {ident('samples')} "  # noqa: S608
             f"FROM {self._source()} WHERE {self._where(start_ms, end_ms, host)}"
@@ -203,28 +204,22 @@ class InfluxQLStore:
         try:
             doc = json.loads(body) if body else {}
         except ValueError as exc:
-            raise StoreUnavailable(f"{self.name}: not an InfluxDB answer (HTTP {status})") from exc
+            raise StoreUnavailable(self.name, f"not an InfluxDB answer (HTTP {status})") from exc
         error = _error_text(doc)
         if status in (401, 403):
-            raise StoreUnavailable(f"{self.name}: the database refused the API's credentials (HTTP {status})")
+            raise StoreUnavailable(self.name, f"the database refused the API's credentials (HTTP {status})")
         if error and any(marker in error for marker in _EMPTY_ERRORS):
             return [], True
         if status == 429 or status >= 500 or status == 404:
-            raise StoreUnavailable(f"{self.name}: HTTP {status} {error}".rstrip())
+            raise StoreUnavailable(self.name, f"HTTP {status} {error}".rstrip())
         if status >= 300 or error:
-            raise QueryFailed(f"{self.name}: HTTP {status}: {error or 'query failed'}")
+            raise QueryFailed(self.name, f"HTTP {status}: {error or 'query failed'}")
         results = doc.get("results") or [{}]
         return list(results[0].get("series") or []), False
 
     def _get(self, target: str) -> tuple[int, bytes]:
         deadline = self._monotonic() + self.timeout_s
-        conn: http.client.HTTPConnection
-        if self._https:
-            conn = http.client.HTTPSConnection(
-                self._host, self._port, timeout=self.timeout_s, context=self._ssl
-            )
-        else:
-            conn = http.client.HTTPConnection(self._host, self._port, timeout=self.timeout_s)
+        conn = self._endpoint.connection(self.timeout_s, self._tls)
         try:
             conn.connect()
             sock = conn.sock
@@ -243,12 +238,12 @@ class InfluxQLStore:
                     return resp.status, b"".join(chunks)
                 total += len(chunk)
                 if total > _MAX_BODY_BYTES:
-                    raise StoreUnavailable(f"{self.name}: answer larger than {_MAX_BODY_BYTES} bytes")
+                    raise StoreUnavailable(self.name, f"answer larger than {_MAX_BODY_BYTES} bytes")
                 chunks.append(chunk)
         except TimeoutError as exc:
-            raise StoreUnavailable(f"{self.name}: no answer within {self.timeout_s:g} s") from exc
+            raise StoreUnavailable(self.name, f"no answer within {self.timeout_s:g} s") from exc
         except (OSError, http.client.HTTPException) as exc:
-            raise StoreUnavailable(f"{self.name}: {_describe(exc)}") from exc
+            raise StoreUnavailable(self.name, describe(exc)) from exc
         finally:
             conn.close()
 
@@ -272,19 +267,3 @@ def _error_text(doc: Any) -> str:
     results = doc.get("results") or [{}]
     first = results[0] if isinstance(results, list) and results and isinstance(results[0], dict) else {}
     return str(first.get("error") or "")
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused (is the database running?)"
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS error: {exc.reason or exc}"
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-
-
-def _ssl_context(verify_tls: bool, ca_file: Path | None) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
-    if not verify_tls:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context

@@ -1,4 +1,4 @@
-"""The HTTP API: Bottle routes served by waitress (never Bottle's development server).
+"""The API's routes: Bottle handlers, the endpoint wrapper (auth, errors, a log line), error bodies.
 
 Every answer is JSON (CSV for /metrics on request) and every error, whatever raised it
 (a bad parameter, a missing token, an unknown path or method, the database down, a bug),
@@ -11,24 +11,19 @@ import functools
 import hmac
 import json
 import logging
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
 import bottle
 
-from monitor import api_params as params
-from monitor import api_views as views
-from monitor.api_params import ApiError
+from monitor.api import params, views
+from monitor.api.openapi import document
+from monitor.api.stores import Query, Store
 from monitor.config import Config
-from monitor.errors import QueryFailed, StoreError, StoreUnavailable
-from monitor.openapi import document
+from monitor.errors import ApiError, QueryFailed, StoreError, StoreUnavailable
 from monitor.status import SpoolStatus, read_status
-from monitor.stores import Query, Store, make_store
 
 log = logging.getLogger(__name__)
 
@@ -217,65 +212,3 @@ def _bottle_error(err: bottle.HTTPError) -> bottle.HTTPResponse:
         message = str(err.body or HTTPStatus(status).phrase)
     extra = {"Allow": str(err.headers["Allow"])} if "Allow" in err.headers else {}
     return _error_response(status, message, **extra)
-
-
-def serve(
-    config: Config,
-    *,
-    stop: threading.Event | None = None,
-    store: Store | None = None,
-    on_ready: Callable[[str], None] | None = None,
-    clock: Callable[[], float] = time.time,
-) -> None:
-    """Serve the API with waitress on ``api.host:api.port`` until STOP is set.
-
-    In the main thread SIGTERM and SIGINT set STOP too. ON_READY gets the URL once the
-    socket listens (useful with port 0). STORE and CLOCK are for tests and benchmarks.
-    """
-    import waitress
-    from waitress import wasyncore
-
-    stop = stop or threading.Event()
-    store = store or make_store(config)
-    app = make_app(config, store, clock=clock)
-    sockets: dict[int, Any] = {}
-    server = waitress.create_server(
-        app,
-        map=sockets,
-        host=config.api.host,
-        port=config.api.port,
-        threads=config.api.threads,
-        ident="hostmon",
-    )
-    port = getattr(server, "effective_port", config.api.port)
-    host = config.api.host if ":" not in config.api.host else f"[{config.api.host}]"
-    url = f"http://{host}:{port}"
-    auth = "bearer token required" if config.api.token else "no authentication"
-    log.info("API serving on %s (store: %s; %s; %d threads)", url, store.name, auth, config.api.threads)
-    try:
-        with _stop_on_signals(stop):
-            if on_ready is not None:
-                on_ready(url)
-            while not stop.is_set():
-                wasyncore.loop(timeout=0.2, map=sockets, use_poll=True, count=1)
-    finally:
-        server.task_dispatcher.shutdown()
-        wasyncore.close_all(sockets)
-        store.close()
-        log.info("API on %s stopped", url)
-
-
-@contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGTERM/SIGINT set STOP while inside (main thread only; elsewhere a no-op)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-    for sig in previous:
-        signal.signal(sig, lambda signum, frame: stop.set())
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)

@@ -1,10 +1,10 @@
 """The API's query parameters: parsed strictly, every problem a 400 that names the parameter.
 
-Times are minutes back from now, as in the seed (``start=10&end=2``: from ten to two minutes
-ago; decimals allowed). Omitted, ``start`` is 10 and ``end`` is 0 (the last ten minutes).
-The window is half-open, ``start <= t < end``, no longer than ``api.max_window_minutes``
-and no further back than a hundred years. Unknown or repeated keys are refused, so a typo
-(``strat=10``) is an error instead of a silently different answer.
+Times are minutes back from now, as in the original setup guide's calls (``start=10&end=2``:
+from ten to two minutes ago; decimals allowed). Omitted, ``start`` is 10 and ``end`` is 0
+(the last ten minutes). The window is half-open, ``start <= t < end``, no longer than
+``api.max_window_minutes`` and no further back than a hundred years. Unknown or repeated
+keys are refused, so a typo (``strat=10``) is an error instead of a silently different answer.
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ import re
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal, TypeVar, get_args
 
+from monitor.api.stores import AGGREGATES, Aggregation, is_metric
 from monitor.config import ApiConfig
-from monitor.errors import MonitorError
-from monitor.stores import AGGREGATES, is_metric
+from monitor.errors import ApiError
 
 DEFAULT_START_MINUTES = 10.0
 DEFAULT_END_MINUTES = 0.0
@@ -25,30 +26,15 @@ MAX_LOOKBACK_MINUTES = 100 * 365 * 24 * 60.0
 MAX_METRICS = 256
 MAX_HOST_CHARS = 255
 MAX_QUERY_FIELDS = 32
-FORMATS = ("json", "csv")
+Format = Literal["json", "csv"]
+FORMATS: tuple[Format, ...] = get_args(Format)
+S = TypeVar("S", bound=str)
 _NUMBER = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
 _INTEGER = re.compile(r"\+?[0-9]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 METRICS_KEYS = frozenset({"start", "end", "metrics", "host", "step", "max_points", "format"})
 AGGREGATE_KEYS = frozenset({"start", "end", "metric", "fn", "host"})
-
-
-class ApiError(MonitorError):
-    """A request the API refuses: an HTTP status, the parameter at fault, what was expected."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        parameter: str | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.parameter = parameter
-        self.headers = dict(headers or {})
 
 
 def bad(parameter: str, message: str) -> ApiError:
@@ -70,14 +56,14 @@ class MetricsParams:
     host: str | None
     step_ms: int | None
     max_points: int
-    format: str | None  # None: decided by the Accept header
+    format: Format | None  # None: decided by the Accept header
 
 
 @dataclass(frozen=True)
 class AggregateParams:
     window: Window
     metric: str
-    fn: str
+    fn: Aggregation
     host: str | None
 
 
@@ -188,13 +174,14 @@ def max_points(params: Mapping[str, str], config: ApiConfig) -> int:
     return value
 
 
-def choice(params: Mapping[str, str], key: str, allowed: tuple[str, ...], default: str | None) -> str | None:
+def choice(params: Mapping[str, str], key: str, allowed: tuple[S, ...]) -> S | None:
+    """One of ALLOWED, or None when KEY is not given."""
     value = params.get(key)
     if value is None:
-        return default
+        return None
     if value not in allowed:
         raise bad(key, f"expected one of {', '.join(allowed)}, got {value[:64]!r}")
-    return value
+    return allowed[allowed.index(value)]  # typed as one of ALLOWED
 
 
 def metrics_params(query_string: str, config: ApiConfig, now_ms: int) -> MetricsParams:
@@ -205,14 +192,14 @@ def metrics_params(query_string: str, config: ApiConfig, now_ms: int) -> Metrics
         host=host(params),
         step_ms=step_ms(params, config),
         max_points=max_points(params, config),
-        format=choice(params, "format", FORMATS, None),
+        format=choice(params, "format", FORMATS),
     )
 
 
 def aggregate_params(query_string: str, config: ApiConfig, now_ms: int) -> AggregateParams:
     params = parse_query_string(query_string, AGGREGATE_KEYS)
-    fn = choice(params, "fn", AGGREGATES, "mean")
-    return AggregateParams(window(params, config, now_ms), metric(params), fn or "mean", host(params))
+    fn = choice(params, "fn", AGGREGATES) or "mean"
+    return AggregateParams(window(params, config, now_ms), metric(params), fn, host(params))
 
 
 def no_params(query_string: str) -> None:

@@ -9,19 +9,18 @@ from __future__ import annotations
 from typing import Any
 
 from monitor import __version__
-from monitor.api_params import (
+from monitor.api.params import (
     DEFAULT_END_MINUTES,
     DEFAULT_START_MINUTES,
     MAX_HOST_CHARS,
     MAX_LOOKBACK_MINUTES,
 )
+from monitor.api.stores import AGGREGATES, BASE_METRICS
 from monitor.config import ApiConfig
-from monitor.stores import AGGREGATES, BASE_METRICS
 
 _METRIC = "(" + "|".join(BASE_METRICS) + "|cpu_usage_[1-9][0-9]{0,3})"
 NUMBER_OR_NULL = {"type": "number", "nullable": True}
 STRING_OR_NULL = {"type": "string", "nullable": True}
-INTEGER_OR_NULL = {"type": "integer", "nullable": True}
 
 DESCRIPTION = """\
 Read back what the hostmon agent collected (CPU, memory, disk and network per host).

@@ -1,6 +1,6 @@
 """What the API's endpoints answer: downsampling decisions, response bodies, health rules.
 
-Pure functions of the store's results and the clock, so the HTTP layer (monitor/api.py)
+Pure functions of the store's results and the clock, so the HTTP layer (monitor/api/app.py)
 stays a thin shell and these rules are tested without a server.
 """
 
@@ -13,11 +13,11 @@ from collections.abc import Callable, Sequence
 from http import HTTPStatus
 from typing import Any
 
-from monitor.api_params import ApiError, Window
-from monitor.errors import StoreError
+from monitor.api.params import Window
+from monitor.api.stores import Aggregate, Aggregation, Series, Store
+from monitor.errors import ApiError, StoreError
 from monitor.formats import DAY_MS, iso_ms
 from monitor.status import SpoolStatus
-from monitor.stores import Aggregate, Series, Store
 
 # Bucket widths the API picks when it must downsample: round numbers a person can read.
 NICE_STEPS_MS = (
@@ -136,7 +136,7 @@ def metrics_csv(body: dict[str, Any]) -> str:
 
 
 def aggregate_body(
-    window: Window, metric: str, fn: str, host: str | None, result: Aggregate
+    window: Window, metric: str, fn: Aggregation, host: str | None, result: Aggregate
 ) -> dict[str, Any]:
     value: float | int | None = finite(result.value)
     reason = None

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol, get_args
 
 if TYPE_CHECKING:
     from monitor.config import Config
@@ -30,16 +30,17 @@ BASE_METRICS = (
     "network_recv",
 )
 _CORE_METRIC = re.compile(r"cpu_usage_[1-9][0-9]{0,3}")
-AGGREGATES = ("mean", "min", "max", "last", "count")
+Aggregation = Literal["mean", "min", "max", "last", "count"]
+AGGREGATES: tuple[Aggregation, ...] = get_args(Aggregation)
 
 
 def is_metric(name: str) -> bool:
-    """True for the seed's field names and ``cpu_usage_1`` .. ``cpu_usage_9999``."""
+    """True for the original setup guide's field names and ``cpu_usage_1`` .. ``cpu_usage_9999``."""
     return name in BASE_METRICS or _CORE_METRIC.fullmatch(name) is not None
 
 
 def metric_order(name: str) -> tuple[int, int, str]:
-    """Sort key: overall CPU, then cores numerically, then the other seed fields."""
+    """Sort key: overall CPU, then cores numerically, then the other fields in BASE_METRICS order."""
     if name == "cpu_usage_overall":
         return (0, 0, name)
     if _CORE_METRIC.fullmatch(name):
@@ -107,7 +108,9 @@ class Store(Protocol):
         """Raw rows (``step_ms`` None) or the mean per epoch-aligned bucket, by host."""
         ...
 
-    def aggregate(self, metric: str, fn: str, start_ms: int, end_ms: int, host: str | None) -> Aggregate:
+    def aggregate(
+        self, metric: str, fn: Aggregation, start_ms: int, end_ms: int, host: str | None
+    ) -> Aggregate:
         """``fn`` (one of :data:`AGGREGATES`) of METRIC over the window, all hosts or one."""
         ...
 
@@ -122,10 +125,10 @@ def make_store(config: Config) -> Store:
     """The store that reads what the configured sink writes (``config.sink.kind``)."""
     timeout_s = config.api.query_timeout_s
     if config.sink.kind == "sqlite":
-        from monitor.stores.sqlite import SQLiteStore
+        from monitor.api.stores.sqlite import SQLiteStore
 
         return SQLiteStore(config.sink.path, timeout_s=timeout_s)
-    from monitor.stores.influxql import InfluxQLStore
+    from monitor.api.stores.influxql import InfluxQLStore
 
     return InfluxQLStore.from_config(config)
 
@@ -134,6 +137,7 @@ __all__ = [
     "AGGREGATES",
     "BASE_METRICS",
     "Aggregate",
+    "Aggregation",
     "Query",
     "Series",
     "Store",

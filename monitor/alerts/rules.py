@@ -19,10 +19,10 @@ Rule semantics (``AlertRule``: metric, op, threshold, for_s, hysteresis, severit
 System conditions (``set_condition``: "sink_unreachable", "sink_auth_failed", "spool_overflow"
 ...) follow the same FIRING-once/RESOLVED-once semantics, timed by the handed-in clock.
 
-Every event is one line in alerts.log (format in :mod:`monitor.alert_log`), a log record on this
+Every event is one line in alerts.log (format in :mod:`monitor.alerts.log`), a log record on this
 module's logger (WARNING when firing, INFO when resolved) and, for rules with ``webhook``, a
 JSON POST ``{host, rule, severity, state, value, threshold, op, time, message}`` delivered off
-the sampling thread (:mod:`monitor.webhook`).
+the sampling thread (:mod:`monitor.alerts.webhook`).
 
 ``reconfigure`` (SIGHUP) keeps the state of every rule whose name and condition (metric, op,
 threshold, for_s, hysteresis) are unchanged; a change of severity or webhook alone keeps the
@@ -41,21 +41,21 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from monitor.alert_log import FIRING, RESOLVED, AlertEvent, AlertLog, quote
-from monitor.config import AlertRule, AlertsConfig
+from monitor.alerts.log import FIRING, RESOLVED, AlertEvent, AlertLog, AlertState, quote
+from monitor.alerts.webhook import RETRY_DELAYS_S, Post, WebhookSender, post_json
+from monitor.config import AlertRule, AlertsConfig, Comparison, Severity
 from monitor.formats import number
 from monitor.lineprotocol import Sample
-from monitor.webhook import RETRY_DELAYS_S, Post, WebhookSender, post_json
 
 log = logging.getLogger(__name__)
 
-_OPS: dict[str, Callable[[float, float], bool]] = {
+_OPS: dict[Comparison, Callable[[float, float], bool]] = {
     ">": operator.gt,
     ">=": operator.ge,
     "<": operator.lt,
     "<=": operator.le,
 }
-_CLEAR_OPS = {">": "<=", ">=": "<", "<": ">=", "<=": ">"}
+_CLEAR_OPS: dict[Comparison, Comparison] = {">": "<=", ">=": "<", "<": ">=", "<=": ">"}
 
 
 def _condition(rule: AlertRule) -> tuple[str, str, float, float, float]:
@@ -81,7 +81,7 @@ class _RuleState:
     def clears(self, value: float) -> bool:
         return not _OPS[self.rule.op](value, clear_threshold(self.rule))
 
-    def step(self, value: float, now_ms: int) -> str | None:
+    def step(self, value: float, now_ms: int) -> AlertState | None:
         """Feed one value; FIRING or RESOLVED when the state changes, else None."""
         towards_other = self.clears(value) if self.firing else self.holds(value)
         if not towards_other:
@@ -95,7 +95,7 @@ class _RuleState:
         self.since_ms = None
         return FIRING if self.firing else RESOLVED
 
-    def message(self, state: str, value: float) -> str:
+    def message(self, state: AlertState, value: float) -> str:
         r = self.rule
         held = f" for at least {number(r.for_s)} s" if r.for_s > 0 else ""
         if state == FIRING:
@@ -155,7 +155,7 @@ class Alerts:
                     )
                     self._emit(event, r.webhook)
 
-    def set_condition(self, name: str, active: bool, severity: str, message: str) -> None:
+    def set_condition(self, name: str, active: bool, severity: Severity, message: str) -> None:
         """A system alert: FIRING once when it becomes active, RESOLVED once when it clears."""
         with self._lock:
             if self._closed or self._conditions.get(name, False) == active:
