@@ -153,6 +153,7 @@ def _spool(config: Config) -> int:
         ("database reachable", {None: "unknown", True: "yes", False: "no"}[status.sink_reachable]),
         ("last error", status.last_error or "-"),
         ("agent heartbeat", _iso(status.updated_ms)),
+        ("last wall-clock step", _clock_step(status.clock_step_ms, status.clock_step_at_ms)),
     ]
     if config.spool.spill_path.exists():
         rows.append(("spill file", f"{config.spool.spill_path} (replay: hostmon spool replay FILE)"))
@@ -191,6 +192,12 @@ def _check_config(config: Config) -> int:
     print(f"{where}: OK (sink {config.sink.kind}, host {config.host}, every {config.agent.interval_s}s,")
     print(f"  state in {config.agent.state_dir}, {len(config.alerts.rules)} alert rule(s))")
     return 0
+
+
+def _clock_step(step_ms: int | None, at_ms: int | None) -> str:
+    if step_ms is None or at_ms is None:
+        return "-"
+    return f"{step_ms / 1000:+.3f} s at {iso_ms(at_ms)}"
 
 
 def _iso(ts_ms: int | None) -> str:

@@ -161,6 +161,20 @@ def _schemas() -> dict[str, Any]:
                 "dropped_total": {"type": "integer"},
                 "spilled_total": {"type": "integer"},
                 "rejected_total": {"type": "integer"},
+                "last_clock_step": {
+                    **_object(
+                        {
+                            "step_s": {
+                                "type": "number",
+                                "description": "How far the wall clock moved: positive forward, negative back.",
+                            },
+                            "at": {"type": "string", "description": "The wall-clock time right after the step."},
+                        }
+                    ),
+                    "nullable": True,
+                    "description": "The last wall-clock step the agent saw (null: none). Sampling goes on"
+                    " across a step; it is informational, never a health problem.",
+                },
             }
         ),
         "nullable": True,

@@ -216,7 +216,14 @@ def agent_body(status: SpoolStatus, now_ms: int) -> dict[str, Any]:
         "dropped_total": status.dropped_total,
         "spilled_total": status.spilled_total,
         "rejected_total": status.rejected_total,
+        "last_clock_step": _clock_step(status),
     }
+
+
+def _clock_step(status: SpoolStatus) -> dict[str, Any] | None:
+    if status.clock_step_ms is None or status.clock_step_at_ms is None:
+        return None
+    return {"step_s": status.clock_step_ms / 1000, "at": iso_ms(status.clock_step_at_ms)}
 
 
 def agent_problems(status: SpoolStatus, now_ms: int, interval_s: float) -> list[str]:

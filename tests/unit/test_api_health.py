@@ -72,7 +72,21 @@ def test_agent_state_is_reported(tmp_path):
         "dropped_total": 3,
         "spilled_total": 4,
         "rejected_total": 5,
+        "last_clock_step": None,
     }
+
+
+def test_the_last_clock_step_shows_and_is_no_health_problem(tmp_path):
+    spool = status(clock_step_ms=-3_600_000, clock_step_at_ms=NOW_MS - 60_000)
+    code, body = health(tmp_path, spool)
+    assert code == 200 and body["problems"] == []
+    assert body["agent"]["last_clock_step"] == {"step_s": -3600.0, "at": "2023-11-14T22:12:20.000Z"}
+
+
+def test_an_agent_heartbeat_from_a_clock_a_day_ahead_is_not_a_problem(tmp_path):
+    spool = status(updated_ms=NOW_MS + 86_400_000, clock_step_ms=86_400_000, clock_step_at_ms=NOW_MS)
+    code, body = health(tmp_path, spool)
+    assert code == 200 and body["problems"] == []
 
 
 @pytest.mark.parametrize(
