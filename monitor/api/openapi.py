@@ -55,6 +55,14 @@ def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
+_STEP_S = "How far the wall clock moved: positive forward, negative back."
+_STEP_AT = "The wall-clock time right after the step."
+
+
+def _described(kind: str, description: str) -> dict[str, str]:
+    return {"type": kind, "description": description}
+
+
 def _object(properties: dict[str, Any], *, required: list[str] | None = None) -> dict[str, Any]:
     return {
         "type": "object",
@@ -162,15 +170,7 @@ def _schemas() -> dict[str, Any]:
                 "spilled_total": {"type": "integer"},
                 "rejected_total": {"type": "integer"},
                 "last_clock_step": {
-                    **_object(
-                        {
-                            "step_s": {
-                                "type": "number",
-                                "description": "How far the wall clock moved: positive forward, negative back.",
-                            },
-                            "at": {"type": "string", "description": "The wall-clock time right after the step."},
-                        }
-                    ),
+                    **_object({"step_s": _described("number", _STEP_S), "at": _described("string", _STEP_AT)}),
                     "nullable": True,
                     "description": "The last wall-clock step the agent saw (null: none). Sampling goes on"
                     " across a step; it is informational, never a health problem.",
