@@ -56,7 +56,7 @@ def _ref(name: str) -> dict[str, str]:
 
 
 _STEP_S = "How far the wall clock moved: positive forward, negative back."
-_STEP_AT = "The wall-clock time right after the step."
+_AT = "The wall-clock time right after the step."
 
 
 def _described(kind: str, description: str) -> dict[str, str]:
@@ -170,7 +170,7 @@ def _schemas() -> dict[str, Any]:
                 "spilled_total": {"type": "integer"},
                 "rejected_total": {"type": "integer"},
                 "last_clock_step": {
-                    **_object({"step_s": _described("number", _STEP_S), "at": _described("string", _STEP_AT)}),
+                    **_object({"step_s": _described("number", _STEP_S), "at": _described("string", _AT)}),
                     "nullable": True,
                     "description": "The last wall-clock step the agent saw (null: none). Sampling goes on"
                     " across a step; it is informational, never a health problem.",
