@@ -39,8 +39,8 @@ def source_errors(sources):
     errors, seen = [], {}
     for source in sources:
         try:
-            canonical = canonical_source(source)
-        except AnsibleFilterError as exc:
+            canonical = _canonical(_network(source))
+        except ValueError as exc:
             errors.append(str(exc))
             continue
         if canonical in seen:
@@ -52,9 +52,12 @@ def source_errors(sources):
 def canonical_source(source):
     """SOURCE as the role writes it: '10.88.0.5', '10.88.0.0/16', '2001:db8::1', '2001:db8::/32'."""
     try:
-        network = _network(source)
+        return _canonical(_network(source))
     except ValueError as exc:
-        raise AnsibleFilterError(str(exc)) from exc
+        raise AnsibleFilterError(str(exc)) from None
+
+
+def _canonical(network):
     if network.prefixlen == network.max_prefixlen:
         return str(network.network_address)
     return str(network)
@@ -62,9 +65,9 @@ def canonical_source(source):
 
 def rich_rule(source, port):
     """The rich rule that admits SOURCE to PORT/tcp, in firewalld's own canonical text."""
-    network = _network(canonical_source(source))
-    family = "ipv4" if network.version == 4 else "ipv6"
-    return _RULE.format(family=family, address=canonical_source(source), port=int(port))
+    address = canonical_source(source)
+    family = "ipv4" if ipaddress.ip_network(address).version == 4 else "ipv6"
+    return _RULE.format(family=family, address=address, port=int(port))
 
 
 def owned_rich_rules(rules, port):
