@@ -116,6 +116,9 @@ def test_only_rules_of_exactly_the_roles_shape_for_the_port_are_the_roles():
         'rule family="ipv4" source address="10.88.0.5" port port="8086" protocol="tcp" log prefix="x" accept',
         'rule family="ipv4" source NOT address="10.88.0.5" port port="8086" protocol="tcp" accept',
         'rule family="ipv4" source address="10.88.0.5" service name="ssh" accept',
+        'rule family="ipv4" source address="10.88.0.5" port port="8086" protocol="tcp" accept'
+        ' limit value="1/m"',
+        'rule family="ipv4" source address="10.88.0.5" port port="8086" protocol="tcp" audit accept',
     ]
     assert filters.owned_rich_rules([*others, *mine], 8086) == mine
     assert filters.owned_rich_rules(mine, 3000) == []
@@ -163,9 +166,13 @@ def test_rules_added_by_hand_are_recognised_in_firewalld_s_own_text():
         "rule family=ipv4 source address=10.88.0.7 port protocol=tcp port=8086 accept",
         "rule family=ipv4 source address=10.88.0.7 port port=8086 protocol=tcp reject",
         "rule family=ipv4 source address=10.88.0.7 port port=8086 protocol=tcp log level=info accept",
+        "rule priority=1 family=ipv4 source address=10.88.0.7 port port=8086 protocol=tcp accept",
+        "rule family=ipv4 source address=10.88.0.7 port port=8086 protocol=tcp accept limit value=1/m",
+        # priority 0 is firewalld's default and vanishes from the text: the same rule as the role's.
+        "rule priority=0 family=ipv4 source address=10.88.0.7 port port=8086 protocol=tcp accept",
     ]
     listed = firewalld_canonical(hand)
-    assert filters.owned_rich_rules(listed, 8086) == [filters.rich_rule("10.88.0.7", 8086)]
+    assert filters.owned_rich_rules(listed, 8086) == [filters.rich_rule("10.88.0.7", 8086)] * 2
 
 
 def run_validate(tmp_path: Path, sources: object) -> subprocess.CompletedProcess[str]:
