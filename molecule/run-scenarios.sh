@@ -4,8 +4,8 @@
 #   fleet    a database host and two monitored hosts; verify includes a >= 60 s database outage
 #   firewall firewalld on the database host: real connections prove the port follows influxdb_allowed_sources
 # Each runs `molecule test` (destroy, syntax, create, prepare, converge, idempotence, verify,
-# destroy) on podman containers booting systemd, from the image molecule/build-image.sh builds
-# when it is missing.
+# destroy; firewall checks changed=0 in its verify instead) on podman containers booting systemd,
+# from the image molecule/build-image.sh builds when it is missing.
 #
 #   molecule/run-scenarios.sh [SCENARIO...]      (default: default fleet firewall)
 #
