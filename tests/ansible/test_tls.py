@@ -10,6 +10,7 @@ says what is wrong.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import ipaddress
 import json
 import os
@@ -36,7 +37,7 @@ from tests.ansible.conftest import RENDER_PLAYBOOK, REPO, ansible_playbook, rend
 from tests.ansible.test_role_templates import load_hostmon_config
 
 CHECKS_PLAYBOOK = Path(__file__).resolve().parent / "tls" / "checks.yml"
-COPIED_CA = Path("/etc/hostmon/sink-ca.pem")
+TEST_CA_PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----"
 
 
 # -- a test PKI -------------------------------------------------------------------------------
@@ -132,7 +133,7 @@ def rendered_tls(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return render(
         tmp_path_factory.mktemp("rendered-tls") / "rendered.json",
         influxdb_test_tls_cert="/controller/pki/influxdb.crt",
-        monitor_test_ca_pem="-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----",
+        monitor_test_ca_pem=TEST_CA_PEM,
         monitor_test_ca_file="/etc/ssl/certs/other-bundle.pem",
     )
 
@@ -164,7 +165,9 @@ def test_hostmon_toml_verifies_against_the_copied_ca_before_a_bundle_on_the_host
     secrets = json.loads(rendered_tls[f"monitor-{case}/secrets.json"])
     config = load_hostmon_config(rendered_tls[f"monitor-{case}/hostmon.toml"], secrets, tmp_path)
     assert config.sink.verify_tls is True
-    assert config.sink.ca_file == COPIED_CA
+    # The copy's name carries the CA's hash: a new CA changes sink.ca_file, so a reload applies it.
+    digest = hashlib.sha256(TEST_CA_PEM.encode()).hexdigest()[:16]
+    assert config.sink.ca_file == Path(f"/etc/hostmon/sink-ca-{digest}.pem")
 
 
 def test_hostmon_toml_for_sqlite_names_no_ca(rendered_tls, tmp_path):
