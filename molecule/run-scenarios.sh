@@ -3,11 +3,13 @@
 #   default  all-in-one host: InfluxDB 1.x (distro flavour) + hostmon; converge, idempotence, verify
 #   fleet    a database host and two monitored hosts; verify includes a >= 60 s database outage
 #   firewall firewalld on the database host: real connections prove the port follows influxdb_allowed_sources
+#   tls      InfluxDB over https with a test CA; an agent verifies and ships, one given the wrong
+#            CA spools and alerts until the right CA is deployed, then every spooled sample arrives
 # Each runs `molecule test` (destroy, syntax, create, prepare, converge, idempotence, verify,
 # destroy; firewall checks changed=0 in its verify instead) on podman containers booting systemd,
 # from the image molecule/build-image.sh builds when it is missing.
 #
-#   molecule/run-scenarios.sh [SCENARIO...]      (default: default fleet firewall)
+#   molecule/run-scenarios.sh [SCENARIO...]      (default: default fleet firewall tls)
 #
 # Outside CI, a machine that cannot run them (not root, no podman/debootstrap) is skipped with
 # the reason. In CI (CI=true) every such problem, and any image build failure, is a failure.
@@ -17,7 +19,7 @@ set -euo pipefail
 source "$(dirname "$0")/env.sh"  # sets here, root; cd "$root"; PATH, CONTAINERS_CONF
 export ANSIBLE_FORCE_COLOR=0 PY_COLORS=0 ANSIBLE_NOCOLOR=1
 scenarios=("$@")
-[[ ${#scenarios[@]} -gt 0 ]] || scenarios=(default fleet firewall)
+[[ ${#scenarios[@]} -gt 0 ]] || scenarios=(default fleet firewall tls)
 in_ci=false
 [[ -n "${CI:-}" && "${CI,,}" != "false" && "${CI}" != "0" ]] && in_ci=true
 
