@@ -105,6 +105,34 @@ def access_denied(exc: sqlite3.Error, path: Path, action: str = "write") -> Acce
     return AccessDenied(path, action, str(exc), user_name())
 
 
+def damage_at(path: Path, *, quick_check: bool = False) -> str | None:
+    """Why the file at PATH is damaged, or None (also when there is no file yet).
+
+    Read-only (a read-write connection closed on a damaged file can delete its WAL, which may
+    hold the newest data): a directory in its place, a file that is not a database, one whose
+    schema cannot be read, or with QUICK_CHECK one that fails :func:`integrity_problem`.
+    AccessDenied when this user cannot read it; other failures (a lock) raise as they are.
+    """
+    if path.is_dir():
+        return "a directory is in its place"
+    if not path.exists():
+        return None
+    try:
+        conn = connect_readonly(path)
+    except sqlite3.Error as exc:
+        raise access_denied(exc, path, "read") or exc from exc
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        problem = integrity_problem(conn) if quick_check else None
+    except sqlite3.DatabaseError as exc:
+        if damage(exc):
+            return str(exc)
+        raise access_denied(exc, path, "read") or exc from exc
+    finally:
+        conn.close()
+    return None if problem is None else f"integrity check failed: {problem}"
+
+
 def integrity_problem(conn: sqlite3.Connection) -> str | None:
     """The first lines of ``PRAGMA quick_check`` when it finds damage, else None.
 

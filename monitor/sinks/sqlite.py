@@ -4,9 +4,10 @@ A sample of N fields becomes N rows (metric = field name, host, ts_ms, value); t
 measurement name is not stored (one measurement per store). ``INSERT OR REPLACE`` on the
 primary key makes a re-sent batch overwrite itself instead of duplicating.
 
-A store that turns out damaged (not a database, corrupt, a directory in its place) when a
-write opens or uses it is moved aside (:func:`monitor.sqlitedb.move_aside`): that write fails
-as ``Unavailable`` naming where it went, and the retry starts a fresh store.
+A store found damaged (not a database, corrupt, a directory in its place) when a write opens
+it (a read-only look first: :func:`monitor.sqlitedb.damage_at`) or uses it is moved aside
+(:func:`monitor.sqlitedb.move_aside`): that write fails as ``Unavailable`` naming where it
+went, and the retry starts a fresh store.
 
 Retention runs after a write at most once per ``RETENTION_INTERVAL_S`` of the monotonic clock:
 rows older than ``retention_days`` go (never further than time has passed:
@@ -27,7 +28,7 @@ from collections.abc import Callable, Sequence
 
 from monitor import metricsdb, sqlitedb
 from monitor.config import ShipperConfig, SinkConfig
-from monitor.errors import MonitorError, Rejected, Unavailable
+from monitor.errors import AccessDenied, MonitorError, Rejected, Unavailable
 from monitor.formats import one_line
 from monitor.lineprotocol import decode
 from monitor.retention import RetentionCut
@@ -103,6 +104,8 @@ class SQLiteSink:
     def _insert(self, rows: list[Row]) -> None:
         try:
             if self._conn is None:
+                if problem := sqlitedb.damage_at(self._path):
+                    raise Unavailable(self._name, one_line(self._move_aside(problem)))
                 self._conn = metricsdb.connect(self._path, timeout_s=self._timeout_s)
                 if self._next_retention_s == -math.inf:  # before this process's first write
                     self._newest_at_start_ms = self._conn.execute(_NEWEST).fetchone()[0]
@@ -111,9 +114,11 @@ class SQLiteSink:
         except (sqlite3.Error, OSError) as exc:  # locked, disk full, I/O error, cannot create, damaged
             self._drop()
             reason = f"{type(exc).__name__}: {exc}"
-            if self._path.is_dir() or (isinstance(exc, sqlite3.Error) and sqlitedb.damage(exc)):
+            if isinstance(exc, sqlite3.Error) and sqlitedb.damage(exc):  # found by this write
                 reason = self._move_aside(reason)
             raise Unavailable(self._name, one_line(reason)) from exc
+        except AccessDenied as exc:  # the store cannot be read as this user: retried, alerted
+            raise Unavailable(self._name, str(exc)) from exc
         mono_s = self._monotonic()
         if mono_s >= self._next_retention_s:
             self._next_retention_s = mono_s + RETENTION_INTERVAL_S

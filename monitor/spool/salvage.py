@@ -3,9 +3,11 @@
 The queue is read in ``seq`` order from both ends: forwards until a damaged page stops the
 scan, then backwards from the newest row down to where the first scan stopped, so the rows on
 both sides of a damaged stretch come back (the sqlite3 shell's ``.dump`` does the same). The
-file is opened read-only and never written. Rows the agent had marked as delivered (the
-``acked`` ranges) are left out when that table can be read; when it cannot they are included,
-which is harmless: a re-sent sample overwrites itself in InfluxDB and in the SQLite store.
+file is opened read-only and never written; its schema is read leniently (``writable_schema``),
+so damage elsewhere in the schema does not hide the queue. Rows the agent had marked as
+delivered (the ``acked`` ranges) are left out when that table can be read; when it cannot they
+are included, which is harmless: a re-sent sample overwrites itself in InfluxDB and in the
+SQLite store.
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ def export_lines(path: Path, write: Callable[[str], object]) -> Salvaged:
         raise FileDamaged(path, "a directory, not a spool file")
     try:
         conn = sqlitedb.connect_readonly(path, timeout_s=2.0)
+        # Read the tables even when another part of the schema is damaged (the connection is
+        # read-only: nothing can be written through it).
+        conn.execute("PRAGMA writable_schema=ON")
     except sqlite3.Error as exc:
         raise FileDamaged(path, str(exc)) from exc
     try:

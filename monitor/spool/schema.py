@@ -70,33 +70,12 @@ def open_spool(
     spool export`` reads what it still holds. A permission problem or a read-only mount raises
     :class:`~monitor.errors.AccessDenied`; anything else (a lock held too long) raises as it is.
     """
-    reason = _damage(path)
+    reason = sqlitedb.damage_at(path, quick_check=True)
     if reason is None:
         return _connect_or_denied(path), None
     moved = sqlitedb.move_aside(path, reason, clock=clock)
     log.error("%s: damaged (%s); moved aside to %s; starting a fresh spool", path, reason, moved.moved_to)
     return _connect_or_denied(path), moved
-
-
-def _damage(path: Path) -> str | None:
-    """Why the file at PATH cannot serve as the spool, or None (also when there is none yet)."""
-    if path.is_dir():
-        return "a directory is in its place"
-    if not path.exists():
-        return None
-    try:
-        conn = sqlite3.connect(path, timeout=10.0)
-    except sqlite3.Error as exc:
-        raise _translated(exc, path) from exc
-    try:
-        problem = sqlitedb.integrity_problem(conn)
-    except sqlite3.DatabaseError as exc:
-        if sqlitedb.damage(exc):
-            return str(exc)
-        raise _translated(exc, path) from exc
-    finally:
-        conn.close()
-    return None if problem is None else f"integrity check failed: {problem}"
 
 
 def _connect_or_denied(path: Path) -> sqlite3.Connection:
