@@ -225,6 +225,8 @@ def _export(path: Path) -> int:
     summary = f"exported {result.lines} samples from {path}"
     if result.skipped_delivered:
         summary += f" ({result.skipped_delivered} already delivered left out)"
+    if result.unreadable:
+        summary += f"; {result.unreadable} rows held no readable sample"
     if result.gap is not None:
         after, before = result.gap
         upto = "the end" if before == salvage.NEWEST_SEQ else f"seq {before}"

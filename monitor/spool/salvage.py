@@ -19,6 +19,7 @@ from pathlib import Path
 
 from monitor import sqlitedb
 from monitor.errors import FileDamaged
+from monitor.lineprotocol import decode
 from monitor.sqlitedb import MovedAside
 
 _CHUNK_ROWS = 1000
@@ -29,17 +30,24 @@ NEWEST_SEQ = 2**63 - 1
 
 @dataclass(frozen=True)
 class Salvaged:
-    """How much came back: ``lines`` written; ``gap`` the seqs (after, before) that could not be read."""
+    """How much came back.
+
+    ``lines`` written; ``skipped_delivered`` rows left out as already delivered; ``unreadable``
+    rows found whose line is not a sample (bytes of a damaged page); ``gap`` the seqs (after,
+    before) between which nothing could be read.
+    """
 
     lines: int
     skipped_delivered: int
+    unreadable: int
     gap: tuple[int, int] | None
 
 
 def export_lines(path: Path, write: Callable[[str], object]) -> Salvaged:
-    """Call WRITE with each waiting sample's line (no newline) that can be read from PATH.
+    """Call WRITE with each waiting sample's line (no newline) that can be read from PATH, in seq order.
 
-    FileDamaged when nothing can be read at all (not a database, no queue table, a directory).
+    Only lines that decode as line protocol are written. FileDamaged when nothing can be read
+    at all (not a database, no queue table, a directory).
     """
     if path.is_dir():
         raise FileDamaged(path, "a directory, not a spool file")
@@ -51,28 +59,67 @@ def export_lines(path: Path, write: Callable[[str], object]) -> Salvaged:
     except sqlite3.Error as exc:
         raise FileDamaged(path, str(exc)) from exc
     try:
-        delivered = _delivered(conn)
-        kept = skipped = 0
-
-        def take(rows: list[tuple[int, str]]) -> None:
-            nonlocal kept, skipped
-            for seq, line in rows:
-                if any(lo <= seq <= hi for lo, hi in delivered):
-                    skipped += 1
-                else:
-                    write(line)
-                    kept += 1
-
-        last, failure = _scan(conn, _FORWARD, lambda seq: (seq, _CHUNK_ROWS), 0, take)
+        reader = _Reader(conn, write)
+        last, failure = reader.scan(_FORWARD, lambda seq: (seq, _CHUNK_ROWS), 0)
         if failure is not None and last == 0 and not _any_row(conn):
             raise FileDamaged(path, str(failure))
         gap = None
         if failure is not None:
-            first_after, _ = _scan(conn, _BACKWARD, lambda seq: (last, seq, _CHUNK_ROWS), NEWEST_SEQ, take)
+            tail: list[str] = []  # read newest first, written in seq order
+            reader.write = tail.append
+            first_after, _ = reader.scan(_BACKWARD, lambda seq: (last, seq, _CHUNK_ROWS), NEWEST_SEQ)
+            for line in reversed(tail):
+                write(line)
             gap = (last, first_after)
-        return Salvaged(kept, skipped, gap)
+        return Salvaged(reader.kept, reader.skipped, reader.unreadable, gap)
     finally:
         conn.close()
+
+
+class _Reader:
+    """Scans the queue of CONN, handing each readable sample's line to WRITE."""
+
+    def __init__(self, conn: sqlite3.Connection, write: Callable[[str], object]) -> None:
+        self._conn = conn
+        self.write = write
+        self._delivered = _delivered(conn)
+        self.kept = self.skipped = self.unreadable = 0
+
+    def scan(
+        self, sql: str, params: Callable[[int], tuple[int, ...]], start: int
+    ) -> tuple[int, sqlite3.DatabaseError | None]:
+        """Read chunks with SQL from seq START on until none is left or a read fails.
+
+        The last seq read (START when none) and the error that stopped the scan, if one did.
+        Rows are taken one by one, so those before a damaged page are kept.
+        """
+        last = start
+        while True:
+            rows = 0
+            try:
+                for seq, line in self._conn.execute(sql, params(last)):
+                    if not isinstance(seq, int) or not (seq > last if start == 0 else seq < last):
+                        return last, sqlite3.DatabaseError(f"seq {seq!r} out of order after {last}")
+                    self._take(seq, line)
+                    last, rows = seq, rows + 1
+            except sqlite3.DatabaseError as exc:
+                return last, exc
+            if rows == 0:
+                return last, None
+
+    def _take(self, seq: int, line: object) -> None:
+        if any(lo <= seq <= hi for lo, hi in self._delivered):
+            self.skipped += 1
+            return
+        try:
+            if not isinstance(line, str):
+                raise ValueError("not text")
+            decode(line)
+        except ValueError:
+            self.unreadable += 1
+            return
+        self.write(line)
+        self.kept += 1
 
 
 def describe(moved: MovedAside) -> str:
@@ -89,29 +136,6 @@ def describe(moved: MovedAside) -> str:
         f"{with_companions}; sampling goes on in a fresh spool; to send what it still holds:"
         f" hostmon spool export {moved.moved_to} > {out} && hostmon spool replay {out}"
     )
-
-
-def _scan(
-    conn: sqlite3.Connection,
-    sql: str,
-    params: Callable[[int], tuple[int, ...]],
-    start: int,
-    take: Callable[[list[tuple[int, str]]], None],
-) -> tuple[int, sqlite3.DatabaseError | None]:
-    """Read chunks with SQL from seq START on until none is left or a read fails.
-
-    The last seq read (START when none) and the error that stopped the scan, if one did.
-    """
-    last = start
-    while True:
-        try:
-            rows = [(int(seq), str(line)) for seq, line in conn.execute(sql, params(last))]
-        except sqlite3.DatabaseError as exc:
-            return last, exc
-        if not rows:
-            return last, None
-        take(rows)
-        last = rows[-1][0]
 
 
 def _any_row(conn: sqlite3.Connection) -> bool:
