@@ -4,7 +4,7 @@ Checked by trying, not by reading mode bits: root ignores the bits but not a rea
 and ACLs or another owner show the same way. A probe changes nothing: a directory gets a
 temporary file that is removed at once, an existing file is opened (for appending) and closed.
 A directory where a file should be is left to the code that opens the file (the spool moves
-it aside: :mod:`monitor.spool.opening`).
+it aside: :func:`monitor.spool.schema.open_spool`).
 """
 
 from __future__ import annotations
