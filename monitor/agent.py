@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from monitor import access
 from monitor import config as config_mod
 from monitor.alerts import Alerts
 from monitor.collector import Collector, SystemStats
@@ -23,7 +24,7 @@ from monitor.errors import ConfigError
 from monitor.lineprotocol import encode
 from monitor.shipper import Shipper
 from monitor.sinks import make_sink
-from monitor.spool import DROP_OLDEST, Spool
+from monitor.spool import DROP_OLDEST, Spool, salvage
 from monitor.ticker import Ticker
 
 log = logging.getLogger(__name__)
@@ -89,8 +90,11 @@ class Agent:
 
     def _build(self) -> _Parts:
         c = self.config
+        access.check_agent(c)
         alerts = Alerts(c.alerts, c.host, clock=self.clock)
         spool = Spool(c.spool, clock=self.clock, on_overflow=self._on_overflow(alerts))
+        if spool.moved_aside is not None:
+            alerts.set_condition("spool_damaged", True, "critical", salvage.describe(spool.moved_aside))
         ticker = self._ticker(c.agent.interval_s, alerts, spool)
         sink = make_sink(c.sink, c.shipper)
         log.info("collecting every %ss for host %s into %s", c.agent.interval_s, c.host, sink.name)

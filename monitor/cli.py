@@ -1,7 +1,9 @@
 """The hostmon command line: collect, api, run, selftest, spool and check-config.
 
-Exit codes: 0 success, 1 the command ran and failed (selftest mismatch, replay failure),
-2 the configuration or the command line is wrong.
+Exit codes: 0 success, 1 the command ran and failed (selftest mismatch, replay failure, a
+damaged spool or spill file), 2 the configuration or the command line is wrong, or a file or
+directory the command needs cannot be read or written as this user (one line naming the path
+and the user).
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from monitor import __version__
+from monitor import __version__, access
 from monitor import config as config_mod
 from monitor.config import Config
-from monitor.errors import ConfigError, MonitorError
+from monitor.errors import AccessDenied, ConfigError, FileDamaged, MonitorError
 from monitor.formats import iso_ms
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,10 @@ def _parser() -> argparse.ArgumentParser:
     replay = spool_sub.add_parser("replay", help="send a spilled line-protocol file to the database")
     replay.add_argument("file", type=Path)
     replay.add_argument("--keep", action="store_true", help="keep the file after a full replay")
+    export = spool_sub.add_parser(
+        "export", help="print what a spool file (also a damaged one moved aside) holds, as line protocol"
+    )
+    export.add_argument("file", type=Path)
     sub.add_parser("check-config", help="validate the config file and print every error")
     return p
 
@@ -61,12 +67,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"config error: {problem}", file=sys.stderr)
         return 2
     command = args.command.replace("-", "_")
-    if command == "spool" and args.spool_command == "replay":
-        return _replay(config, args.file, keep=args.keep)
+    name = " ".join(filter(None, [args.command, getattr(args, "spool_command", None)]))
     try:
+        if command == "spool" and args.spool_command == "replay":
+            return _replay(config, args.file, keep=args.keep)
+        if command == "spool" and args.spool_command == "export":
+            return _export(args.file)
         return int(COMMANDS[command](config))
+    except AccessDenied as exc:
+        print(f"hostmon {name}: {exc}", file=sys.stderr)
+        return 2
     except MonitorError as exc:
-        print(f"hostmon {args.command}: {exc}", file=sys.stderr)
+        print(f"hostmon {name}: {exc}", file=sys.stderr)
         return 1
 
 
@@ -83,6 +95,7 @@ def _api(config: Config) -> int:
     """Serve until SIGTERM/SIGINT; SIGHUP re-reads the config and serves again with it."""
     from monitor.api import serve
 
+    access.check_api(config)
     stop, reload = threading.Event(), threading.Event()
 
     def request_reload() -> None:
@@ -107,6 +120,8 @@ def _run(config: Config) -> int:
     from monitor.agent import Agent
     from monitor.api import serve
 
+    access.check_agent(config)  # before the API starts: neither runs when one cannot
+    access.check_api(config)
     agent = Agent(config)
     api_stop = threading.Event()
     api = threading.Thread(target=serve, args=(config,), kwargs={"stop": api_stop}, name="api")
@@ -137,7 +152,11 @@ def _selftest(config: Config) -> int:
 def _spool(config: Config) -> int:
     from monitor.status import read_status
 
-    status = read_status(config.spool.path)
+    try:
+        status = read_status(config.spool.path)
+    except FileDamaged as exc:
+        print(f"hostmon spool: {exc} (the agent moves a damaged spool aside when it starts)", file=sys.stderr)
+        return 1
     if status is None:
         print(f"no spool at {config.spool.path} (the agent has not run with this config)")
         return 0
@@ -157,6 +176,8 @@ def _spool(config: Config) -> int:
     ]
     if config.spool.spill_path.exists():
         rows.append(("spill file", f"{config.spool.spill_path} (replay: hostmon spool replay FILE)"))
+    for damaged in _moved_aside(config.spool.path):
+        rows.append(("moved aside (damaged)", f"{damaged} (its samples: hostmon spool export FILE)"))
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
@@ -170,8 +191,12 @@ def _replay(config: Config, path: Path, *, keep: bool) -> int:
     from monitor.spool import spill
 
     if not path.is_file():
-        print(f"hostmon spool replay: {path}: no such file", file=sys.stderr)
+        what = "a directory, not a spill file" if path.is_dir() else "no such file"
+        print(f"hostmon spool replay: {path}: {what}", file=sys.stderr)
         return 2
+    access.require_readable(path)
+    if not keep:
+        access.require_writable(path)  # claimed by renaming it, removed after a full replay
     work = path if keep else spill.claim(path, f"replaying-{os.getpid()}")
     sink = make_sink(config.sink, config.shipper)
     try:
@@ -185,6 +210,36 @@ def _replay(config: Config, path: Path, *, keep: bool) -> int:
         work.unlink()
     print(f"replayed {sent} lines from {path} to {sink.name}" + ("" if keep else "; file removed"))
     return 0
+
+
+def _export(path: Path) -> int:
+    """The lines a spool file still holds on stdout, a summary on stderr (see monitor.spool.salvage)."""
+    from monitor.spool import salvage
+
+    if not path.exists():
+        print(f"hostmon spool export: {path}: no such file", file=sys.stderr)
+        return 2
+    access.require_readable(path, access.SQLITE_COMPANIONS)
+    out = sys.stdout
+    result = salvage.export_lines(path, lambda line: out.write(line + "\n"))
+    out.flush()
+    summary = f"exported {result.lines} samples from {path}"
+    if result.skipped_delivered:
+        summary += f" ({result.skipped_delivered} already delivered left out)"
+    if result.unreadable:
+        summary += f"; {result.unreadable} rows held no readable sample"
+    if result.gap is not None:
+        after, before = result.gap
+        upto = "the end" if before == salvage.NEWEST_SEQ else f"seq {before}"
+        summary += f"; damaged pages: the samples after seq {after} up to {upto} could not be read"
+    print(summary, file=sys.stderr)
+    return 0
+
+
+def _moved_aside(spool_path: Path) -> list[Path]:
+    """Damaged spools moved aside beside SPOOL_PATH (:func:`monitor.sqlitedb.move_aside`)."""
+    found = spool_path.parent.glob(f"{spool_path.name}.damaged-*")
+    return sorted(p for p in found if not p.name.endswith(("-wal", "-shm", "-journal", ".lp")))
 
 
 def _check_config(config: Config) -> int:

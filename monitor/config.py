@@ -262,12 +262,20 @@ class _Reader:
             except OSError as exc:
                 self.problem(f"{section}.{file_key}", f"cannot read {path}: {exc.strerror}")
                 return ""
+            except UnicodeDecodeError as exc:
+                self.problem(f"{section}.{file_key}", f"cannot read {path}: {_not_utf8(exc)}")
+                return ""
         if env_key in table:
             var = str(table[env_key])
             if var not in self.environ:
                 self.problem(f"{section}.{env_key}", f"environment variable {var} is not set")
             return self.environ.get(var, "")
         return self.environ.get(fallback, "")
+
+
+def _not_utf8(exc: UnicodeDecodeError) -> str:
+    """Where a file stops being UTF-8, for a config error (the bytes themselves may be a secret)."""
+    return f"not UTF-8 text ({exc.reason} at byte {exc.start + 1})"
 
 
 def _check(r: _Reader, key: str, ok: bool, message: str) -> None:
@@ -418,4 +426,6 @@ def load(path: str | Path | None = None, *, environ: Mapping[str, str] = os.envi
         raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{path}: not valid TOML: {exc}"]) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{path}: not valid TOML: {_not_utf8(exc)}"]) from exc
     return parse(raw, str(path), environ=environ)

@@ -2,6 +2,9 @@
 
     MonitorError                 root; ``retryable`` says whether trying again can help
      ├── ConfigError             a config file or value is wrong (never retryable)
+     ├── AccessDenied            a file or directory the command needs cannot be read or written
+     │                           as this user (a configuration problem: the CLI exits 2)
+     ├── FileDamaged             a state file (spool, store) is not a usable SQLite database
      ├── SinkError               a write to the database failed: (target, reason, status, retry_after_s)
      │    ├── Unavailable        network error, timeout, 429 or 5xx: keep the batch, retry later
      │    ├── AuthFailed         401/403: keep the batch, alert, keep retrying
@@ -34,6 +37,29 @@ class ConfigError(MonitorError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = list(problems)
         super().__init__("; ".join(self.problems))
+
+
+class AccessDenied(MonitorError):
+    """This process (as USER) cannot ACTION ("read", "write", "create") PATH: REASON (the OS's words).
+
+    Never retryable: an owner, a mode or a mount has to change first.
+    """
+
+    def __init__(self, path: Path, action: str, reason: str, user: str) -> None:
+        self.path = path
+        self.action = action
+        self.reason = reason
+        self.user = user
+        super().__init__(f"cannot {action} {path} as user {user}: {reason}")
+
+
+class FileDamaged(MonitorError):
+    """PATH is not a usable SQLite database (garbage, truncated, a directory): REASON."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{path} is damaged: {reason}")
 
 
 class SinkError(MonitorError):

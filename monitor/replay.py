@@ -14,8 +14,9 @@ log = logging.getLogger(__name__)
 def replay(path: Path, sink: Sink, batch_size: int) -> int:
     """Send a spilled line-protocol file in batches; the number of lines sent.
 
-    Blank lines and ``#`` comments are skipped. On failure raises :class:`ReplayFailed`
-    with ``sent``. The file is left alone: on success the caller decides whether to remove it.
+    Blank lines and ``#`` comments are skipped. On failure (the sink's, or a line that is not
+    UTF-8: a damaged file) raises :class:`ReplayFailed` with ``sent``. The file is left alone:
+    on success the caller decides whether to remove it.
     Claim the agent's spill file first (:func:`monitor.spool.spill.claim`), so that the agent
     spills into a fresh one meanwhile.
     """
@@ -23,9 +24,13 @@ def replay(path: Path, sink: Sink, batch_size: int) -> int:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     sent = 0
     batch: list[str] = []
-    with path.open(encoding="utf-8") as fh:
-        for raw in fh:
-            text = raw.rstrip("\r\n")
+    with path.open("rb") as fh:
+        for number, raw in enumerate(fh, 1):
+            try:
+                text = raw.rstrip(b"\r\n").decode("utf-8")
+            except UnicodeDecodeError as exc:
+                bad = ValueError(f"line {number} is not UTF-8 text ({exc.reason} at byte {exc.start + 1})")
+                raise ReplayFailed(path, sent, bad) from exc
             if not text.strip() or text.lstrip().startswith("#"):
                 continue
             batch.append(text)

@@ -10,7 +10,8 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from monitor import sqlitedb
+from monitor import access, sqlitedb
+from monitor.errors import FileDamaged
 
 # Keys of the spool file's ``state`` table: the agent's counters and shipping state.
 STATE_KEYS = (
@@ -75,13 +76,33 @@ def status_from(conn: sqlite3.Connection) -> SpoolStatus:
 
 
 def read_status(path: Path, timeout_s: float = 2.0) -> SpoolStatus | None:
-    """Status of the spool at PATH, read-only; None if there is none (or it has no tables yet)."""
+    """Status of the spool at PATH, read-only; None if there is none (or it has no tables yet).
+
+    Raises :class:`~monitor.errors.FileDamaged` for a damaged file (or a directory in its
+    place) and :class:`~monitor.errors.AccessDenied` when this user cannot read it.
+    """
+    if path.is_dir():
+        raise FileDamaged(path, "a directory is in its place")
     if not path.exists():
         return None
-    conn = sqlitedb.connect_readonly(path, timeout_s=timeout_s)
+    access.require_readable(path, access.SQLITE_COMPANIONS)
+    try:
+        conn = sqlitedb.connect_readonly(path, timeout_s=timeout_s)
+    except sqlite3.Error as exc:
+        raise _unreadable(exc, path) from exc
     try:
         return status_from(conn)
-    except sqlite3.OperationalError:
-        return None
+    except sqlite3.DatabaseError as exc:
+        if sqlitedb.damage(exc) or sqlitedb.access_denied(exc, path, "read"):
+            raise _unreadable(exc, path) from exc
+        if isinstance(exc, sqlite3.OperationalError):
+            return None  # no tables yet: the agent is creating the file
+        raise
     finally:
         conn.close()
+
+
+def _unreadable(exc: sqlite3.Error, path: Path) -> Exception:
+    if sqlitedb.damage(exc):
+        return FileDamaged(path, str(exc))
+    return sqlitedb.access_denied(exc, path, "read") or exc

@@ -4,6 +4,11 @@ A sample of N fields becomes N rows (metric = field name, host, ts_ms, value); t
 measurement name is not stored (one measurement per store). ``INSERT OR REPLACE`` on the
 primary key makes a re-sent batch overwrite itself instead of duplicating.
 
+A store found damaged (not a database, corrupt, a directory in its place) when a write opens
+it (a read-only look first: :func:`monitor.sqlitedb.damage_at`) or uses it is moved aside
+(:func:`monitor.sqlitedb.move_aside`): that write fails as ``Unavailable`` naming where it
+went, and the retry starts a fresh store.
+
 Retention runs after a write at most once per ``RETENTION_INTERVAL_S`` of the monotonic clock:
 rows older than ``retention_days`` go (never further than time has passed:
 :mod:`monitor.retention`), then, while the live pages of the file exceed
@@ -23,7 +28,7 @@ from collections.abc import Callable, Sequence
 
 from monitor import metricsdb, sqlitedb
 from monitor.config import ShipperConfig, SinkConfig
-from monitor.errors import Rejected, Unavailable
+from monitor.errors import AccessDenied, MonitorError, Rejected, Unavailable
 from monitor.formats import one_line
 from monitor.lineprotocol import decode
 from monitor.retention import RetentionCut
@@ -99,14 +104,21 @@ class SQLiteSink:
     def _insert(self, rows: list[Row]) -> None:
         try:
             if self._conn is None:
+                if problem := sqlitedb.damage_at(self._path):
+                    raise Unavailable(self._name, one_line(self._move_aside(problem)))
                 self._conn = metricsdb.connect(self._path, timeout_s=self._timeout_s)
                 if self._next_retention_s == -math.inf:  # before this process's first write
                     self._newest_at_start_ms = self._conn.execute(_NEWEST).fetchone()[0]
             with self._conn:  # one transaction: all rows or none
                 self._conn.executemany(INSERT, rows)
-        except (sqlite3.Error, OSError) as exc:  # locked, disk full, I/O error, cannot create
+        except (sqlite3.Error, OSError) as exc:  # locked, disk full, I/O error, cannot create, damaged
             self._drop()
-            raise Unavailable(self._name, one_line(f"{type(exc).__name__}: {exc}")) from exc
+            reason = f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, sqlite3.Error) and sqlitedb.damage(exc):  # found by this write
+                reason = self._move_aside(reason)
+            raise Unavailable(self._name, one_line(reason)) from exc
+        except AccessDenied as exc:  # the store cannot be read as this user: retried, alerted
+            raise Unavailable(self._name, str(exc)) from exc
         mono_s = self._monotonic()
         if mono_s >= self._next_retention_s:
             self._next_retention_s = mono_s + RETENTION_INTERVAL_S
@@ -114,6 +126,22 @@ class SQLiteSink:
                 self._retain(self._conn, self._clock())
             except sqlite3.Error as exc:  # the batch is stored; retention tries again later
                 log.warning("%s: retention failed, will retry: %s", self._name, exc)
+
+    def _move_aside(self, reason: str) -> str:
+        """Rename the damaged store out of the way (never deleted); the next write starts a fresh one."""
+        try:
+            moved = sqlitedb.move_aside(self._path, reason, clock=self._clock)
+        except MonitorError as exc:
+            return f"{reason}; the damaged store could not be moved aside: {exc}"
+        log.error(
+            "%s: damaged (%s); moved aside to %s; a fresh store starts with the next write (the API"
+            " shows only what is written from now on; sqlite3 %s .recover reads the old data)",
+            self._name,
+            reason,
+            moved.moved_to,
+            moved.moved_to,
+        )
+        return f"damaged ({reason}); moved aside to {moved.moved_to}; the next write starts a fresh store"
 
     def _retain(self, conn: sqlite3.Connection, now_s: float) -> None:
         cutoff_ms = self._retention.cutoff_ms(int(now_s * 1000), self._newest_at_start_ms)

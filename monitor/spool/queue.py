@@ -54,7 +54,8 @@ class Spool:
         self._config = config
         self._lock = threading.Lock()
         self._closed = False
-        self._conn = schema.connect(config.path)
+        # A damaged file is moved aside and a fresh one started: ``moved_aside`` says where it went.
+        self._conn, self.moved_aside = schema.open_spool(config.path, clock=clock)
         self._state = ShippingState(clock)
         self._acks = Acks(self._conn)
         self._in_flight = InFlight()

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from monitor import sqlitedb
+from monitor.sqlitedb import MovedAside
+
+log = logging.getLogger(__name__)
 
 # queue: the samples, read in (ts_ms, seq) order through queue_by_time (an index on ts_ms also
 # holds the rowid, which is seq). state: the agent's counters and shipping state
@@ -51,6 +56,37 @@ def connect(path: Path) -> sqlite3.Connection:
     )
     conn.executescript(SCHEMA)
     return conn
+
+
+def open_spool(
+    path: Path, *, clock: Callable[[], float] = time.time
+) -> tuple[sqlite3.Connection, MovedAside | None]:
+    """PATH opened by :func:`connect`; a damaged file is first moved aside and a fresh one created.
+
+    Damaged means a directory in its place, a file that is not a database, or one failing
+    ``PRAGMA quick_check`` (checked before anything writes to it: a truncated copy often reads
+    fine until a missing page is needed). It is renamed, never deleted
+    (:func:`monitor.sqlitedb.move_aside`), and the second value says where it went; ``hostmon
+    spool export`` reads what it still holds. A permission problem or a read-only mount raises
+    :class:`~monitor.errors.AccessDenied`; anything else (a lock held too long) raises as it is.
+    """
+    reason = sqlitedb.damage_at(path, quick_check=True)
+    if reason is None:
+        return _connect_or_denied(path), None
+    moved = sqlitedb.move_aside(path, reason, clock=clock)
+    log.error("%s: damaged (%s); moved aside to %s; starting a fresh spool", path, reason, moved.moved_to)
+    return _connect_or_denied(path), moved
+
+
+def _connect_or_denied(path: Path) -> sqlite3.Connection:
+    try:
+        return connect(path)
+    except sqlite3.Error as exc:
+        raise _translated(exc, path) from exc
+
+
+def _translated(exc: sqlite3.Error, path: Path) -> Exception:
+    return sqlitedb.access_denied(exc, path) or exc
 
 
 @contextmanager

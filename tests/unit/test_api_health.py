@@ -140,3 +140,14 @@ def test_health_reads_the_real_spool_beside_it_by_default(tmp_path):
     assert response.status == 503
     assert body["agent"]["spool_depth"] == 1 and body["agent"]["sink_reachable"] is False
     assert any("connection refused" in p for p in body["problems"])
+
+
+def test_a_damaged_spool_beside_it_is_503_naming_the_file(tmp_path):
+    config = make_config(tmp_path)
+    config.spool.path.parent.mkdir(parents=True, exist_ok=True)
+    config.spool.path.write_bytes(b"not a database " * 300)
+    app = make_app(config, SQLiteStore(config.sink.path), clock=lambda: NOW_S)
+    response = call(app, "/health")
+    assert response.status == 503
+    expected = f"agent spool unreadable: {config.spool.path} is damaged: file is not a database"
+    assert expected in response.json()["problems"]
