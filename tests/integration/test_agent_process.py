@@ -220,7 +220,7 @@ def test_spool_command_prints_depth_and_counters(tmp_path, state_dir, influx_db,
     assert int(out["dropped (total)"]) == final.dropped_total
     assert int(out["spilled (total)"]) == 0
     assert out["database reachable"] == "no"
-    assert "Connection refused" in out["last error"]
+    assert "connection refused (is the database running?)" in out["last error"]
     assert out["oldest sample"].startswith("20") and out["newest sample"] > out["oldest sample"]
 
 
