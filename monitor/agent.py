@@ -23,12 +23,14 @@ from monitor.errors import ConfigError
 from monitor.lineprotocol import encode
 from monitor.shipper import Shipper
 from monitor.sinks import make_sink
-from monitor.spool import DROP_OLDEST, Spool
+from monitor.spool import DROP_OLDEST, Overflowed, Spool
 from monitor.ticker import Ticker
 
 log = logging.getLogger(__name__)
 
-OVERFLOW_QUIET_TICKS = 30  # ticks without an overflow before the spool_overflow alert resolves
+OVERFLOW_QUIET_TICKS = 30  # ticks without a sample lost before spool_overflow / disk_full resolve
+SPOOL_OVERFLOW = "spool_overflow"  # the configured budget (buffer_size, max_spool_bytes) was reached
+DISK_FULL = "disk_full"  # the file system's free space was the limit (or refused a write)
 
 
 @dataclass
@@ -59,7 +61,7 @@ class Agent:
         self.loader = loader or (lambda: config_mod.load(config.source))
         self.stop_event = threading.Event()
         self._reload = threading.Event()
-        self._overflow_ticks_ago: int | None = None  # None: no overflow outstanding
+        self._overflow_ticks_ago: dict[str, int] = {}  # condition firing -> ticks since its last loss
 
     # -- signals ------------------------------------------------------------------------
     def stop(self) -> None:
@@ -114,13 +116,15 @@ class Agent:
                 measurement = self.config.sink.measurement
 
     # -- alerts from the spool and the shipper --------------------------------------------
-    def _on_overflow(self, alerts: Alerts) -> Callable[[str, int], None]:
-        def overflow(policy: str, n: int) -> None:
-            self._overflow_ticks_ago = 0
-            verb = "dropped (oldest first)" if policy == DROP_OLDEST else "spilled to the spill file"
-            alerts.set_condition(
-                "spool_overflow", True, "critical", f"spool budget reached: {n} samples {verb}"
-            )
+    def _on_overflow(self, alerts: Alerts) -> Callable[[Overflowed], None]:
+        """spool_overflow or disk_full, by what limited the spool; each fires once per episode."""
+
+        def overflow(event: Overflowed) -> None:
+            name = DISK_FULL if event.disk_full else SPOOL_OVERFLOW
+            self._overflow_ticks_ago[name] = 0
+            verb = "dropped (oldest first)" if event.policy == DROP_OLDEST else "spilled to the spill file"
+            what = "" if event.disk_full else "spool budget reached: "
+            alerts.set_condition(name, True, "critical", f"{what}{event.reason}: {event.n} samples {verb}")
 
         return overflow
 
@@ -131,18 +135,19 @@ class Agent:
         return state
 
     def _check_overflow_cleared(self, parts: _Parts) -> None:
-        """Resolve spool_overflow once no sample was dropped or spilled for a while."""
-        if self._overflow_ticks_ago is None:
-            return
-        self._overflow_ticks_ago += 1
-        if self._overflow_ticks_ago >= OVERFLOW_QUIET_TICKS:
-            self._overflow_ticks_ago = None
+        """Resolve spool_overflow / disk_full once no sample was dropped or spilled for a while."""
+        for name in list(self._overflow_ticks_ago):
+            self._overflow_ticks_ago[name] += 1
+            if self._overflow_ticks_ago[name] < OVERFLOW_QUIET_TICKS:
+                continue
+            del self._overflow_ticks_ago[name]
             depth = parts.spool.status().depth
+            space = f", {parts.spool.free_bytes()} bytes free" if name == DISK_FULL else ""
             parts.alerts.set_condition(
-                "spool_overflow",
+                name,
                 False,
                 "critical",
-                f"no overflow for {OVERFLOW_QUIET_TICKS} ticks ({depth} samples queued)",
+                f"no sample lost for {OVERFLOW_QUIET_TICKS} ticks ({depth} samples queued{space})",
             )
 
     # -- SIGHUP -------------------------------------------------------------------------

@@ -2,9 +2,10 @@
 
 A tmpfs with a filler file leaves ``--free-mib`` MiB free; a spool on it (the agent's defaults,
 and a 1 MiB budget larger than the free space) takes samples of the agent's shape (the seed
-fields, two cores: ~180 bytes a line) until the first sample it cannot keep, either an overflow
-(the budget or the disk) or an error. Reported: the samples then held, per MiB of free space,
-and the largest the WAL grew.
+fields, two cores: ~180 bytes a line) until the first sample it cannot keep (an overflow of
+the budget or the disk, or an error), then as many again. Reported: the samples held at the
+first loss, per MiB of free space, the largest the WAL grew, and whether every sample taken
+is still kept or counted (depth + dropped + spilled).
 
     .venv/bin/python -m tests.bench.bench_diskfull [--free-mib 2]
 """
@@ -12,6 +13,7 @@ and the largest the WAL grew.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -26,10 +28,6 @@ from tests.tmpfs import fill, free_bytes, small_filesystem
 
 FS_BYTES = 8 * MiB
 MAX_SAMPLES = 200_000
-
-
-class _FirstLoss(Exception):
-    pass
 
 
 def _line(rnd: random.Random, ts_ms: int) -> str:
@@ -47,42 +45,39 @@ def _line(rnd: random.Random, ts_ms: int) -> str:
 
 
 def hold(state_dir: Path, free: int, settings: dict[str, object]) -> dict[str, object]:
-    """Fill a spool on STATE_DIR (FREE bytes left) until it first loses a sample."""
+    """Fill a spool on STATE_DIR (FREE bytes left) until it first loses a sample, then as many more."""
     fill(state_dir, leave_free_bytes=free)
     free_at_start = free_bytes(state_dir)
     config = SpoolConfig(path=state_dir / "spool.db", spill_path=state_dir / "spill.lp")
     config = dataclasses.replace(config, **settings)  # type: ignore[arg-type]
-
-    def lost(policy: object, n: object = None, *rest: object) -> None:
-        raise _FirstLoss
-
-    spool = Spool(config, on_overflow=lost)
-    rnd, held, wal_max, outcome = random.Random(1), 0, 0, "no loss"
+    lost: list[object] = []
+    spool = Spool(config, on_overflow=lost.append)
+    rnd, taken, held, wal_max, outcome = random.Random(1), 0, 0, 0, "no loss"
     try:
-        for i in range(MAX_SAMPLES):
+        while taken < MAX_SAMPLES and (not lost or taken < 2 * held):
             try:
-                spool.append(1_700_000_000_000 + i * 1000, _line(rnd, i))
-            except _FirstLoss:
-                outcome = "overflow"
-                break
+                spool.append(1_700_000_000_000 + taken * 1000, _line(rnd, taken))
             except Exception as exc:  # what the spool did before it survived a full disk
                 outcome = f"{type(exc).__name__}: {exc}"
                 break
-            held += 1
+            taken += 1
+            if lost and not held:
+                held, outcome = spool.status().depth, "overflow, kept going"
             wal = Path(f"{config.path}-wal")
             wal_max = max(wal_max, wal.stat().st_size if wal.exists() else 0)
+        status = spool.status()
     finally:
-        depth = spool.status().depth if outcome == "overflow" else held
-        try:
+        with contextlib.suppress(Exception):  # a crashed spool may fail to close; the figures stand
             spool.close()
-        except Exception:  # noqa: S110 (a crashed spool may fail to close; the figures stand)
-            pass
+    held = held or taken
     return {
         "settings": settings,
         "free_bytes": free_at_start,
-        "held": depth,
-        "held_per_free_mib": round(depth / (free_at_start / MiB)),
+        "held": held,
+        "held_per_free_mib": round(held / (free_at_start / MiB)),
         "wal_max_bytes": wal_max,
+        "taken": taken,
+        "kept_plus_counted": status.depth + status.dropped_total + status.spilled_total,
         "outcome": outcome,
     }
 
@@ -98,11 +93,13 @@ def run(free_mib: float) -> dict[str, object]:
 
 def table(report: dict[str, object]) -> str:
     rows = [f"spool on a nearly full file system ({report['free_mib']} MiB free)"]
-    rows.append(f"{'settings':32} {'held':>7} {'per MiB':>8} {'WAL max':>9}  first loss")
+    head = f"{'settings':26} {'held':>6} {'per MiB':>8} {'WAL max':>8} {'taken':>6} {'kept+counted':>12}"
+    rows.append(f"{head}  outcome")
     for r in report["results"]:  # type: ignore[attr-defined]
         settings = ", ".join(f"{k}={v}" for k, v in r["settings"].items()) or "defaults"
         rows.append(
-            f"{settings:32} {r['held']:>7} {r['held_per_free_mib']:>8} {r['wal_max_bytes']:>9}  {r['outcome']}"
+            f"{settings:26} {r['held']:>6} {r['held_per_free_mib']:>8} {r['wal_max_bytes']:>8}"
+            f" {r['taken']:>6} {r['kept_plus_counted']:>12}  {r['outcome']}"
         )
     return "\n".join(rows)
 
