@@ -147,8 +147,11 @@ class ByteBudget:
     def release_free_pages(self) -> None:
         """Give free pages back to the file system once there are many (incremental auto_vacuum).
 
-        Skipped on a full disk: moving pages needs WAL space, and the spool reuses them anyway.
+        Skipped while the disk limits the spool: moving pages needs WAL space (as much as the
+        pages moved), and the spool reuses free pages anyway.
         """
+        if self.disk_limit:
+            return
         threshold = max(64 * self.page_size, min(self._max_bytes, self._limit_bytes) // 20)
         if self._pragma("freelist_count") * self.page_size >= threshold:
             try:  # executescript steps the pragma to completion (execute() frees only one page)
