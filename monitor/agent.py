@@ -24,12 +24,15 @@ from monitor.errors import ConfigError
 from monitor.lineprotocol import encode
 from monitor.shipper import Shipper
 from monitor.sinks import make_sink
-from monitor.spool import DROP_OLDEST, Spool, salvage
+from monitor.spool import DROP_OLDEST, Overflowed, Spool, salvage
 from monitor.ticker import Ticker
 
 log = logging.getLogger(__name__)
 
-QUIET_TICKS = 30  # ticks without a new event before spool_overflow or clock_step resolves
+QUIET_TICKS = 30  # ticks without a new event before spool_overflow, disk_full or clock_step resolves
+SPOOL_OVERFLOW = "spool_overflow"  # the configured budget (buffer_size, max_spool_bytes) was reached
+DISK_FULL = "disk_full"  # the file system's free space was the limit (or refused a write)
+CLOCK_STEP = "clock_step"  # the wall clock stepped (forward or back)
 
 
 @dataclass
@@ -105,11 +108,11 @@ class Agent:
 
     def _ticker(self, interval_s: float, alerts: Alerts, spool: Spool) -> Ticker:
         def stepped(step_s: float, wall_s: float) -> None:
-            self._quiet["clock_step"] = 0
+            self._quiet[CLOCK_STEP] = 0
             spool.record_clock_step(round(step_s * 1000), round(wall_s * 1000))
             direction = "forward" if step_s > 0 else "back"
             alerts.set_condition(
-                "clock_step",
+                CLOCK_STEP,
                 True,
                 "warning",
                 f"wall clock stepped {direction} by {abs(step_s):.3f} s; sampling goes on, stamped by the"
@@ -134,13 +137,15 @@ class Agent:
                 measurement = self.config.sink.measurement
 
     # -- alerts from the spool and the shipper --------------------------------------------
-    def _on_overflow(self, alerts: Alerts) -> Callable[[str, int], None]:
-        def overflow(policy: str, n: int) -> None:
-            self._quiet["spool_overflow"] = 0
-            verb = "dropped (oldest first)" if policy == DROP_OLDEST else "spilled to the spill file"
-            alerts.set_condition(
-                "spool_overflow", True, "critical", f"spool budget reached: {n} samples {verb}"
-            )
+    def _on_overflow(self, alerts: Alerts) -> Callable[[Overflowed], None]:
+        """spool_overflow or disk_full, by what limited the spool; each fires once per episode."""
+
+        def overflow(event: Overflowed) -> None:
+            name = DISK_FULL if event.disk_full else SPOOL_OVERFLOW
+            self._quiet[name] = 0
+            verb = "dropped (oldest first)" if event.policy == DROP_OLDEST else "spilled to the spill file"
+            what = "" if event.disk_full else "spool budget reached: "
+            alerts.set_condition(name, True, "critical", f"{what}{event.reason}: {event.n} samples {verb}")
 
         return overflow
 
@@ -151,18 +156,19 @@ class Agent:
         return state
 
     def _resolve_quiet_conditions(self, parts: _Parts) -> None:
-        """Resolve spool_overflow and clock_step once QUIET_TICKS ticks passed without a new event."""
+        """Resolve spool_overflow, disk_full and clock_step once QUIET_TICKS ticks passed quietly."""
         for name, ticks in list(self._quiet.items()):
             if ticks + 1 < QUIET_TICKS:
                 self._quiet[name] = ticks + 1
                 continue
             del self._quiet[name]
-            if name == "spool_overflow":
-                depth = parts.spool.status().depth
-                message = f"no overflow for {QUIET_TICKS} ticks ({depth} samples queued)"
-                parts.alerts.set_condition(name, False, "critical", message)
-            else:
+            if name == CLOCK_STEP:
                 parts.alerts.set_condition(name, False, "warning", f"no clock step for {QUIET_TICKS} ticks")
+                continue
+            depth = parts.spool.status().depth
+            space = f", {parts.spool.free_bytes()} bytes free" if name == DISK_FULL else ""
+            message = f"no sample lost for {QUIET_TICKS} ticks ({depth} samples queued{space})"
+            parts.alerts.set_condition(name, False, "critical", message)
 
     # -- SIGHUP -------------------------------------------------------------------------
     def _apply_reload(self, parts: _Parts) -> _Parts:

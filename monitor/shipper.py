@@ -18,7 +18,10 @@ whoever sets ``run``'s stop event calls ``wake`` too.
 
 Rows are acked only after the sink accepted them, and before the next batch is sent, so a
 crash at any point re-sends at most one batch (InfluxDB and the SQLite sink overwrite a point
-with the same series and timestamp, so a re-sent batch changes nothing).
+with the same series and timestamp, so a re-sent batch changes nothing). On a full disk an ack
+may be kept only in memory (``Spool.ack`` returns False): the batch counts as delivered, the
+read-ahead is dropped, and the spool hands out nothing until the ack's delete is written, so
+the batch is never sent again and still at most one batch is re-sent after a crash.
 
 While a backlog drains (the last batch was full), the next batch is read from the spool and
 prepared (joined, gzipped) on a helper thread while the current one is in flight, and used
@@ -140,7 +143,7 @@ class Shipper:
         try:
             outcome = self._deliver(sink, batch, full)
         finally:
-            if outcome.shipped:  # accepted and acked: the read-ahead is the next batch
+            if outcome.shipped and outcome.full:  # accepted and acked: the read-ahead is the next batch
                 self._read_ahead = ahead
             elif ahead is not None:  # anything else: wait for it and start over from the spool
                 ahead.take()
@@ -164,11 +167,12 @@ class Shipper:
             return _Outcome(0, False, self._unavailable(sink, exc, reachable=False))
         success_ms = int(self._clock() * 1000)
         if full:  # a backlog drains: the read-ahead deletes the rows, beside the next send
-            self._spool.ack_deferred(batch.seqs, success_ms=success_ms)
+            written = self._spool.ack_deferred(batch.seqs, success_ms=success_ms)
         else:
-            self._spool.ack(batch.seqs, success_ms=success_ms)
+            written = self._spool.ack(batch.seqs, success_ms=success_ms)
         self._succeeded(sink, len(batch.rows))
-        return _Outcome(len(batch.rows), full)
+        # An ack kept in memory (full disk): wait a flush interval, and read afresh then.
+        return _Outcome(len(batch.rows), full and written)
 
     def _take_read_ahead(self) -> Batch | None:
         ahead, self._read_ahead = self._read_ahead, None

@@ -8,9 +8,17 @@ them before it reads (:meth:`Acks.settle`); another process's ``read_status`` le
 a crash before the delete leaves them for the next open, which deletes them first. So a crash
 still re-sends at most the batch in flight.
 
-An immediate ack deletes its rows and settles every earlier deferred ack in the same
-transaction; a deferred ack settles them only when its ranges overlap theirs, so that a row
-acked twice is counted once.
+An immediate ack settles every earlier deferred ack, then deletes its rows; a deferred ack
+settles them only when its ranges overlap theirs, so that a row acked twice is counted once.
+Deletes run in pieces of at most ``piece_rows`` seqs, one transaction each, so that none needs
+more WAL than a checkpoint frees (a crash between two pieces re-sends the rest of that one
+batch, no more).
+
+On a full disk (SQLITE_FULL) an ack that cannot be written is kept in memory instead: its
+rows are *unwritten* (:meth:`Acks.unwritten`), out of the queue for this process, never
+handed out or evicted again, and their delete is retried by every :meth:`Acks.settle`. The
+spool hands out nothing while any remain, so a crash meanwhile re-sends that one batch, no
+more. (Other processes see them as waiting until the delete is written.)
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Sequence
 
+from monitor.spool.budget import is_disk_full
 from monitor.spool.schema import transaction
 
 Ranges = Sequence[tuple[int, int]]  # inclusive seq ranges (lo, hi)
@@ -33,6 +42,8 @@ class Acks:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
         self._deferred: list[tuple[int, int]] = []  # marked ranges whose rows are not deleted yet
+        self._unwritten: list[tuple[int, int]] = []  # delivered ranges neither deleted nor marked
+        self.piece_rows = 1 << 62  # most seqs one delete transaction takes (the spool sets it)
 
     def delete_leftover(self) -> int:
         """At open: delete the rows a deferred ack marked before the last stop; how many."""
@@ -42,36 +53,92 @@ class Acks:
         with transaction(self._conn) as conn:
             return _delete_marked(conn, ranges)
 
-    def delete(self, ranges: Ranges, also: Write) -> int:
-        """Delete the rows of RANGES and of every deferred ack, with ALSO; rows taken off the queue."""
-        return self._write(bool(self._deferred), lambda conn: _delete(conn, ranges), also)
+    def delete(self, ranges: Ranges, also: Write) -> tuple[int, bool]:
+        """Delete the rows of RANGES (and every deferred ack's), with ALSO.
 
-    def defer(self, ranges: Ranges, also: Write) -> int:
-        """Mark the rows of RANGES delivered, with ALSO; rows taken off the queue (marked now)."""
-        removed = self._write(_overlap(ranges, self._deferred), lambda conn: _mark(conn, ranges), also)
+        Returns the rows taken off the queue and whether ALSO was written; on a full disk the
+        rows not deleted become unwritten.
+        """
+        self.settle()
+        pieces = _pieces(ranges, self.piece_rows)
+        removed, done = 0, 0
+        try:
+            for i, piece in enumerate(pieces):
+                with transaction(self._conn) as conn:
+                    removed += _delete(conn, [piece])
+                    if i == 0:
+                        also(conn)
+                done = i + 1
+        except sqlite3.OperationalError as exc:
+            if not is_disk_full(exc):
+                raise
+            removed += self._keep_unwritten(pieces[done:])
+        return removed, done > 0
+
+    def defer(self, ranges: Ranges, also: Write) -> tuple[int, bool]:
+        """Mark the rows of RANGES delivered, with ALSO; as :meth:`delete` returns."""
+        if _overlap(ranges, self._deferred):
+            self.settle()
+        try:
+            with transaction(self._conn) as conn:
+                removed = _mark(conn, ranges)
+                also(conn)
+        except sqlite3.OperationalError as exc:
+            if not is_disk_full(exc):
+                raise
+            return self._keep_unwritten(list(ranges)), False
         self._deferred.extend(ranges)
-        return removed
+        return removed, True
 
     def settle(self) -> bool:
-        """Delete the rows of deferred acks (before anything reads or measures the queue).
+        """Delete the rows of deferred and unwritten acks (before anything reads or measures the queue).
 
-        True if there were any: the file may have free pages to give back.
+        True if there were any: the file may have free pages to give back. On a full disk what
+        is left stays for the next call.
         """
-        if not self._deferred:
+        if not (self._deferred or self._unwritten):
             return False
-        self._write(True, lambda _conn: 0, lambda _conn: None)
+        try:
+            if self._unwritten:
+                self._delete_pieces(self._unwritten)
+                self._unwritten = []
+            if self._deferred:
+                self._delete_pieces(self._deferred)
+                with transaction(self._conn) as conn:
+                    conn.execute("DELETE FROM acked")
+                self._deferred.clear()  # forgotten only once the delete committed
+        except sqlite3.OperationalError as exc:
+            if not is_disk_full(exc):
+                raise
         return True
 
-    def _write(self, settle: bool, remove: Callable[[sqlite3.Connection], int], also: Write) -> int:
-        """REMOVE and ALSO in one transaction, after the deferred acks' rows if SETTLE."""
-        with transaction(self._conn) as conn:
-            if settle:
-                _delete_marked(conn, self._deferred)
-            removed = remove(conn)
-            also(conn)
-        if settle:  # forgotten only once the delete committed
-            self._deferred.clear()
-        return removed
+    @property
+    def any_unwritten(self) -> bool:
+        return bool(self._unwritten)
+
+    def unwritten(self, seq: int) -> bool:
+        """SEQ was delivered and its delete is not written yet."""
+        return any(lo <= seq <= hi for lo, hi in self._unwritten)
+
+    def unwritten_rows(self) -> int:
+        """How many rows the unwritten acks still hold."""
+        return sum(int(self._conn.execute(_COUNT, r).fetchone()[0]) for r in self._unwritten)
+
+    def _keep_unwritten(self, ranges: Ranges) -> int:
+        """Keep RANGES as unwritten (the disk is full); the rows they hold."""
+        self._unwritten.extend(ranges)
+        return sum(int(self._conn.execute(_COUNT, r).fetchone()[0]) for r in ranges)
+
+    def _delete_pieces(self, ranges: list[tuple[int, int]]) -> None:
+        """Delete the rows of RANGES piece by piece; each piece done is taken off RANGES."""
+        for piece in _pieces(ranges, self.piece_rows):
+            with transaction(self._conn) as conn:
+                _delete(conn, [piece])
+            hi = ranges[0][1]
+            if piece[1] >= hi:
+                ranges.pop(0)
+            else:
+                ranges[0] = (piece[1] + 1, hi)
 
 
 def runs(seqs: Sequence[int]) -> list[tuple[int, int]]:
@@ -89,6 +156,12 @@ def runs(seqs: Sequence[int]) -> list[tuple[int, int]]:
         else:
             found.append((seq, seq))
     return found
+
+
+def _pieces(ranges: Ranges, piece_rows: int) -> list[tuple[int, int]]:
+    """RANGES cut into ranges of at most PIECE_ROWS seqs, in order."""
+    step = max(1, piece_rows)
+    return [(a, min(hi, a + step - 1)) for lo, hi in ranges for a in range(lo, hi + 1, step)]
 
 
 def _overlap(a: Ranges, b: Ranges) -> bool:

@@ -43,16 +43,27 @@ def _locked_append(path: Path) -> Iterator[IO[bytes]]:
 
 
 def append_lines(path: Path, lines: Sequence[str]) -> None:
-    """Append LINES to the line-protocol file PATH and fsync it (and its directory when new)."""
+    """Append LINES to the line-protocol file PATH and fsync it (and its directory when new).
+
+    Raises OSError if they cannot all be written (e.g. ENOSPC); the file is then cut back to
+    where it ended, so it never keeps a part of them.
+    """
     if not lines:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     created = not path.exists()
     with _locked_append(path) as fh:
         _cut_partial_line(fh, path)
-        fh.write(("\n".join(lines) + "\n").encode())
-        fh.flush()
-        os.fsync(fh.fileno())
+        fd = fh.fileno()  # written unbuffered: nothing is left to flush after a failure
+        end = os.fstat(fd).st_size
+        try:
+            data = memoryview(("\n".join(lines) + "\n").encode())
+            while data:
+                data = data[os.write(fd, data) :]  # O_APPEND: at the end of the file
+            os.fsync(fd)
+        except OSError:
+            os.ftruncate(fd, end)  # gives the space back too
+            raise
     if created:
         dir_fd = os.open(path.parent, os.O_RDONLY)
         try:

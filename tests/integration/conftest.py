@@ -29,8 +29,8 @@ import pytest
 from monitor import config as config_mod
 from monitor.agent import Agent, _Parts
 from monitor.alerts.log import parse_line
-from monitor.config import Config
-from monitor.lineprotocol import decode
+from monitor.config import Config, SpoolConfig
+from monitor.lineprotocol import Sample, decode, encode
 from monitor.spool import Spool
 from monitor.status import WAITING_ROWS, SpoolStatus, read_status
 from tests import servers
@@ -371,6 +371,40 @@ def assert_arrived_exactly_once(
     assert not missing and not extra, f"missing {sorted(missing)[:5]} ({len(missing)}), extra {len(extra)}"
     assert points_written(url, db, auth) == len(lines), "a sample was written to InfluxDB more than once"
     return stored
+
+
+def prefill_spool(path: Path, live_bytes: int, n_cores: int) -> list[str]:
+    """Fill a new spool file with day-old samples until LIVE_BYTES of its pages are in use; their
+    lines, oldest first (written in batches straight into the file: seconds, not a day)."""
+    spool = Spool(SpoolConfig(path=path))  # creates the schema
+    spool.close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA wal_autocheckpoint=16")  # a small WAL: the file system may be small
+    start_ms = (int(time.time()) - 86_400) * 1000
+    lines: list[str] = []
+    fields = {"cpu_usage_overall": 12.5, **{f"cpu_usage_{i}": 10.0 + i for i in range(1, n_cores + 1)}}
+    fields |= {"memory_usage": 42.25, "disk_read": 12345.67, "disk_write": 2345.5}
+    fields |= {"network_sent": 345.0, "network_recv": 4567.75}
+
+    def used() -> int:
+        pages, free, size = (
+            conn.execute(f"PRAGMA {p}").fetchone()[0] for p in ("page_count", "freelist_count", "page_size")
+        )
+        return int((pages - free) * size)
+
+    while used() < live_bytes:
+        batch = []
+        for _ in range(20):
+            ts = start_ms + len(lines) * 1000
+            line = encode(Sample(ts, HOST, fields), "system")
+            lines.append(line)
+            batch.append((ts, line))
+        conn.execute("BEGIN")
+        conn.executemany("INSERT INTO queue (ts_ms, line) VALUES (?, ?)", batch)
+        conn.execute("COMMIT")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    return lines
 
 
 def spool_rows(path: Path) -> list[tuple[int, int, str]]:

@@ -14,16 +14,12 @@ from __future__ import annotations
 import math
 import os
 import re
-import sqlite3
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from monitor.config import SpoolConfig
-from monitor.lineprotocol import Sample, encode
-from monitor.spool import Spool
 from monitor.status import read_status
 from tests.integration.conftest import (
     HOST,
@@ -37,6 +33,7 @@ from tests.integration.conftest import (
     load,
     point_of,
     points_written,
+    prefill_spool,
     running,
     spool_rows,
     stored_points,
@@ -298,38 +295,6 @@ def test_spill_policy_writes_exactly_the_spilled_samples_and_replay_fills_the_ga
     assert sorted(per_ts) == ticks
 
 
-def _prefill(path: Path, budget_bytes: int, n_cores: int) -> list[str]:
-    """Fill a new spool file with old samples up to 90% of BUDGET_BYTES; their lines, oldest first."""
-    spool = Spool(SpoolConfig(path=path, max_spool_bytes=budget_bytes))  # creates the schema
-    spool.close()
-    conn = sqlite3.connect(path, isolation_level=None)
-    start_ms = (int(time.time()) - 86_400) * 1000
-    lines: list[str] = []
-    fields = {"cpu_usage_overall": 12.5, **{f"cpu_usage_{i}": 10.0 + i for i in range(1, n_cores + 1)}}
-    fields |= {"memory_usage": 42.25, "disk_read": 12345.67, "disk_write": 2345.5}
-    fields |= {"network_sent": 345.0, "network_recv": 4567.75}
-
-    def used() -> int:
-        pages, free, size = (
-            conn.execute(f"PRAGMA {p}").fetchone()[0] for p in ("page_count", "freelist_count", "page_size")
-        )
-        return (pages - free) * size
-
-    while used() < 0.9 * budget_bytes:
-        batch = []
-        for _ in range(20):
-            ts = start_ms + len(lines) * 1000
-            line = encode(Sample(ts, HOST, fields), "system")
-            lines.append(line)
-            batch.append((ts, line))
-        conn.execute("BEGIN")
-        conn.executemany("INSERT INTO queue (ts_ms, line) VALUES (?, ?)", batch)
-        conn.execute("COMMIT")
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    conn.close()
-    return lines
-
-
 def test_byte_budget_reached_drops_the_oldest_and_the_spool_stays_within_max_spool_bytes(
     tmp_path, state_dir, influx_db, proxy, start_agent
 ):
@@ -339,7 +304,7 @@ def test_byte_budget_reached_drops_the_oldest_and_the_spool_stays_within_max_spo
     settings = agent_settings(state_dir, proxy.url, influx_db, spool={"max_spool_bytes": budget})
     cfg = write_config(tmp_path / "hostmon.toml", settings)
     spool_path = state_dir / "spool.db"
-    backlog = _prefill(spool_path, budget, os.cpu_count() or 1)
+    backlog = prefill_spool(spool_path, int(0.9 * budget), os.cpu_count() or 1)
     proxy.set_mode("refuse")
     agent = start_agent(cfg)
     agent.wait_status(lambda s: s.dropped_total > 0, "the byte budget to drop samples")

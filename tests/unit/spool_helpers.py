@@ -7,7 +7,7 @@ from pathlib import Path
 
 from monitor import sqlitedb
 from monitor.lineprotocol import Sample, encode
-from monitor.spool import Row, Spool
+from monitor.spool import Overflowed, Row, Spool
 
 REPO = Path(__file__).resolve().parents[2]
 NOW_S = 1_700_000_000.0
@@ -19,10 +19,12 @@ class Overflows:
     """Records on_overflow calls."""
 
     def __init__(self) -> None:
-        self.calls: list[tuple[str, int]] = []
+        self.calls: list[tuple[str, int]] = []  # (policy, samples)
+        self.events: list[Overflowed] = []
 
-    def __call__(self, policy: str, n: int) -> None:
-        self.calls.append((policy, n))
+    def __call__(self, event: Overflowed) -> None:
+        self.calls.append((event.policy, event.n))
+        self.events.append(event)
 
     def total(self, policy: str) -> int:
         return sum(n for p, n in self.calls if p == policy)
