@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from tests.integration.conftest import (
+from tests.integration.helpers import (
     HOST,
     INTERVAL_S,
     agent_settings,

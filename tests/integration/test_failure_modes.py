@@ -16,8 +16,8 @@ import pytest
 
 from monitor.status import read_status
 from tests import servers
-from tests.conftest import ADMIN
-from tests.integration.conftest import (
+from tests.helpers import ADMIN
+from tests.integration.helpers import (
     RecordingAgent,
     agent_settings,
     alert_events,

@@ -25,7 +25,7 @@ from monitor.config import SpoolConfig
 from monitor.lineprotocol import Sample, encode
 from monitor.spool import Spool
 from monitor.status import read_status
-from tests.integration.conftest import (
+from tests.integration.helpers import (
     HOST,
     INTERVAL_S,
     RecordingAgent,

@@ -15,8 +15,8 @@ from monitor.errors import QueryFailed, StoreUnavailable
 from monitor.stores import Aggregate, Query, Series, make_store
 from monitor.stores.influxql import InfluxQLStore, ident, literal
 from tests import servers
-from tests.conftest import ADMIN
 from tests.faultproxy import FaultProxy
+from tests.helpers import ADMIN
 
 pytestmark = pytest.mark.integration
 
