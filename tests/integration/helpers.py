@@ -31,7 +31,7 @@ from monitor.alert_log import parse_line
 from monitor.config import Config
 from monitor.lineprotocol import decode
 from monitor.spool import Spool
-from monitor.status import WAITING_ROWS, SpoolStatus, read_status
+from monitor.status import NOT_ACKED, WAITING_ROWS, SpoolStatus, read_status
 from tests import servers
 from tests.faultproxy import CapturedRequest
 
@@ -350,6 +350,16 @@ def spool_rows(path: Path) -> list[tuple[int, int, str]]:
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
     try:
         return [(int(s), int(t), str(ln)) for s, t, ln in conn.execute(WAITING_ROWS)]
+    finally:
+        conn.close()
+
+
+def delivered_rows(path: Path) -> list[tuple[int, int, str]]:
+    """(seq, ts_ms, line) of a spool file's rows a deferred ack marked delivered, not yet deleted."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    try:
+        query = f"SELECT seq, ts_ms, line FROM queue WHERE NOT {NOT_ACKED} ORDER BY ts_ms, seq"
+        return [(int(s), int(t), str(ln)) for s, t, ln in conn.execute(query)]
     finally:
         conn.close()
 

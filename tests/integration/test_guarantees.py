@@ -32,11 +32,13 @@ from tests.integration.helpers import (
     agent_settings,
     alert_states,
     assert_arrived_exactly_once,
+    delivered_rows,
     expected_ticks_ms,
     hostmon,
     load,
     point_of,
     points_written,
+    request_lines,
     running,
     spool_rows,
     stored_points,
@@ -129,28 +131,35 @@ def test_sigkill_while_the_database_is_down_loses_nothing_but_the_sample_in_flig
 def test_sigkill_while_a_backlog_drains_loses_nothing_and_resends_at_most_one_batch(
     tmp_path, state_dir, influxdb1, influx_db, proxy, start_agent
 ):
-    """Killed mid-drain, the spool may hold delivered rows only marked (deferred acks)."""
-    batch = 5
-    settings = agent_settings(state_dir, proxy.url, influx_db, shipper={"batch_size": batch})
+    """Killed mid-drain, with batch 4 in flight (the proxy holds it) and batches 1-3 delivered: the
+    spool may still hold delivered rows, only marked (deferred acks), but nothing delivered is
+    waiting. The held batch then reaches InfluxDB, as a write whose answer came too late would,
+    so the restarted agent re-sends exactly that one batch."""
+    batch, delivered = 5, 3
+    # timeout_s: the held write must still be waiting for its answer when the agent is killed
+    settings = agent_settings(state_dir, proxy.url, influx_db, shipper={"batch_size": batch, "timeout_s": 60})
     cfg = write_config(tmp_path / "hostmon.toml", settings)
     proxy.set_mode("refuse")
     agent = start_agent(cfg)
     agent.wait_status(lambda s: s.depth >= 8 * batch, "a backlog of eight batches")
-    proxy.set_mode("slow", delay_s=0.3)  # back, slowly: the drain takes a few seconds
-    wait_for(
-        lambda: len(stored_points(influxdb1.url, influx_db)) >= 3 * batch,
-        "the drain to be under way",
-        explain=lambda: agent.log()[-3000:],
-    )
+    proxy.hold(nth=delivered + 1)  # back: the drain starts, and its fourth write is held
+    assert proxy.held.wait(20), f"no fourth write reached the proxy:\n{agent.log()[-3000:]}"
+    held = {point_of(line) for line in request_lines(proxy.held_request)}
     agent.kill()
     assert agent.proc.returncode == -9
     waiting = spool_rows(agent.config.spool.path)
+    marked = delivered_rows(agent.config.spool.path)
     stored_at_kill = set(stored_points(influxdb1.url, influx_db))
+    assert len(stored_at_kill) == delivered * batch
     assert len(waiting) >= batch, "the kill came after the drain ended; nothing tested"
     in_flight = {point_of(line) for _, _, line in waiting[:batch]}
-    delivered_but_waiting = {point_of(line) for _, _, line in waiting} & stored_at_kill - in_flight
+    assert in_flight == held, "the oldest waiting samples are not the batch in flight"
+    delivered_but_waiting = {point_of(line) for _, _, line in waiting} & stored_at_kill
     assert not delivered_but_waiting, "a sample delivered before the batch in flight is still waiting"
+    assert {point_of(line) for _, _, line in marked} <= stored_at_kill, "a marked sample was not delivered"
 
+    assert proxy.release() == 204  # the batch in flight arrives after all; its ack never happened
+    assert set(stored_points(influxdb1.url, influx_db)) == stored_at_kill | in_flight
     proxy.set_mode("pass")
     restarted = start_agent(cfg)
     wanted = stored_at_kill | {point_of(line) for _, _, line in waiting}
@@ -163,8 +172,8 @@ def test_sigkill_while_a_backlog_drains_loses_nothing_and_resends_at_most_one_ba
     assert restarted.terminate() == 0
     stored = stored_points(influxdb1.url, influx_db)
     assert Counter(stored) == Counter(set(stored)), "a sample is stored twice"
-    # InfluxDB's own write counter: the batch in flight at the kill may have been written twice
-    assert 0 <= points_written(influxdb1.url, influx_db) - len(stored) <= batch, "more than one batch re-sent"
+    # InfluxDB's own write counter: the batch in flight at the kill was written twice, nothing else
+    assert points_written(influxdb1.url, influx_db) - len(stored) == batch, "not exactly one batch re-sent"
 
 
 def test_buffer_size_full_drops_the_oldest_counts_them_alerts_and_keeps_sampling(
