@@ -20,8 +20,9 @@ Modes (``set_mode`` first drops every open connection, so the very next request 
              them from the call on, across all connections; forward requests 1..N-1, read the
              Nth and hold it: ``held`` is set and ``held_request`` is it. ``release()``
              forwards it (even if its client has gone meanwhile) and returns the upstream's
-             status; ``release(forward=False)`` or any mode change drops it. Requests after
-             the Nth are forwarded.
+             status; ``release(status=400, body=...)`` answers it without forwarding;
+             ``release(forward=False)`` or any mode change drops it. Requests after the Nth
+             are forwarded.
 
 A test that must act while a request is provably in flight holds it:
 
@@ -41,6 +42,7 @@ import selectors
 import socket
 import struct
 import threading
+import time
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -56,6 +58,7 @@ class CapturedRequest:
     target: str  # path and query, as sent
     headers: dict[str, str]  # names lower-cased
     body: bytes
+    received_s: float = 0.0  # time.monotonic() once the whole request was read (before any answer)
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,7 @@ class _Message:
 
     def captured(self) -> CapturedRequest:
         method, target, _ = self.start_line.split(" ", 2)
-        return CapturedRequest(method, target, self.headers, self.body)
+        return CapturedRequest(method, target, self.headers, self.body, time.monotonic())
 
 
 @dataclass
@@ -86,6 +89,7 @@ class _Hold:
     held: threading.Event = field(default_factory=threading.Event)
     request: CapturedRequest | None = None
     forward: bool = True
+    answer: _Mode | None = None  # release(status=...): answered by the proxy instead
     released: threading.Event = field(default_factory=threading.Event)
     answered: threading.Event = field(default_factory=threading.Event)
     status: int | None = None  # the upstream's answer to the held request, once forwarded
@@ -163,18 +167,31 @@ class FaultProxy:
             raise RuntimeError("no request is held")
         return hold.request
 
-    def release(self, *, forward: bool = True, timeout_s: float = 10.0) -> int | None:
-        """Let the held request go: forwarded, it returns the upstream's status once it answered
-        (the answer goes to the client, if it is still there); dropped, it returns None."""
+    def release(
+        self,
+        *,
+        forward: bool = True,
+        status: int | None = None,
+        body: bytes | str = b"",
+        headers: dict[str, str] | None = None,
+        timeout_s: float = 10.0,
+    ) -> int | None:
+        """Let the held request go. Forwarded, it returns the upstream's status once it answered
+        (the answer goes to the client, if it is still there). With STATUS, the proxy answers it
+        itself (BODY, HEADERS, as mode "status" does) and returns STATUS. With
+        ``forward=False`` it is dropped (the connection reset) and None returned."""
         hold = self._mode.hold
         if hold is None or not hold.held.is_set():
             raise RuntimeError("no request is held")
+        if status is not None:
+            data = body.encode() if isinstance(body, str) else body
+            hold.answer = _Mode("status", status, data, dict(headers or {}))
         hold.forward = forward
         hold.released.set()
         if not forward:
             return None
         if not hold.answered.wait(timeout_s):
-            raise TimeoutError(f"the upstream did not answer the released request within {timeout_s}s")
+            raise TimeoutError(f"the released request was not answered within {timeout_s}s")
         return hold.status
 
     def close(self) -> None:
@@ -269,11 +286,7 @@ class FaultProxy:
             return
         with self._lock:
             self.requests.append(message.captured())
-        reason = http.client.responses.get(mode.status, "Status")
-        head = [f"HTTP/1.1 {mode.status} {reason}", f"Content-Length: {len(mode.body)}", "Connection: close"]
-        head += [f"{k}: {v}" for k, v in mode.headers.items()]
-        client.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + mode.body)
-        client.shutdown(socket.SHUT_WR)
+        _send_answer(client, mode)
 
     def _relay(self, client: socket.socket, hold: _Hold, dropped: threading.Event) -> None:
         """Mode "hold": one request at a time, client to upstream, its answer back."""
@@ -287,6 +300,11 @@ class FaultProxy:
                     is_held = hold.seen == hold.nth
                 if is_held and not self._held_until_released(hold, request, dropped):
                     _abort(client)
+                    return
+                if is_held and hold.answer is not None:
+                    _send_answer(client, hold.answer)
+                    hold.status = hold.answer.status
+                    hold.answered.set()
                     return
                 if upstream is None or from_upstream is None:
                     upstream = self._connect_upstream(dropped)
@@ -352,6 +370,15 @@ def _abort(sock: socket.socket) -> None:
         sock.shutdown(socket.SHUT_RDWR)
     with contextlib.suppress(OSError):
         sock.close()
+
+
+def _send_answer(client: socket.socket, mode: _Mode) -> None:
+    """Answer MODE's status, headers and body (Connection: close), then end the sending side."""
+    reason = http.client.responses.get(mode.status, "Status")
+    head = [f"HTTP/1.1 {mode.status} {reason}", f"Content-Length: {len(mode.body)}", "Connection: close"]
+    head += [f"{k}: {v}" for k, v in mode.headers.items()]
+    client.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + mode.body)
+    client.shutdown(socket.SHUT_WR)
 
 
 def _drain_until_closed(client: socket.socket, dropped: threading.Event) -> None:

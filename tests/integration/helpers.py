@@ -38,10 +38,13 @@ from tests.faultproxy import CapturedRequest
 REPO = Path(__file__).resolve().parents[2]
 HOST = "it-host"
 INTERVAL_S = 0.2
-# Small timeouts and backoffs so outages and recoveries take seconds, not minutes.
+# Small backoffs so outages and recoveries take seconds, not minutes (refused, reset or answered
+# writes fail at once). Not a small timeout: a write slower than timeout_s is retried and may
+# reach InfluxDB twice, and the tests that count InfluxDB's writes must not depend on every
+# write beating a short timeout on a loaded machine. Tests of timeouts set their own.
 FAST_SHIPPER: dict[str, Any] = {
     "flush_interval_s": 0.1,
-    "timeout_s": 1.0,
+    "timeout_s": 10.0,
     "backoff_initial_s": 0.1,
     "backoff_max_s": 0.5,
 }

@@ -10,6 +10,7 @@ import http.client
 import queue
 import socket
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -102,6 +103,27 @@ def test_a_held_request_whose_client_went_away_still_reaches_the_server_on_relea
     client.close()
     assert proxy.release() == 204
     assert bodies(server) == [b"late"]
+
+
+def test_a_held_request_can_be_answered_by_the_proxy_and_the_next_ones_are_forwarded(server, proxy):
+    proxy.hold(nth=1)
+    conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+    outcome = post_in_thread(conn, b"bad data")
+    assert proxy.held.wait(10)
+    assert proxy.release(status=400, body=b'{"error":"unable to parse"}') == 400
+    assert outcome.get(timeout=10) == 400
+    assert bodies(server) == []
+    conn.close()
+    assert post(http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10), b"good data") == 204
+    assert bodies(server) == [b"good data"]
+
+
+def test_requests_are_stamped_when_they_were_read(proxy):
+    proxy.set_mode("status", status=503)
+    before = time.monotonic()
+    assert post(http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10), b"x") == 503
+    after = time.monotonic()
+    assert before <= proxy.requests[0].received_s <= after
 
 
 @pytest.mark.parametrize("how", ["release(forward=False)", "set_mode"])
