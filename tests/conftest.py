@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests import servers
+from tests.helpers import ADMIN
 
 _counter = itertools.count()
 
@@ -32,9 +33,6 @@ def influxdb1(tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers.Serv
     server = _start_or_skip(servers.start_influxdb1, tmp_path_factory.mktemp("influxdb1"))
     yield server
     server.stop()
-
-
-ADMIN = ("admin", "admin-secret-pw")
 
 
 @pytest.fixture(scope="session")

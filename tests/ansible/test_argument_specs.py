@@ -16,7 +16,7 @@ import pytest
 import yaml
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
-from tests.ansible.conftest import REPO
+from tests.ansible.helpers import REPO
 
 ROLES = ("influxdb", "grafana", "monitor")
 # Facts a role publishes for the others (documented in the role's description, not inputs).

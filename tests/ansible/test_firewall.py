@@ -21,7 +21,7 @@ import yaml
 from ansible.errors import AnsibleFilterError
 
 from tests import servers
-from tests.ansible.conftest import REPO, ansible_playbook
+from tests.ansible.helpers import REPO, ansible_playbook
 from tests.ansible.test_argument_specs import defaults, spec, used_variables
 
 SHARED = REPO / "roles" / "hostmon_firewall"

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests import servers
-from tests.ansible.conftest import REPO, ansible_playbook
+from tests.ansible.helpers import REPO, ansible_playbook
 
 PLAYBOOK = Path(__file__).resolve().parent / "render" / "grafana_preflight.yml"
 GOOD_KEY = "c2f1e0d9b8a7968574635241302f1e0d9c8b7a69"

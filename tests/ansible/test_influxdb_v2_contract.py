@@ -26,7 +26,7 @@ from urllib.parse import parse_qsl
 import pytest
 import yaml
 
-from tests.ansible.conftest import REPO
+from tests.ansible.helpers import REPO
 
 openapi_core = pytest.importorskip("openapi_core")
 from openapi_core.exceptions import OpenAPIError  # noqa: E402

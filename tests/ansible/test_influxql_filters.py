@@ -7,7 +7,7 @@ from types import ModuleType
 
 import pytest
 
-from tests.ansible.conftest import REPO
+from tests.ansible.helpers import REPO
 
 
 def load() -> ModuleType:
@@ -65,7 +65,7 @@ def test_filter_module_exposes_every_filter():
 @pytest.mark.integration
 def test_quoted_password_round_trips_through_real_influxdb(influxdb1_auth):
     from tests import servers
-    from tests.conftest import ADMIN
+    from tests.helpers import ADMIN
 
     password = "p'a\\ss\"word"
     user = 'odd "user"'

@@ -21,7 +21,7 @@ import yaml
 
 from monitor import config as hostmon_config
 from tests import servers
-from tests.ansible.conftest import REPO, render
+from tests.ansible.helpers import REPO, render
 
 MONITOR_CASES = ("sqlite", "v1", "v2")
 DASHBOARD = REPO / "files" / "dashboards" / "system-metrics.json"

@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tests import servers
-from tests.ansible.conftest import RENDER_PLAYBOOK, REPO, ansible_playbook, render
+from tests.ansible.helpers import RENDER_PLAYBOOK, REPO, ansible_playbook, render
 from tests.ansible.test_role_templates import load_hostmon_config
 
 CHECKS_PLAYBOOK = Path(__file__).resolve().parent / "tls" / "checks.yml"

@@ -11,7 +11,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,7 +24,6 @@ from monitor.api import serve
 from monitor.config import Config, parse
 from tests import servers
 from tests.faultproxy import FaultProxy
-from tests.integration.test_store_influxql import wait_refused
 
 pytestmark = pytest.mark.integration
 
@@ -46,11 +45,12 @@ def get(
 
 
 @contextmanager
-def serving(config: Config) -> Iterator[str]:
-    """serve() in a thread; yields its URL; stops it and checks it returned."""
+def serving(config: Config, clock: Callable[[], float] = time.time) -> Iterator[str]:
+    """serve() in a thread (CLOCK its "now"); yields its URL; stops it and checks it returned."""
     stop = threading.Event()
     ready: list[str] = []
-    thread = threading.Thread(target=serve, args=(config,), kwargs={"stop": stop, "on_ready": ready.append})
+    kwargs = {"stop": stop, "on_ready": ready.append, "clock": clock}
+    thread = threading.Thread(target=serve, args=(config,), kwargs=kwargs)
     thread.start()
     deadline = time.monotonic() + 10
     while not ready and thread.is_alive() and time.monotonic() < deadline:
@@ -64,12 +64,16 @@ def serving(config: Config) -> Iterator[str]:
         assert not thread.is_alive(), "serve() did not return after stop was set"
 
 
+NOW_S = float(int(time.time()))  # the API's "now" where a test fixes it: windows are exact
+
+
 def sqlite_config(tmp_path: Path, **api: Any) -> Config:
+    """A config whose SQLite store holds 15 minutes of METRICS, one sample a second up to NOW_S."""
     environ = {"API_TOKEN": TOKEN}
     config = parse(
         {"agent": {"state_dir": str(tmp_path), "host": "web1"}, "api": {"port": 0, **api}}, environ=environ
     )
-    now_ms = int(time.time() * 1000)
+    now_ms = int(NOW_S * 1000)
     conn = metricsdb.connect(config.sink.path)
     conn.executemany(
         "INSERT INTO points VALUES (?, ?, ?, ?)",
@@ -85,10 +89,10 @@ def sqlite_config(tmp_path: Path, **api: Any) -> Config:
 
 
 def test_the_seed_curl_calls_work_as_written_over_http(tmp_path):
-    with serving(sqlite_config(tmp_path)) as url:
+    with serving(sqlite_config(tmp_path), clock=lambda: NOW_S) as url:
         status, headers, body = get(f"{url}/metrics?start=10&end=2")
         assert status == 200 and headers["Server"] == "hostmon"  # waitress, not Bottle's dev server
-        assert body["downsampled"] is False and 470 <= body["raw_samples"] <= 481
+        assert body["downsampled"] is False and body["raw_samples"] == 480  # [now-10 min, now-2 min)
         assert body["metrics"] == list(METRICS)
         status, _, agg = get(f"{url}/metrics/aggregate?metric=cpu_usage_overall&start=10&end=2")
         assert status == 200 and agg["samples"] == body["raw_samples"]
@@ -168,19 +172,22 @@ def assert_error_shape(status: int, body: Any, expected: int) -> str:
 
 
 def test_the_database_down_slow_or_back_over_influxdb(tmp_path, influxdb1, influx_db):
-    now_ms = int(time.time() * 1000)
+    now_ms = int(NOW_S * 1000)
     lines = "\n".join(f"system,host=h cpu_usage_overall={i} {now_ms - i * 1000}" for i in range(120))
     req = urllib.request.Request(
         f"{influxdb1.url}/write?db={influx_db}&precision=ms", data=lines.encode(), method="POST"
     )
     urllib.request.urlopen(req, timeout=10).close()
-    with FaultProxy(influxdb1.url) as proxy, serving(influx_config(tmp_path, proxy.url, influx_db)) as url:
+    half_a_second_later = NOW_S + 0.5  # the last minute holds samples 0..59 whatever the wall clock
+    with (
+        FaultProxy(influxdb1.url) as proxy,
+        serving(influx_config(tmp_path, proxy.url, influx_db), clock=lambda: half_a_second_later) as url,
+    ):
         status, _, body = get(f"{url}/metrics/aggregate?metric=cpu_usage_overall&start=1")
         assert status == 200 and body["samples"] == 60 and body["value"] == pytest.approx(29.5)
         assert get(f"{url}/health")[0] == 200
 
-        proxy.set_mode("refuse")
-        wait_refused(proxy.port)
+        proxy.set_mode("refuse")  # refused from the very next connection on
         status, _, body = get(f"{url}/metrics?start=1")
         assert "connection refused" in assert_error_shape(status, body, 503)
         status, _, health = get(f"{url}/health")

@@ -25,7 +25,7 @@ import pytest
 from monitor.config import SpoolConfig
 from monitor.spool import Spool
 from tests import servers
-from tests.integration.conftest import (
+from tests.integration.helpers import (
     FAST_SHIPPER,
     HOST,
     INTERVAL_S,

@@ -19,7 +19,7 @@ import pytest
 from monitor.config import MiB, SpoolConfig
 from monitor.spool import Overflowed, Spool
 from monitor.spool.budget import DISK_RESERVE_BYTES
-from tests.integration.conftest import (
+from tests.integration.helpers import (
     HOST,
     RecordingAgent,
     agent_settings,

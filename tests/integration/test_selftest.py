@@ -12,7 +12,7 @@ import pytest
 from monitor import config as config_mod
 from monitor.selftest import run_selftest
 from tests import servers
-from tests.conftest import ADMIN
+from tests.helpers import ADMIN
 
 pytestmark = pytest.mark.integration
 

@@ -23,8 +23,8 @@ from monitor.sinks import Sink, make_sink
 from monitor.sinks.sqlite import SQLiteSink
 from monitor.sqlitedb import live_bytes
 from tests import servers
-from tests.conftest import ADMIN
 from tests.faultproxy import FaultProxy
+from tests.helpers import ADMIN
 
 pytestmark = pytest.mark.integration
 

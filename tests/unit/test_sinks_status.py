@@ -8,21 +8,15 @@ InfluxData's OpenAPI contract. Real-server behaviour is in tests/integration/tes
 from __future__ import annotations
 
 import base64
-import gzip
 import json
-import os
 import shutil
 import ssl
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
@@ -32,7 +26,7 @@ from monitor.influxhttp import display_url
 from monitor.sinks import make_sink
 from monitor.sinks._http import error_for_status, parse_retry_after, server_message
 from monitor.sinks.influx_v1 import InfluxV1Sink
-from tests import servers
+from tests.helpers import FakeServer, Reply, Seen
 
 NOW_S = 1_700_000_000.0
 LINES = [
@@ -40,88 +34,11 @@ LINES = [
     "system,host=web-1 cpu_usage_overall=13,memory_usage=41.25 1700000010000",
     r"system,host=web\ 2 disk_read=1024 1700000020000",
 ]
-CONTRACT = "influxdb-oss-v2.yml"
-ROOT = Path(__file__).resolve().parents[2]
-# InfluxData's contract (see /work/shared/contracts/README.md); a vendored copy in the repo wins.
-CONTRACT_DIRS = (
-    os.environ.get("HOSTMON_CONTRACTS_DIR", ""),
-    str(ROOT / "tests" / "contracts"),
-    str(ROOT / "contracts"),
-    "/work/shared/contracts",
-)
+# InfluxData's contract, vendored in the repository (tests/contracts/README.md says from where)
+CONTRACT = Path(__file__).resolve().parents[1] / "contracts" / "influxdb-oss-v2.yml"
 
 
-# -- a fake server ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Seen:
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]  # lower-case names
-    raw_body: bytes
-    body: bytes  # gunzipped when Content-Encoding: gzip
-    client_port: int
-
-
-Reply = tuple[int, dict[str, str], bytes]
-
-
-class FakeServer:
-    """Answers every request with ``reply(seen)``; ``drop_after_reply`` closes silently after."""
-
-    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
-        self.seen: list[Seen] = []
-        self.reply: Callable[[Seen], Reply] = lambda seen: (204, {}, b"")
-        self.drop_after_reply = False
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"  # keep-alive
-
-            def do_POST(self) -> None:
-                raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                body = gzip.decompress(raw) if self.headers.get("Content-Encoding") == "gzip" else raw
-                parts = urlsplit(self.path)
-                seen = Seen(
-                    "POST",
-                    parts.path,
-                    dict(parse_qsl(parts.query)),
-                    {k.lower(): v for k, v in self.headers.items()},
-                    raw,
-                    body,
-                    self.client_address[1],
-                )
-                outer.seen.append(seen)
-                status, headers, reply = outer.reply(seen)
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
-                self.close_connection = outer.drop_after_reply
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        if tls is not None:
-            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
-        scheme = "https" if tls else "http"
-        self.url = f"{scheme}://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.02,), daemon=True)
-        self.thread.start()
-
-    def answer(self, status: int, body: bytes | str = b"", headers: dict[str, str] | None = None) -> None:
-        data = body.encode() if isinstance(body, str) else body
-        self.reply = lambda seen: (status, dict(headers or {}), data)
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+# -- the fake server (tests/helpers.py) --------------------------------------------------
 
 
 @pytest.fixture
@@ -432,12 +349,7 @@ def test_v2_request_conforms_to_influxdata_write_contract(server):
     from openapi_core.testing import MockRequest
     from openapi_core.validation.request.exceptions import SecurityValidationError
 
-    contract = next((Path(d) / CONTRACT for d in CONTRACT_DIRS if d and (Path(d) / CONTRACT).is_file()), None)
-    if contract is None:
-        if servers.IN_CI:
-            pytest.fail(f"{CONTRACT} not found in {CONTRACT_DIRS}")
-        pytest.skip(f"{CONTRACT} not found in {CONTRACT_DIRS}")
-    with contract.open() as fh:
+    with CONTRACT.open() as fh:
         spec = yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     spec["paths"]["/write"]["post"]["requestBody"]["content"]["text/plain"]["schema"].pop("format", None)
     api = openapi_core.OpenAPI.from_dict(spec, config=openapi_core.Config(spec_validator_cls=None))
