@@ -43,7 +43,7 @@ def influxdb_http_failures(registered: Any, expected: list[int], what: str = "re
     all (status -1) reports uri's own message, which names the URL but never a header.
     """
     registered = registered or {}
-    results = registered["results"] if "results" in registered else [registered]
+    results = registered.get("results", [registered])
     wanted = {int(code) for code in expected}
     failures = []
     for result in results:
@@ -67,7 +67,7 @@ def influxdb_http_failures(registered: Any, expected: list[int], what: str = "re
 def influxdb_v1_failures(registered: Any, what: str = "InfluxQL") -> list[str]:
     """Like ``influxdb_http_failures`` for 1.x ``/query``: also a 200 whose statement failed."""
     registered = registered or {}
-    results = registered["results"] if "results" in registered else [registered]
+    results = registered.get("results", [registered])
     failures = influxdb_http_failures(registered, [200], what)
     for result in results:
         if not isinstance(result, dict) or result.get("skipped") or result.get("status") != 200:
