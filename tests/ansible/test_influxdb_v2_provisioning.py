@@ -24,7 +24,7 @@ from tests import servers
 from tests.ansible.conftest import REPO, ansible_playbook
 
 pytest.importorskip("openapi_core")
-from tests.ansible.fake_influxdb2 import FakeInfluxDB2  # noqa: E402
+from tests.ansible.fake_influxdb2 import FakeInfluxDB2
 
 PLAYBOOK = Path(__file__).resolve().parent / "provision" / "provision.yml"
 OPERATOR_TOKEN = "operator-token-from-the-vault-0123456789abcdef"
