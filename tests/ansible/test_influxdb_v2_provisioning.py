@@ -9,24 +9,19 @@ bucket changed, the admin password changed; a server set up by someone else; a f
 
 from __future__ import annotations
 
-import json
 import os
-import re
-import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests import servers
-from tests.ansible.conftest import REPO, ansible_playbook
 
 pytest.importorskip("openapi_core")
 from tests.ansible.fake_influxdb2 import FakeInfluxDB2
+from tests.ansible.role_runner import Deployer, Run
 
-PLAYBOOK = Path(__file__).resolve().parent / "provision" / "provision.yml"
 OPERATOR_TOKEN = "operator-token-from-the-vault-0123456789abcdef"
 BUCKETS = [{"name": "local", "retention_days": 30}, {"name": "rhtest", "retention_days": 30}]
 
@@ -58,68 +53,25 @@ def _as_root() -> None:
         pytest.skip("the role writes root:root token files: run as root")
 
 
-@dataclass
-class Run:
-    rc: int
-    output: str
-    changed: int
-    calls: list[str]
-    writes: list[str]
-    connection: dict[str, Any]
+def succeeded(run: Run) -> Run:
+    assert run.rc == 0, run.output[-6000:]
+    return run
 
 
-class Deployer:
-    """Runs provision.yml against one fake server with one token directory."""
-
-    def __init__(self, fake: FakeInfluxDB2, work: Path) -> None:
-        self.fake, self.work = fake, work
-        self.token_dir = work / "tokens"
-        self.runs = 0
-
-    def run(self, **overrides: Any) -> Run:
-        self.runs += 1
-        out_file = self.work / f"connection-{self.runs}.json"
-        extra = {
+def v2_deployer(fake: FakeInfluxDB2, work: Path) -> Deployer:
+    return Deployer(
+        fake.url,
+        work,
+        {
             "influxdb_flavour": "official",
             "_influxdb_major": "2",
-            "influxdb_api_url": self.fake.url,
-            "influxdb_client_url": "http://db.example:8086",
-            "influxdb_token_dir": str(self.token_dir),
-            "_influxdb_guard_dropin": str(self.work / "no-such-dropin.conf"),
             "influxdb_admin_password": "admin-password-1",
             "influxdb_operator_token": OPERATOR_TOKEN,
             "influxdb_buckets": BUCKETS,
             "influxdb_agent_bucket": "local",
-            "out_file": str(out_file),
-            **overrides,
-        }
-        env = {
-            **os.environ,
-            "ANSIBLE_NOCOLOR": "1",
-            "ANSIBLE_CONFIG": str(PLAYBOOK.parent / "ansible.cfg"),
-            "ANSIBLE_ROLES_PATH": str(REPO / "roles"),
-        }
-        since = self.fake.mark()
-        cmd = [ansible_playbook(), "-v", "-i", "localhost,", str(PLAYBOOK), "-e", json.dumps(extra)]
-        done = subprocess.run(
-            cmd, check=False, capture_output=True, text=True, env=env, cwd=REPO, timeout=300
-        )
-        output = done.stdout + done.stderr
-        recap = re.search(r"localhost\s*:\s*ok=\d+\s+changed=(\d+)", output)
-        connection = json.loads(out_file.read_text()) if out_file.exists() else {}
-        return Run(
-            done.returncode,
-            output,
-            int(recap.group(1)) if recap else -1,
-            self.fake.calls(since),
-            self.fake.writes(since),
-            connection,
-        )
-
-
-def succeeded(run: Run) -> Run:
-    assert run.rc == 0, run.output[-6000:]
-    return run
+        },
+        recorder=fake,
+    )
 
 
 @pytest.fixture
@@ -134,14 +86,14 @@ def fake() -> Iterator[FakeInfluxDB2]:
 
 @pytest.fixture
 def deployer(fake: FakeInfluxDB2, tmp_path: Path) -> Deployer:
-    return Deployer(fake, tmp_path)
+    return v2_deployer(fake, tmp_path)
 
 
 @pytest.fixture(scope="module")
 def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """One server through the four cases of the contract, in order, plus a password change."""
     server = FakeInfluxDB2().start()
-    deployer = Deployer(server, tmp_path_factory.mktemp("history"))
+    deployer = v2_deployer(server, tmp_path_factory.mktemp("history"))
     runs: dict[str, Any] = {"fake": server, "deployer": deployer}
     runs["first"] = succeeded(deployer.run())
     runs["after_first"] = snapshot(server, deployer)
