@@ -1,7 +1,7 @@
 """Runs the influxdb role's provisioning (tests/ansible/provision/provision.yml) for a test.
 
 One ``Deployer`` is one database host: a server URL, a token directory and base variables;
-each ``run`` is one real ``ansible-playbook`` run with overrides, and returns its exit code,
+each ``run`` is one real ``ansible-playbook`` run (``check=True``: in check mode) with overrides, and returns its exit code,
 output, ``changed`` count, published ``influxdb_connection`` and, with a recording fake server,
 the requests it sent.
 """
@@ -45,7 +45,7 @@ class Deployer:
         self.token_dir = work / "tokens"
         self.runs = 0
 
-    def run(self, **overrides: Any) -> Run:
+    def run(self, *, check: bool = False, **overrides: Any) -> Run:
         self.runs += 1
         out_file = self.work / f"connection-{self.runs}.json"
         extra = {
@@ -65,6 +65,7 @@ class Deployer:
         }
         since = self.recorder.mark() if self.recorder else 0
         cmd = [ansible_playbook(), "-v", "-i", "localhost,", str(PLAYBOOK), "-e", json.dumps(extra)]
+        cmd += ["--check"] if check else []
         done = subprocess.run(
             cmd, check=False, capture_output=True, text=True, env=env, cwd=REPO, timeout=300
         )

@@ -254,3 +254,16 @@ def test_the_version_the_server_reports_decides_the_provisioning(fake, deployer)
     )
     assert run.calls[:2] == ["GET /ping", "POST /query"], "a 1.x server is provisioned with InfluxQL"
     fake.violations.clear()  # /query is the 1.x API, not in the 2.x contract
+
+
+def test_check_mode_on_a_fresh_server_and_after_a_change_sends_no_write_and_does_not_fail(fake, deployer):
+    fresh = succeeded(deployer.run(check=True))
+    assert fresh.writes == [] and fresh.calls == ["GET /ping", "GET /api/v2/setup"]
+    assert fresh.connection["write_token"] == "not-created-yet-in-check-mode"
+    succeeded(deployer.run())
+    added = [*BUCKETS, {"name": "extra", "retention_days": 7}]
+    preview = succeeded(deployer.run(check=True, influxdb_buckets=added, influxdb_agent_bucket="extra"))
+    assert preview.writes == []
+    assert (
+        "The writer token is replaced" in preview.output and "The reader token is replaced" in preview.output
+    )
