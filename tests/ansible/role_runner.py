@@ -1,9 +1,9 @@
 """Runs the influxdb role's provisioning (tests/ansible/provision/provision.yml) for a test.
 
-One ``Deployer`` is one database host: a server URL, a token directory and base variables;
-each ``run`` is one real ``ansible-playbook`` run (``check=True``: in check mode) with overrides, and returns its exit code,
-output, ``changed`` count, published ``influxdb_connection`` and, with a recording fake server,
-the requests it sent.
+One ``Deployer`` is one database host: a server URL, a token directory and base variables.
+Each ``run`` is one real ``ansible-playbook`` run with overrides (``check=True``: in check
+mode) and returns its exit code, output, ``changed`` count, published ``influxdb_connection``
+and, with a recording fake server, the requests it sent.
 """
 
 from __future__ import annotations
