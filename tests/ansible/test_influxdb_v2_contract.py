@@ -33,7 +33,7 @@ from openapi_core.exceptions import OpenAPIError  # noqa: E402
 from openapi_core.testing import MockRequest  # noqa: E402
 
 CONTRACT = REPO / "tests" / "contracts" / "influxdb-oss-v2.yml"
-TASK_FILES = ("provision_v2.yml", "token_v2.yml")
+TASK_FILES = ("provision_v2.yml", "password_v2.yml", "token_v2.yml")
 SAMPLE_ID = "0a1b2c3d4e5f6071"
 
 
@@ -46,6 +46,7 @@ class Call:
     url: str
     body_template: str | None
     has_headers: bool
+    basic_auth: bool = False
 
     @property
     def path_and_query(self) -> tuple[str, dict[str, str]]:
@@ -74,7 +75,16 @@ def calls() -> list[Call]:
                 continue
             body = uri.get("body")
             template = re.search(r"'(v2/[\w.]+\.j2)'", body).group(1) if isinstance(body, str) else None
-            found.append(Call(task["name"], uri.get("method", "GET"), uri["url"], template, "headers" in uri))
+            found.append(
+                Call(
+                    task["name"],
+                    uri.get("method", "GET"),
+                    uri["url"],
+                    template,
+                    "headers" in uri,
+                    "url_username" in uri,
+                )
+            )
     return found
 
 
@@ -106,6 +116,8 @@ def bodies_for(call: Call, rendered: dict[str, str]) -> list[tuple[str, bytes]]:
 def request(call: Call, body: bytes, *, token: bool = True) -> MockRequest:
     path, query = call.path_and_query
     headers = {"Authorization": "Token t0k3n"} if call.has_headers and token else {}
+    if call.basic_auth and token:
+        headers = {"Authorization": "Basic YWRtaW46cGFzc3dvcmQ="}
     if body:
         headers["Content-Type"] = "application/json"
     return MockRequest(
@@ -130,6 +142,9 @@ def test_the_role_sends_every_kind_of_2x_request():
         ("PATCH", f"/api/v2/buckets/{SAMPLE_ID}"),
         ("GET", "/api/v2/dbrps"),
         ("POST", "/api/v2/dbrps"),
+        ("GET", "/api/v2/users"),
+        ("POST", "/api/v2/signin"),
+        ("POST", f"/api/v2/users/{SAMPLE_ID}/password"),
         ("GET", "/api/v2/authorizations"),
         ("POST", "/api/v2/authorizations"),
         ("DELETE", f"/api/v2/authorizations/{SAMPLE_ID}"),
@@ -138,8 +153,11 @@ def test_the_role_sends_every_kind_of_2x_request():
 
 def test_every_request_after_setup_carries_the_operator_token():
     for call in CALLS:
-        is_setup = call.path_and_query[0] == "/api/v2/setup"
-        assert call.has_headers != is_setup, call.name
+        path = call.path_and_query[0]
+        if path == "/api/v2/signin":  # the admin password check signs in with it (Basic)
+            assert call.basic_auth and not call.has_headers, call.name
+            continue
+        assert call.has_headers != (path == "/api/v2/setup"), call.name
 
 
 @pytest.mark.parametrize("call", CALLS, ids=[f"{c.method} {c.path_and_query[0]}" for c in CALLS])
@@ -205,7 +223,12 @@ READS = [
     ("/dbrps", "get", "200", ["content", "[]", "virtual"]),
     ("/authorizations", "get", "200", ["authorizations", "[]", "description"]),
     ("/authorizations", "get", "200", ["authorizations", "[]", "id"]),
+    ("/authorizations", "get", "200", ["authorizations", "[]", "permissions", "[]", "action"]),
+    ("/authorizations", "get", "200", ["authorizations", "[]", "permissions", "[]", "resource", "id"]),
+    ("/authorizations", "get", "200", ["authorizations", "[]", "status"]),
     ("/authorizations", "post", "201", ["token"]),
+    ("/authorizations", "post", "201", ["id"]),
+    ("/users", "get", "200", ["users", "[]", "id"]),
 ]
 
 
