@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from monitor.errors import ConfigError
+from monitor.lineprotocol import measurement_problem, text_problem
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -276,6 +277,15 @@ def _check(r: _Reader, key: str, ok: bool, message: str) -> None:
 
 
 def _validate(r: _Reader, c: Config) -> None:
+    host_problem = text_problem(c.agent.host)
+    _check(
+        r,
+        "agent.host",
+        host_problem is None,
+        f"{host_problem} (the host tag of every sample; the default is the system's host name)",
+    )
+    measurement = measurement_problem(c.sink.measurement)
+    _check(r, "sink.measurement", measurement is None, str(measurement))
     _check(r, "agent.interval_s", 0.1 <= c.agent.interval_s <= 3600, "must be 0.1 to 3600 seconds")
     _check(r, "spool.max_spool_bytes", c.spool.max_spool_bytes >= MiB, "must be at least 1 MiB")
     _check(r, "spool.buffer_size", c.spool.buffer_size >= 1, "must be at least 1")
@@ -296,7 +306,6 @@ def _validate(r: _Reader, c: Config) -> None:
     )
     s = c.sink
     _check(r, "sink.kind", s.kind in SINK_KINDS, f"must be one of {', '.join(SINK_KINDS)}")
-    _check(r, "sink.measurement", bool(s.measurement), "must not be empty")
     if s.kind.startswith("influxdb"):
         _check(r, "sink.url", s.url.startswith(("http://", "https://")), "must be an http:// or https:// URL")
     if s.kind == "influxdb_v2":
