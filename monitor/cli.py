@@ -65,6 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _replay(config, args.file, keep=args.keep)
     try:
         return int(COMMANDS[command](config))
+    except ConfigError as exc:  # a command may check more than loading does (the API's exposure)
+        for problem in exc.problems:
+            print(f"config error: {problem}", file=sys.stderr)
+        return 2
     except MonitorError as exc:
         print(f"hostmon {args.command}: {exc}", file=sys.stderr)
         return 1
@@ -105,8 +109,10 @@ def _api(config: Config) -> int:
 
 def _run(config: Config) -> int:
     from monitor.agent import Agent
-    from monitor.api import serve
+    from monitor.api import listener, serve
 
+    if refused := listener.problems(config):
+        raise ConfigError(refused)
     agent = Agent(config)
     api_stop = threading.Event()
     api = threading.Thread(target=serve, args=(config,), kwargs={"stop": api_stop}, name="api")
@@ -187,6 +193,10 @@ def _replay(config: Config, path: Path, *, keep: bool) -> int:
 
 
 def _check_config(config: Config) -> int:
+    from monitor.api import listener
+
+    if refused := listener.problems(config):  # what `hostmon api` would refuse to start with
+        raise ConfigError(refused)
     where = config.source or "built-in defaults"
     print(f"{where}: OK (sink {config.sink.kind}, host {config.host}, every {config.agent.interval_s}s,")
     print(f"  state in {config.agent.state_dir}, {len(config.alerts.rules)} alert rule(s))")
