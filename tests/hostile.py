@@ -48,6 +48,7 @@ class HostileClients:
         self.connect_timeout_s = connect_timeout_s
         self.counts = Counts()
         self._socks: dict[socket.socket, str] = {}
+        self.error: BaseException | None = None
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="hostile-clients", daemon=True)
@@ -62,10 +63,15 @@ class HostileClients:
         for sock in list(self._socks):
             sock.close()
         self._socks.clear()
+        if self.error is not None:
+            raise RuntimeError(f"the hostile clients failed: {self.error!r}") from self.error
 
     def wait_ready(self, timeout_s: float) -> bool:
         """True once as many connections as wanted were attempted."""
-        return self._ready.wait(timeout_s)
+        ready = self._ready.wait(timeout_s)
+        if self.error is not None:
+            raise RuntimeError(f"the hostile clients failed: {self.error!r}") from self.error
+        return ready
 
     def _open(self, kind: str) -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -97,8 +103,12 @@ class HostileClients:
         """Drop the connections the server closed (readable: EOF, a refusal, an error)."""
         if not self._socks:
             return
-        readable, _, _ = select.select(list(self._socks), [], [], 0)
-        for sock in readable:
+        poller = select.poll()  # not select(): descriptors here go far past 1024
+        by_fd = {sock.fileno(): sock for sock in self._socks}
+        for fd in by_fd:
+            poller.register(fd, select.POLLIN)
+        for fd, _ in poller.poll(0):
+            sock = by_fd[fd]
             try:
                 data = sock.recv(256)
             except OSError:
@@ -110,6 +120,14 @@ class HostileClients:
             self.counts.closed_by_server += 1
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:  # surfaced by __exit__: a dead attacker must not pass as harmless
+            self.error = exc
+            self._ready.set()
+            raise
+
+    def _loop(self) -> None:
         deadline = time.monotonic() + self.max_seconds
         next_line = time.monotonic() + 1.0
         while not self._stop.is_set() and time.monotonic() < deadline:
