@@ -77,6 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AccessDenied as exc:
         print(f"hostmon {name}: {exc}", file=sys.stderr)
         return 2
+    except ConfigError as exc:  # a command may check more than loading does (the API's exposure)
+        for problem in exc.problems:
+            print(f"config error: {problem}", file=sys.stderr)
+        return 2
     except MonitorError as exc:
         print(f"hostmon {name}: {exc}", file=sys.stderr)
         return 1
@@ -118,8 +122,10 @@ def _api(config: Config) -> int:
 
 def _run(config: Config) -> int:
     from monitor.agent import Agent
-    from monitor.api import serve
+    from monitor.api import listener, serve
 
+    if refused := listener.problems(config):
+        raise ConfigError(refused)
     access.check_agent(config)  # before the API starts: neither runs when one cannot
     access.check_api(config)
     agent = Agent(config)
@@ -243,6 +249,10 @@ def _moved_aside(spool_path: Path) -> list[Path]:
 
 
 def _check_config(config: Config) -> int:
+    from monitor.api import listener
+
+    if refused := listener.problems(config):  # what `hostmon api` would refuse to start with
+        raise ConfigError(refused)
     where = config.source or "built-in defaults"
     print(f"{where}: OK (sink {config.sink.kind}, host {config.host}, every {config.agent.interval_s}s,")
     print(f"  state in {config.agent.state_dir}, {len(config.alerts.rules)} alert rule(s))")

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from monitor.errors import ConfigError
+from monitor.lineprotocol import measurement_problem, text_problem
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -110,6 +111,17 @@ class ApiConfig:
     max_window_minutes: float = 31 * 24 * 60.0
     query_timeout_s: float = 10.0
     threads: int = 8
+    # Clients: open connections in all (each a file descriptor), per client address (0: no
+    # cap), how long one may sit idle, and how long one request (or TLS handshake) may take
+    # to arrive from its first byte to its last.
+    connection_limit: int = 1000
+    max_connections_per_client: int = 32
+    idle_timeout_s: float = 30.0
+    request_timeout_s: float = 10.0
+    tls_cert_file: Path | None = None  # PEM, the chain after the certificate
+    tls_key_file: Path | None = None
+    # Serve beyond loopback without a token and TLS anyway (e.g. behind a TLS proxy).
+    allow_insecure: bool = False
 
 
 @dataclass(frozen=True)
@@ -284,6 +296,15 @@ def _check(r: _Reader, key: str, ok: bool, message: str) -> None:
 
 
 def _validate(r: _Reader, c: Config) -> None:
+    host_problem = text_problem(c.agent.host)
+    _check(
+        r,
+        "agent.host",
+        host_problem is None,
+        f"{host_problem} (the host tag of every sample; the default is the system's host name)",
+    )
+    measurement = measurement_problem(c.sink.measurement)
+    _check(r, "sink.measurement", measurement is None, str(measurement))
     _check(r, "agent.interval_s", 0.1 <= c.agent.interval_s <= 3600, "must be 0.1 to 3600 seconds")
     _check(r, "spool.max_spool_bytes", c.spool.max_spool_bytes >= MiB, "must be at least 1 MiB")
     _check(r, "spool.buffer_size", c.spool.buffer_size >= 1, "must be at least 1")
@@ -304,7 +325,6 @@ def _validate(r: _Reader, c: Config) -> None:
     )
     s = c.sink
     _check(r, "sink.kind", s.kind in SINK_KINDS, f"must be one of {', '.join(SINK_KINDS)}")
-    _check(r, "sink.measurement", bool(s.measurement), "must not be empty")
     if s.kind.startswith("influxdb"):
         _check(r, "sink.url", s.url.startswith(("http://", "https://")), "must be an http:// or https:// URL")
     if s.kind == "influxdb_v2":
@@ -326,6 +346,23 @@ def _validate(r: _Reader, c: Config) -> None:
     _check(r, "api.max_window_minutes", a.max_window_minutes > 0, "must be positive")
     _check(r, "api.query_timeout_s", a.query_timeout_s > 0, "must be positive")
     _check(r, "api.threads", 1 <= a.threads <= 64, "must be 1 to 64")
+    _check(r, "api.connection_limit", 10 <= a.connection_limit <= 100_000, "must be 10 to 100000")
+    _check(
+        r,
+        "api.max_connections_per_client",
+        0 <= a.max_connections_per_client <= a.connection_limit,
+        "must be 0 (no cap) to api.connection_limit",
+    )
+    _check(r, "api.idle_timeout_s", 1 <= a.idle_timeout_s <= 3600, "must be 1 to 3600 seconds")
+    _check(
+        r, "api.request_timeout_s", 0 < a.request_timeout_s <= 600, "must be more than 0, at most 600 seconds"
+    )
+    _check(
+        r,
+        "api.tls_key_file",
+        (a.tls_cert_file is None) == (a.tls_key_file is None),
+        "api.tls_cert_file and api.tls_key_file go together: set both or neither",
+    )
     _check(r, "alerts.max_bytes", c.alerts.max_bytes >= 1024, "must be at least 1024")
     _check(r, "alerts.backup_count", c.alerts.backup_count >= 0, "must not be negative")
 

@@ -3,6 +3,14 @@
 A sample is encoded once, when it is taken; the spool stores the line and every sink
 ships that line as it is (the SQLite sink decodes it). Timestamps are integer
 milliseconds since the epoch and every write says ``precision=ms`` explicitly.
+
+Escaping is InfluxDB's: in tag keys and values a backslash escapes a comma, an equals
+sign or a space, and in the measurement a comma or a space; any other backslash is a
+literal character. A backslash itself has no escape that the databases agree on (of a
+doubled backslash InfluxDB 1.x keeps both, VictoriaMetrics one; a value ending in a
+backslash escapes the space after it and the line is refused), so text that goes into a
+line must not contain one: :func:`text_problem` and :func:`measurement_problem` say so,
+and the config refuses such a host or measurement.
 """
 
 from __future__ import annotations
@@ -16,9 +24,33 @@ from monitor.formats import number
 
 PRECISION = "ms"
 
-_TAG_ESCAPE = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\\": "\\\\"})
-_MEASUREMENT_ESCAPE = str.maketrans({",": r"\,", " ": r"\ ", "\\": "\\\\"})
-_UNESCAPE = re.compile(r"\\(.)")
+MAX_TEXT_CHARS = 255
+_TAG_ESCAPE = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
+_MEASUREMENT_ESCAPE = str.maketrans({",": r"\,", " ": r"\ "})
+_UNESCAPE = re.compile(r"\\([,= ])")
+_UNSAFE = re.compile(r"[\\\x00-\x1f\x7f]")
+
+
+def text_problem(text: str) -> str | None:
+    """Why TEXT cannot be a measurement or tag value that every database stores as written
+    (None when it can): empty, longer than MAX_TEXT_CHARS, or holding a backslash or a
+    control character (a newline ends the line)."""
+    if not text:
+        return "must not be empty"
+    if len(text) > MAX_TEXT_CHARS:
+        return f"must be at most {MAX_TEXT_CHARS} characters"
+    bad = _UNSAFE.search(text)
+    if bad:
+        what = "a backslash" if bad.group() == "\\" else f"the control character {bad.group()!r}"
+        return f"must not contain {what}: {text!r} (InfluxDB's line protocol cannot carry it unchanged)"
+    return None
+
+
+def measurement_problem(text: str) -> str | None:
+    """:func:`text_problem`, and a leading ``#`` (the line would be a comment: dropped)."""
+    if text.startswith("#"):
+        return f"must not start with '#': {text!r} (InfluxDB reads such a line as a comment and drops it)"
+    return text_problem(text)
 
 
 @dataclass(frozen=True)

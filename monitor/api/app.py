@@ -53,12 +53,23 @@ def _json_response(
     return response
 
 
-def _query_string() -> str:
-    raw = str(bottle.request.environ.get("QUERY_STRING", ""))
+def _utf8(environ_key: str, what: str) -> str:
+    """An environ value as text. PEP 3333 hands the request's bytes over as latin-1 strings;
+    bytes that are not UTF-8 are the client's mistake, a 400 that names WHAT."""
+    raw = str(bottle.request.environ.get(environ_key, ""))
     try:
-        return raw.encode("latin-1").decode("utf-8")  # PEP 3333 hands bytes over as latin-1
+        return raw.encode("latin-1").decode("utf-8")
     except UnicodeError as exc:
-        raise ApiError(400, "the query string is not valid UTF-8") from exc
+        raise ApiError(400, f"{what} is not valid UTF-8") from exc
+
+
+def _query_string() -> str:
+    return _utf8("QUERY_STRING", "the query string")
+
+
+def _header(name: str) -> str:
+    """Request header NAME ("" when absent), never through Bottle's decoding (which raises)."""
+    return _utf8("HTTP_" + name.upper().replace("-", "_"), f"the {name} header")
 
 
 class _Api:
@@ -115,7 +126,7 @@ class _Api:
     def authorize(self) -> None:
         if not self._token:
             return
-        header = str(bottle.request.get_header("Authorization", ""))
+        header = _header("Authorization")
         scheme, _, credentials = header.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(credentials.strip().encode(), self._token):
             raise ApiError(
@@ -146,9 +157,7 @@ class _Api:
             max_points=p.max_points,
         )
         headers = views.metrics_headers(body)
-        fmt = p.format or (
-            "csv" if params.wants_csv(str(bottle.request.get_header("Accept", ""))) else "json"
-        )
+        fmt = p.format or ("csv" if params.wants_csv(_header("Accept")) else "json")
         if fmt == "csv":
             response = bottle.HTTPResponse(views.metrics_csv(body).encode(), 200, Content_Type=CSV)
             for name, value in headers.items():

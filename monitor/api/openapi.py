@@ -42,6 +42,16 @@ successful write is younger than the grace period, max(300 s, 3 * `agent.interva
 (3) the agent's heartbeat is younger than the same grace period.
 """
 
+AGGREGATE_DESCRIPTION = """\
+With `host=`, the aggregate of that host's samples. Without it, **every host's samples are pooled**
+into one value: `count` is the number of samples of all hosts together, `mean` the mean of all of
+them (not the mean of per-host means; a host sampled more often weighs more), `min`/`max` the
+extreme sample of any host and `last` the newest sample of any host (on a timestamp tie the larger
+value). `hosts` says how many hosts went in, `pooled` whether that was more than one, and for
+`min`, `max` and `last`, `value_host` names the host the value came from. Ask per host with
+`host=` (the names are in the `series` of `/metrics`).
+"""
+
 
 def _param(name: str, description: str, schema: dict[str, Any], *, required: bool = False) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": required, "description": description, "schema": schema}
@@ -151,7 +161,19 @@ def _schemas() -> dict[str, Any]:
             "host": STRING_OR_NULL,
             "window": _ref("Window"),
             "value": {**NUMBER_OR_NULL, "description": "Null when the window holds no sample (see reason)."},
-            "samples": {"type": "integer"},
+            "samples": {
+                "type": "integer",
+                "description": "Samples that went into value (every pooled host's).",
+            },
+            "hosts": {"type": "integer", "description": "Hosts whose samples went into value."},
+            "pooled": {
+                "type": "boolean",
+                "description": "True when samples of more than one host were pooled.",
+            },
+            "value_host": {
+                **STRING_OR_NULL,
+                "description": "For min, max and last: the host of the sample picked; null for mean, count.",
+            },
             "reason": STRING_OR_NULL,
         }
     )
@@ -287,6 +309,7 @@ def document(config: ApiConfig) -> dict[str, Any]:
         "/metrics/aggregate": {
             "get": {
                 "summary": "One aggregate (mean, min, max, last, count) of one metric over a window",
+                "description": AGGREGATE_DESCRIPTION,
                 "operationId": "getAggregate",
                 "parameters": aggregate_params,
                 "responses": {

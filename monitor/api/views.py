@@ -154,6 +154,9 @@ def aggregate_body(
         "window": window_body(window),
         "value": value,
         "samples": result.samples,
+        "hosts": result.hosts,
+        "pooled": result.hosts > 1,
+        "value_host": result.value_host,
         "reason": reason,
     }
 

@@ -14,16 +14,21 @@ import re
 import subprocess
 import tomllib
 import urllib.error
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import yaml
 
 from monitor import config as hostmon_config
+from monitor.api import listener
+from monitor.api.server import FD_RESERVE
 from tests import servers
 from tests.ansible.helpers import REPO, render
+from tests.tlscerts import make_ca_and_server_cert
 
 MONITOR_CASES = ("sqlite", "v1", "v2")
+NOT_SECRETS = ("ca_file", "tls_cert_file", "tls_key_file")  # files the role copies, not secrets
 DASHBOARD = REPO / "files" / "dashboards" / "system-metrics.json"
 
 
@@ -34,7 +39,7 @@ def load_hostmon_config(text: str, secrets: dict[str, str], tmp_path: Path) -> h
         if not isinstance(section, dict):
             continue
         for key, value in list(section.items()):
-            if key.endswith("_file") and key != "ca_file":
+            if key.endswith("_file") and key not in NOT_SECRETS:
                 name = Path(value).name
                 assert name in secrets, f"{key} names {value}, but the role writes no such secret"
                 path = tmp_path / name
@@ -103,6 +108,34 @@ def test_hostmon_toml_v2_carries_write_token_for_the_agent_and_read_token_for_th
     assert (config.sink.org, config.sink.bucket, config.sink.token) == ("hostmon", "local", "write-token-abc")
     assert config.api.store_token == "read-token-xyz"
     assert config.api.token == ""  # no API token given: no *_file for it, no auth
+
+
+def test_the_api_beyond_loopback_gets_its_token_tls_and_client_limits(rendered, tmp_path):
+    secrets = json.loads(rendered["monitor-tls/secrets.json"])
+    config = load_hostmon_config(rendered["monitor-tls/hostmon.toml"], secrets, tmp_path)
+    api = config.api
+    assert (api.host, api.token) == ("0.0.0.0", "api-token-0123456789abcdef")
+    assert (api.tls_cert_file, api.tls_key_file) == (
+        Path("/etc/hostmon/tls/api.crt"),
+        Path("/etc/hostmon/tls/api.key"),
+    )
+    assert (api.connection_limit, api.max_connections_per_client) == (1000, 32)
+    assert (api.idle_timeout_s, api.request_timeout_s, api.allow_insecure) == (30.0, 10.0, False)
+    # With the files where the role copies them, the API starts: hostmon's own start-up check.
+    issued = make_ca_and_server_cert(tmp_path / "pki")
+    placed = replace(api, tls_cert_file=issued.cert_file, tls_key_file=issued.key_file)
+    assert listener.problems(replace(config, api=placed)) == []
+    assert "tls_cert_file" not in rendered["monitor-v1/hostmon.toml"]  # no TLS given: none configured
+
+
+@pytest.mark.parametrize("case", ["v1", "tls"])
+def test_the_api_unit_holds_a_descriptor_per_connection(rendered, case, tmp_path):
+    secrets = json.loads(rendered[f"monitor-{case}/secrets.json"])
+    config = load_hostmon_config(rendered[f"monitor-{case}/hostmon.toml"], secrets, tmp_path)
+    (limit,) = unit_value(
+        unit_entries(rendered[f"monitor-{case}/hostmon-api.service"]), "Service", "LimitNOFILE"
+    )
+    assert int(limit) >= config.api.connection_limit + FD_RESERVE
 
 
 @pytest.mark.parametrize("case", MONITOR_CASES)
@@ -414,3 +447,10 @@ def test_rendered_1x_config_runs_the_real_influxd_with_auth_enforced(tmp_path):
     finally:
         server.stop()
         log.close()
+
+
+def test_the_production_example_serves_the_api_with_a_token_and_tls():
+    values = yaml.safe_load((REPO / "inventory/production.example/group_vars/all/vars.yml").read_text())
+    assert values["monitor_api_host"] == "0.0.0.0" and "vault_" in values["monitor_api_token"]
+    assert values["monitor_api_tls_cert"].endswith(".crt") and values["monitor_api_tls_key"].endswith(".key")
+    assert not values.get("monitor_api_allow_insecure", False)

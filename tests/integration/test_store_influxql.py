@@ -65,8 +65,8 @@ def test_epoch_aligned_bucket_means(store):
 
 def test_counts_and_aggregates(store):
     assert store.counts(Query(CPU_MEM, T0 + 1, T0 + 20_000)) == {"a": 1, "b": 2}
-    assert store.aggregate("cpu_usage_overall", "mean", T0 + 1, T0 + 20_000, None) == Aggregate(25.0, 2)
-    assert store.aggregate("cpu_usage_overall", "last", T0, T0 + 20_001, "b") == Aggregate(99.0, 2)
+    assert store.aggregate("cpu_usage_overall", "mean", T0 + 1, T0 + 20_000, None) == Aggregate(25.0, 2, 2)
+    assert store.aggregate("cpu_usage_overall", "last", T0, T0 + 20_001, "b") == Aggregate(99.0, 2, 1, "b")
     assert store.aggregate("cpu_usage_overall", "count", T0, T0 + 1, "nobody") == Aggregate(0.0, 0)
     assert store.aggregate("memory_usage", "max", T0, T0 + 1, "nobody") == Aggregate(None, 0)
 
@@ -77,7 +77,7 @@ def test_names_are_the_allow_listed_field_keys(store, influxdb1, influx_db):
 
 
 def test_a_host_with_quotes_and_spaces_is_matched_exactly(store):
-    assert store.aggregate("cpu_usage_overall", "mean", T0, T0 + 1, 'o\'brien "db"') == Aggregate(5.0, 1)
+    assert store.aggregate("cpu_usage_overall", "mean", T0, T0 + 1, 'o\'brien "db"') == Aggregate(5.0, 1, 1)
 
 
 INJECTIONS = [
@@ -132,7 +132,7 @@ def test_retention_policy_qualifies_the_measurement(influxdb1, influx_db):
     )
     urllib.request.urlopen(req, timeout=10).close()
     store = InfluxQLStore(influxdb1.url, influx_db, retention_policy="week")
-    assert store.aggregate("disk_read", "last", T0, T0 + 1, "a") == Aggregate(7.0, 1)
+    assert store.aggregate("disk_read", "last", T0, T0 + 1, "a") == Aggregate(7.0, 1, 1, "a")
     assert (
         InfluxQLStore(influxdb1.url, influx_db).aggregate("disk_read", "last", T0, T0 + 1, "a").value is None
     )
@@ -158,7 +158,7 @@ def test_v1_read_credentials_from_the_config_are_used(influxdb1_auth, tmp_path):
         "api": {"store_username": "api_reader", "store_password_env": "PW"},
     }
     store = make_store(parse(raw, environ={"PW": "reader-pw"}))
-    assert store.aggregate("memory_usage", "mean", T0, T0 + 1, None) == Aggregate(42.0, 1)
+    assert store.aggregate("memory_usage", "mean", T0, T0 + 1, None) == Aggregate(42.0, 1, 1)
     bad = make_store(parse(raw, environ={"PW": "wrong"}))
     with pytest.raises(StoreUnavailable, match="refused the API's credentials"):
         bad.ping()
@@ -170,7 +170,12 @@ def test_v2_queries_influxql_on_the_bucket_with_a_token_never_flux(tmp_path):
             {
                 "statement_id": 0,
                 "series": [
-                    {"name": "system", "columns": ["time", "value", "samples"], "values": [[0, 3.5, 2]]}
+                    {
+                        "name": "system",
+                        "tags": {"host": "h"},
+                        "columns": ["time", "value", "samples"],
+                        "values": [[0, 7.0, 2]],  # the sum: the mean is pooled from per-host sums
+                    }
                 ],
             }
         ]
@@ -191,14 +196,14 @@ def test_v2_queries_influxql_on_the_bucket_with_a_token_never_flux(tmp_path):
             "api": {"store_token_env": "R"},
         }
         store = make_store(parse(raw, environ={"W": "write-token", "R": "read-token"}))
-        assert store.aggregate("cpu_usage_overall", "mean", T0, T0 + 1, "h") == Aggregate(3.5, 2)
+        assert store.aggregate("cpu_usage_overall", "mean", T0, T0 + 1, "h") == Aggregate(3.5, 2, 1)
         request = proxy.requests[0]
     assert request.method == "GET"
     assert request.headers["authorization"] == "Token read-token"
     path, _, query = request.target.partition("?")
     params = dict(urllib.parse.parse_qsl(query))
     assert path == "/query" and params["db"] == "rhtest" and params["epoch"] == "ms"
-    assert params["q"].startswith('SELECT mean("cpu_usage_overall")') and "from(bucket" not in params["q"]
+    assert params["q"].startswith('SELECT sum("cpu_usage_overall")') and "from(bucket" not in params["q"]
     assert "\"host\" = 'h'" in params["q"]
 
 

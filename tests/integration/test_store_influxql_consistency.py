@@ -109,8 +109,27 @@ def test_aggregates_match(stores, window, host, fn):
     for metric in ("cpu_usage_overall", "cpu_usage_2", "memory_usage"):
         a = sqlite.aggregate(metric, fn, *window, host)
         b = influx.aggregate(metric, fn, *window, host)
-        assert a.samples == b.samples, (metric, fn)
+        assert (a.samples, a.hosts, a.value_host) == (b.samples, b.hosts, b.value_host), (metric, fn)
         assert same(a.value, b.value), (metric, fn, a.value, b.value)
+
+
+@pytest.mark.parametrize("fn", AGGREGATES)
+def test_without_a_host_both_stores_pool_every_host_and_name_the_selected_one(stores, fn):
+    window = (T0, T0 + HOURS * 3_600_000)
+    for store in stores:
+        pooled = store.aggregate("cpu_usage_overall", fn, *window, None)
+        a, b = (store.aggregate("cpu_usage_overall", fn, *window, h) for h in ("a", "b"))
+        assert pooled.samples == a.samples + b.samples and pooled.hosts == 2, store.name
+        if fn == "count":
+            assert pooled.value == a.value + b.value
+        elif fn == "mean":
+            assert same(pooled.value, (a.value * a.samples + b.value * b.samples) / pooled.samples)
+        else:
+            pick = {"min": min, "max": max, "last": max}[fn]
+            keyed = {"a": a, "b": b}
+            assert pooled.value_host in keyed and pooled.value == keyed[pooled.value_host].value
+            if fn != "last":
+                assert pooled.value == pick(a.value, b.value)
 
 
 def test_names_match(stores):

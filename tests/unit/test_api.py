@@ -224,6 +224,21 @@ def test_aggregate_functions_for_one_host(app, fn, reduce):
     assert body["value"] == reduce(values) and body["samples"] == len(values)
 
 
+def test_aggregate_without_host_pools_every_host_and_says_so(app):
+    per_host = len(expected_ts(10, 2))
+    count = call(app, "/metrics/aggregate?metric=memory_usage&start=10&end=2&fn=count").json()
+    assert count["value"] == count["samples"] == 2 * per_host
+    assert (count["hosts"], count["pooled"], count["value_host"]) == (2, True, None)
+    # web2's values are web1's + 0.5 at the same timestamps: the newest and the largest are web2's.
+    last = call(app, "/metrics/aggregate?metric=memory_usage&start=10&end=2&fn=last").json()
+    assert last["value_host"] == "web2" and last["pooled"] is True
+    lowest = call(app, "/metrics/aggregate?metric=memory_usage&start=10&end=2&fn=min").json()
+    assert lowest["value_host"] == "web1"
+    one = call(app, "/metrics/aggregate?metric=memory_usage&start=10&end=2&fn=last&host=web2").json()
+    assert (one["hosts"], one["pooled"], one["value_host"], one["samples"]) == (1, False, "web2", per_host)
+    assert one["value"] == last["value"]
+
+
 def test_aggregate_of_an_empty_window_is_null_with_a_reason(app):
     body = call(app, "/metrics/aggregate?metric=disk_read&host=nobody").json()
     assert body["value"] is None and body["samples"] == 0

@@ -78,6 +78,25 @@ def test_each_bad_value_is_reported_with_its_key(raw, expected):
     assert expected in problems(raw)
 
 
+@pytest.mark.parametrize("host", ["back\\slash", "ends-in\\", "two\nlines", "x" * 256])
+def test_a_host_the_line_protocol_cannot_carry_unchanged_is_refused_naming_agent_host(host):
+    (found,) = problems({"agent": {"host": host}})
+    assert found.startswith("cfg.toml: agent.host: must ")
+
+
+def test_a_system_host_name_with_a_backslash_is_refused_too():
+    with pytest.raises(ConfigError, match=r"agent\.host: must not contain a backslash.*system's host name"):
+        config.parse({}, environ=ENV, hostname=lambda: "EXAMPLE\\web1")
+
+
+def test_a_measurement_that_would_be_a_comment_or_lose_its_backslash_is_refused():
+    assert problems({"sink": {"measurement": "#system"}})[0].startswith(
+        "cfg.toml: sink.measurement: must not"
+    )
+    assert "backslash" in problems({"sink": {"measurement": "sys\\tem"}})[0]
+    assert "empty" in problems({"sink": {"measurement": ""}})[0]
+
+
 def test_every_problem_is_reported_at_once():
     found = problems({"agent": {"interval_s": -1}, "api": {"port": -1, "threads": 0}})
     assert len(found) == 3

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from monitor.lineprotocol import Sample, decode, encode
+from monitor.lineprotocol import Sample, decode, encode, measurement_problem, text_problem
 
 
 def test_encode_writes_one_line_with_host_tag_float_fields_and_ms_timestamp():
@@ -21,6 +21,33 @@ def test_encode_writes_one_line_with_host_tag_float_fields_and_ms_timestamp():
 def test_special_characters_in_host_and_measurement_are_escaped():
     line = encode(Sample(1, "a b,c=d", {"memory_usage": 1.0}), "my system,x")
     assert line == r"my\ system\,x,host=a\ b\,c\=d memory_usage=1 1"
+
+
+def test_a_backslash_is_not_escaped_because_influxdb_has_no_escape_for_it():
+    # What InfluxDB reads: a backslash before a comma escapes it, before an x it is itself.
+    assert encode(Sample(1, "a,b", {"memory_usage": 1.0}), "system") == r"system,host=a\,b memory_usage=1 1"
+    assert decode(r"system,host=a\x\,y memory_usage=1 1")[1].host == r"a\x,y"
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("back\\slash", "backslash"),
+        ("trailing\\", "backslash"),
+        ("two\nlines", "control character"),
+        ("tab\there", "control character"),
+        ("", "empty"),
+        ("x" * 256, "at most 255"),
+    ],
+)
+def test_text_a_line_cannot_carry_unchanged_is_named(text, problem):
+    assert problem in (text_problem(text) or "")
+    assert problem in (measurement_problem(text) or "")
+
+
+def test_a_measurement_starting_with_a_hash_would_be_a_comment():
+    assert "comment" in (measurement_problem("#system") or "")
+    assert text_problem("#web") is None and measurement_problem("sys#tem") is None
 
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
@@ -39,9 +66,12 @@ def test_decode_rejects_lines_that_are_not_ours():
         decode("garbage")
 
 
-hosts = st.text(alphabet=st.characters(blacklist_categories=["Cc", "Cs"]), min_size=1, max_size=20).filter(
-    lambda s: s.strip() == s and "\\" not in s
-)
+# Every host the config accepts (text_problem is its rule), the special characters drawn often.
+hosts = st.text(
+    alphabet=st.one_of(st.characters(blacklist_categories=["Cs"]), st.sampled_from(" ,=\\\"'#")),
+    min_size=1,
+    max_size=20,
+).filter(lambda s: text_problem(s) is None)
 values = st.floats(allow_nan=False, allow_infinity=False, width=64)
 
 

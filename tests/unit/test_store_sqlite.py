@@ -103,12 +103,12 @@ def test_counts_are_rows_per_host_over_the_requested_metrics(db):
 @pytest.mark.parametrize(
     ("fn", "host", "expected"),
     [
-        ("mean", None, Aggregate(20.0, 3)),
-        ("min", None, Aggregate(10.0, 3)),
-        ("max", None, Aggregate(30.0, 3)),
-        ("count", None, Aggregate(3.0, 3)),
-        ("mean", "a", Aggregate(15.0, 2)),
-        ("last", "a", Aggregate(20.0, 2)),
+        ("mean", None, Aggregate(20.0, 3, 2)),
+        ("min", None, Aggregate(10.0, 3, 2, "a")),
+        ("max", None, Aggregate(30.0, 3, 2, "b")),
+        ("count", None, Aggregate(3.0, 3, 2)),
+        ("mean", "a", Aggregate(15.0, 2, 1)),
+        ("last", "a", Aggregate(20.0, 2, 1, "a")),
         ("mean", "nobody", Aggregate(None, 0)),
     ],
 )
@@ -121,7 +121,8 @@ def test_last_across_hosts_prefers_the_larger_value_on_a_timestamp_tie_as_influx
     write(
         path, [("disk_read", "a", T0, 99.0), ("disk_read", "b", T0, 5.0), ("disk_read", "c", T0 - 1, 500.0)]
     )
-    assert SQLiteStore(path).aggregate("disk_read", "last", T0 - 10, T0 + 10, None) == Aggregate(99.0, 3)
+    last = SQLiteStore(path).aggregate("disk_read", "last", T0 - 10, T0 + 10, None)
+    assert last == Aggregate(99.0, 3, 3, "a")
 
 
 def test_names_lists_only_allow_listed_metrics_with_cores_in_numeric_order(tmp_path):

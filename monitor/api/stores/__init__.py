@@ -4,7 +4,8 @@ Both stores answer the same questions with the same results (a test holds them t
 
 - raw rows per host, or the mean per time bucket, buckets aligned to the epoch
   (``floor(ts_ms / step_ms) * step_ms``, exactly as InfluxQL's ``GROUP BY time()``);
-- one aggregate (mean, min, max, last, count) of one metric over a window;
+- one aggregate (mean, min, max, last, count) of one metric over a window, every host's
+  samples pooled unless one host is asked for (:func:`combine`: the same rule for both);
 - the metric names the store holds, and a cheap reachability check.
 
 Windows are half-open: ``start_ms <= ts_ms < end_ms``. Metric names are checked against
@@ -13,6 +14,7 @@ Windows are half-open: ``start_ms <= ts_ms < end_ms``. Metric names are checked 
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -77,10 +79,54 @@ class Series:
 
 @dataclass(frozen=True)
 class Aggregate:
-    """One aggregate over a window; ``value`` is None when the window holds no sample."""
+    """One aggregate over a window, pooled over every host asked for.
+
+    ``value`` is None when the window holds no sample; ``hosts`` counts the hosts whose
+    samples went into it; ``value_host`` names the host of the sample a selector (min, max,
+    last) picked, and is None for mean and count.
+    """
 
     value: float | None
     samples: int
+    hosts: int = 0
+    value_host: str | None = None
+
+
+@dataclass(frozen=True)
+class Partial:
+    """One host's share of an aggregate, as a store reads it: its SAMPLES in the window and,
+    by function, their sum (mean), count (count), extreme (min, max), or the newest value
+    and its time ``ts_ms`` (last)."""
+
+    host: str
+    samples: int
+    value: float | None
+    ts_ms: int | None = None
+
+
+def combine(fn: Aggregation, partials: Sequence[Partial]) -> Aggregate:
+    """Pool per-host partials into one aggregate, the same way for every store.
+
+    Mean is the mean of all pooled samples (not of per-host means); count their number; min
+    and max the extreme sample; last the newest sample, on a timestamp tie the larger value
+    (InfluxDB's rule). A tie that remains goes to the host first in name order.
+    """
+    parts = sorted((p for p in partials if p.samples > 0), key=lambda p: p.host)
+    samples = sum(p.samples for p in parts)
+    if not parts:
+        return Aggregate(0.0 if fn == "count" else None, 0)
+    if fn == "count":
+        return Aggregate(float(samples), samples, len(parts))
+    if fn == "mean":
+        total = math.fsum(float(p.value or 0.0) for p in parts)
+        return Aggregate(total / samples, samples, len(parts))
+    if fn == "last":
+        pick = max(parts, key=lambda p: (p.ts_ms or 0, float(p.value or 0.0)))
+    elif fn == "min":
+        pick = min(parts, key=lambda p: float(p.value or 0.0))
+    else:
+        pick = max(parts, key=lambda p: float(p.value or 0.0))
+    return Aggregate(None if pick.value is None else float(pick.value), samples, len(parts), pick.host)
 
 
 class Store(Protocol):
@@ -111,7 +157,8 @@ class Store(Protocol):
     def aggregate(
         self, metric: str, fn: Aggregation, start_ms: int, end_ms: int, host: str | None
     ) -> Aggregate:
-        """``fn`` (one of :data:`AGGREGATES`) of METRIC over the window, all hosts or one."""
+        """``fn`` (one of :data:`AGGREGATES`) of METRIC over the window, one host or every host
+        pooled (read per host, then :func:`combine`)."""
         ...
 
     def ping(self) -> str:
@@ -138,9 +185,11 @@ __all__ = [
     "BASE_METRICS",
     "Aggregate",
     "Aggregation",
+    "Partial",
     "Query",
     "Series",
     "Store",
+    "combine",
     "is_metric",
     "known_metrics",
     "make_store",

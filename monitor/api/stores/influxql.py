@@ -21,7 +21,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from monitor.api.stores import AGGREGATES, Aggregate, Aggregation, Query, Series, is_metric, known_metrics
+from monitor.api.stores import (
+    AGGREGATES,
+    Aggregate,
+    Aggregation,
+    Partial,
+    Query,
+    Series,
+    combine,
+    is_metric,
+    known_metrics,
+)
 from monitor.errors import QueryFailed, StoreUnavailable
 from monitor.influxhttp import Endpoint, authorization, describe, tls_context
 
@@ -169,16 +179,28 @@ class InfluxQLStore:
         if fn not in AGGREGATES:
             raise QueryFailed(self.name, f"not an aggregate: {fn!r}")
         f = self._field(metric)
-        q = (
-            f"SELECT {fn}({f}) AS {ident('value')}, count({f}) AS {ident('samples')} "  # noqa: S608
-            f"FROM {self._source()} WHERE {self._where(start_ms, end_ms, host)}"
-        )
+        tail = f"FROM {self._source()} WHERE {self._where(start_ms, end_ms, host)} GROUP BY {ident('host')}"
+        value = {"mean": f"sum({f})", "count": f"count({f})"}.get(fn, f"{fn}({f})")
+        count = f"count({f}) AS {ident('samples')}"
+        if fn == "last":  # a lone selector reports its sample's time; the count comes apart
+            newest = self._per_host(f"SELECT {value} AS {ident('value')} {tail}")
+            counts = self._per_host(f"SELECT {count} {tail}")
+            partials = [
+                Partial(h, int(counts.get(h, [0, 0])[1] or 0), _number(row[1]), int(row[0]))
+                for h, row in newest.items()
+            ]
+        else:
+            rows = self._per_host(f"SELECT {value} AS {ident('value')}, {count} {tail}")
+            partials = [Partial(h, int(row[2] or 0), _number(row[1])) for h, row in rows.items()]
+        return combine(fn, partials)
+
+    def _per_host(self, q: str) -> dict[str, list[Any]]:
+        """The first row of each host's series of Q (a statement grouped by host)."""
+        out: dict[str, list[Any]] = {}
         for series in self._query(q):
-            for row in series.get("values") or []:
-                value, samples = row[1], int(row[2] or 0)
-                if samples:
-                    return Aggregate(None if value is None else float(value), samples)
-        return Aggregate(0.0 if fn == "count" else None, 0)
+            for row in (series.get("values") or [])[:1]:
+                out[str((series.get("tags") or {}).get("host", ""))] = row
+        return out
 
     def ping(self) -> str:
         _, missing = self._statement(f"SHOW FIELD KEYS FROM {self._source()}")
@@ -257,6 +279,10 @@ def _series(raw: dict[str, Any], metrics: Sequence[str]) -> Series:
         if any(v is not None for v in row):
             rows.append((int(values[0]), row))
     return Series(str((raw.get("tags") or {}).get("host", "")), rows)
+
+
+def _number(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def _error_text(doc: Any) -> str:

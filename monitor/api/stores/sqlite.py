@@ -12,16 +12,24 @@ seek per distinct host), then each range is ``metric = ? AND host = ? AND ts_ms 
 
 from __future__ import annotations
 
-import math
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from monitor import sqlitedb
-from monitor.api.stores import Aggregate, Aggregation, Query, Series, is_metric, known_metrics
+from monitor.api.stores import (
+    Aggregate,
+    Aggregation,
+    Partial,
+    Query,
+    Series,
+    combine,
+    is_metric,
+    known_metrics,
+)
 from monitor.errors import QueryFailed, StoreUnavailable
 
 _HOSTS = """
@@ -179,18 +187,19 @@ class SQLiteStore:
         if not is_metric(metric):
             raise QueryFailed(self.name, f"not an allow-listed metric: {metric!r}")
         query = Query((metric,), start_ms, end_ms, host)
-        partials: list[tuple[Any, ...]] = []
+        partials: list[Partial] = []
         with self._connect() as conn:
             if conn is None:
-                return Aggregate(0.0 if fn == "count" else None, 0)
-            for _, _, params in self._pairs(conn, query):
+                return combine(fn, [])
+            for _, name, params in self._pairs(conn, query):
                 if fn == "last":
                     for ts_ms, value in self._fetch(conn, _LAST_SQL, params):
-                        n = self._fetch(conn, _COUNT_SQL, params)[0][0]
-                        partials.append((ts_ms, value, n))
+                        n = int(self._fetch(conn, _COUNT_SQL, params)[0][0])
+                        partials.append(Partial(name, n, float(value), int(ts_ms)))
                 else:
-                    partials.extend(self._fetch(conn, _AGGREGATE_SQL[fn], params))
-        return _combine(fn, partials)
+                    for value, n in self._fetch(conn, _AGGREGATE_SQL[fn], params):
+                        partials.append(Partial(name, int(n), None if value is None else float(value)))
+        return combine(fn, partials)
 
 
 def _pivot(columns: list[list[tuple[int, float]]]) -> list[tuple[int, list[float | None]]]:
@@ -214,22 +223,3 @@ def _pivot(columns: list[list[tuple[int, float]]]) -> list[tuple[int, list[float
                 row = table[ts] = [None] * len(columns)
             row[i] = v
     return sorted(table.items())
-
-
-def _combine(fn: Aggregation, partials: Sequence[tuple[Any, ...]]) -> Aggregate:
-    """Merge per-host partial results into one, as InfluxQL does across series."""
-    if fn == "last":
-        if not partials:
-            return Aggregate(None, 0)
-        # The latest timestamp wins; on a tie the larger value (InfluxDB's rule).
-        _, value, _ = max(partials, key=lambda p: (p[0], p[1]))
-        return Aggregate(float(value), sum(int(p[2]) for p in partials))
-    samples = sum(int(n) for _, n in partials)
-    if fn == "count":
-        return Aggregate(float(samples), samples)
-    if samples == 0:
-        return Aggregate(None, 0)
-    values = [float(v) for v, n in partials if n]
-    if fn == "mean":
-        return Aggregate(math.fsum(values) / samples, samples)
-    return Aggregate(min(values) if fn == "min" else max(values), samples)
