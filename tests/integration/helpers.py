@@ -132,7 +132,7 @@ def write_config(path: Path, settings: dict[str, dict[str, Any]]) -> Path:
 class AgentProcess:
     """``python -m monitor --config CFG collect`` with its log in a file; ended by its PID only."""
 
-    def __init__(self, config_path: Path, log_path: Path) -> None:
+    def __init__(self, config_path: Path, log_path: Path, env: dict[str, str] | None = None) -> None:
         self.config_path = config_path
         self.config = config_mod.load(config_path)
         self.log_path = log_path
@@ -142,7 +142,7 @@ class AgentProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=REPO,
-                env={**os.environ, "PYTHONPATH": str(REPO)},
+                env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
             )
 
     @property
