@@ -115,9 +115,6 @@ def test_a_day_forward_and_back_stamps_a_few_samples_ahead_and_then_samples_on(f
     samples_between(agent, resumed_s, resumed_s + 600, 10)  # not 24 hours later: now
     every = stamps(agent)
     assert len(every) == len(set(every))
-    assert (
-        min(after) > max(ts for ts in every if ts < (now_s + DAY_S - 60) * 1000 and ts not in after) or after
-    )
     assert all(ts >= (now_s + DAY_S - 60) * 1000 for ts in ahead)
     assert agent.terminate() == 0
 
