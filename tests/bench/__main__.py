@@ -6,7 +6,7 @@ import json
 import time
 from pathlib import Path
 
-from tests.bench import bench_agent, bench_api, bench_replay, bench_soak
+from tests.bench import bench_agent, bench_api, bench_api_clients, bench_diskfull, bench_replay, bench_soak
 
 
 def main() -> None:
@@ -24,6 +24,12 @@ def main() -> None:
     soak = bench_soak.run(bench_soak.MINUTES)
     print(bench_soak.table(soak), flush=True)
     reports.append(soak)
+    clients = bench_api_clients.run(500, 20.0)
+    print(bench_api_clients.table(clients), flush=True)
+    reports.append({"bench": "api_clients", "rows": clients})
+    diskfull = bench_diskfull.run(2.0)
+    print(bench_diskfull.table(diskfull), flush=True)
+    reports.append(diskfull)
     path = out / f"bench-{stamp}.json"
     path.write_text(json.dumps(reports, indent=2))
     print(f"reports: {path}")
