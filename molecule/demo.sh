@@ -45,7 +45,7 @@ print_usage() {
 The demo fleet is up: InfluxDB 1.x on $DB ($db_ip), the hostmon agent and API on
 $(for n in "${NODES[@]}"; do printf '  %s  %s\n' "$n" "$(ip_of "$n")"; done)
 
-Samples arrive every 2 s; the seed's window (10 to 2 minutes ago) fills after 2 minutes.
+Samples arrive every 2 s; the original setup guide's window (10 to 2 minutes ago) fills after 2 minutes.
   curl "http://$web1_ip:5000/metrics?start=10&end=2"
   curl "http://$web1_ip:5000/metrics/aggregate?metric=cpu_usage_overall&start=10&end=2"
   curl "http://$web1_ip:5000/metrics?start=5&end=0&max_points=20"

@@ -1,8 +1,8 @@
 """Samples the spool holds per MiB of free space, on a real nearly full file system (root only).
 
 A tmpfs with a filler file leaves ``--free-mib`` MiB free; a spool on it (the agent's defaults,
-and a 1 MiB budget larger than the free space) takes samples of the agent's shape (the seed
-fields, two cores: ~180 bytes a line) until the first sample it cannot keep (an overflow of
+and a 1 MiB budget larger than the free space) takes samples of the agent's shape (the original
+setup guide's fields, two cores: ~180 bytes a line) until the first sample it cannot keep (an overflow of
 the budget or the disk, or an error), then as many again. Reported: the samples held at the
 first loss, per MiB of free space, the largest the WAL grew, and whether every sample taken
 is still kept or counted (depth + dropped + spilled).

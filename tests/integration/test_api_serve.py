@@ -88,7 +88,7 @@ def sqlite_config(tmp_path: Path, **api: Any) -> Config:
     return config
 
 
-def test_the_seed_curl_calls_work_as_written_over_http(tmp_path):
+def test_the_original_curl_calls_work_as_written_over_http(tmp_path):
     with serving(sqlite_config(tmp_path), clock=lambda: NOW_S) as url:
         status, headers, body = get(f"{url}/metrics?start=10&end=2")
         assert status == 200 and headers["Server"] == "hostmon"  # waitress, not Bottle's dev server

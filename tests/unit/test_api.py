@@ -95,10 +95,10 @@ def expected_ts(start_min: float, end_min: float) -> list[int]:
     return [ts for ts in range(NOW_MS - 30 * MINUTE_MS, NOW_MS, INTERVAL_MS) if lo <= ts < hi]
 
 
-# -- the seed's two calls ------------------------------------------------------------------
+# -- the original setup guide's two calls ------------------------------------------------------------------
 
 
-def test_seed_metrics_call_returns_every_sample_from_10_to_2_minutes_ago(app):
+def test_original_metrics_call_returns_every_sample_from_10_to_2_minutes_ago(app):
     body = call(app, "/metrics?start=10&end=2").json()
     want = expected_ts(10, 2)
     assert body["downsampled"] is False and body["step_s"] is None
@@ -117,7 +117,7 @@ def test_seed_metrics_call_returns_every_sample_from_10_to_2_minutes_ago(app):
     }
 
 
-def test_seed_aggregate_call_returns_the_mean_of_the_window(app):
+def test_original_aggregate_call_returns_the_mean_of_the_window(app):
     body = call(app, "/metrics/aggregate?metric=cpu_usage_overall&start=10&end=2").json()
     values = [value(h, "cpu_usage_overall", ts) for h in ("web1", "web2") for ts in expected_ts(10, 2)]
     assert body["metric"] == "cpu_usage_overall" and body["fn"] == "mean" and body["host"] is None

@@ -50,7 +50,7 @@ def test_fake_stats_satisfy_the_protocol() -> None:
     assert Collector("h", stats).host == "h"
 
 
-def test_fields_are_exactly_the_seed_names_with_every_core_one_based() -> None:
+def test_fields_are_exactly_the_original_names_with_every_core_one_based() -> None:
     stats = FakeStats(cores=[CpuTimes(0.0, 0.0)] * 5)
     collector = Collector("web1", stats)
     collector.prime(0.0)
