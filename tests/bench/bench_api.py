@@ -1,6 +1,6 @@
 """API latency and throughput on 24 h of 1-second samples, on SQLite and on InfluxDB 1.6.7.
 
-Loads 86 400 samples (every field of the original setup guide, two cores' ``cpu_usage_N``) into a SQLite file and
+Loads 86 400 samples (the original setup guide's fields, two cores) into a SQLite file and
 into a real InfluxDB 1.6.7 started for the run, serves the API on each with waitress on a
 loopback port, and measures through HTTP:
 

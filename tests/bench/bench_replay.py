@@ -1,6 +1,6 @@
 """Replay: a day-long outage's backlog drained from the spool into InfluxDB 1.x.
 
-86,400 one-second samples (all the original setup guide's fields, 2 cores) sit in the spool; the shipper drains
+86,400 one-second samples (the guide's fields, 2 cores) sit in the spool; the shipper drains
 them into a real InfluxDB 1.6.7. In the same run the same line protocol is POSTed raw
 (plain http.client, same batch size, no spool) into another database, two ways:
 

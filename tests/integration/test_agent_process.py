@@ -34,7 +34,7 @@ from tests.integration.helpers import (
 
 pytestmark = pytest.mark.integration
 
-GUIDE_FIELDS = ("cpu_usage_overall", "memory_usage", "disk_read", "disk_write", "network_sent", "network_recv")
+FIELDS = ("cpu_usage_overall", "memory_usage", "disk_read", "disk_write", "network_sent", "network_recv")
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
@@ -281,7 +281,7 @@ def test_real_samples_have_every_original_field_in_range_on_aligned_timestamps(
     wait_for(lambda: len(stored_points(influxdb1.url, influx_db)) >= 8, "eight samples in InfluxDB")
     assert agent.terminate() == 0
     cores = os.cpu_count() or 1
-    expected_fields = {*GUIDE_FIELDS, *(f"cpu_usage_{i}" for i in range(1, cores + 1))}
+    expected_fields = {*FIELDS, *(f"cpu_usage_{i}" for i in range(1, cores + 1))}
     stored = stored_points(influxdb1.url, influx_db)
     step = round(INTERVAL_S * 1000)
     for ts, fields in stored:
