@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 from monitor.config import Config
 from tests import servers
 from tests.hostile import HostileClients
+from tests.integration.helpers import hostmon
 from tests.integration.test_api_serve import TOKEN, serving, sqlite_config
 from tests.tlscerts import Issued, make_ca_and_server_cert
 
@@ -203,18 +204,6 @@ def write_api_config(tmp_path: Path, **api: Any) -> Path:
     cfg = tmp_path / "hostmon.toml"
     cfg.write_text("\n".join(lines).replace("'", '"') + "\n")
     return cfg
-
-
-def hostmon(cfg: Path, *args: str, timeout_s: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "monitor", "--config", str(cfg), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        check=False,
-        cwd=REPO,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)},
-    )
 
 
 @pytest.mark.parametrize("command", ["api", "run", "check-config"])
