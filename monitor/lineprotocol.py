@@ -20,6 +20,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from monitor.catalog import Family, family_of_tags, measurement_of
 from monitor.formats import number
 
 PRECISION = "ms"
@@ -53,13 +54,22 @@ def measurement_problem(text: str) -> str | None:
     return text_problem(text)
 
 
+Tags = tuple[tuple[str, str], ...]
+
+
 @dataclass(frozen=True)
 class Sample:
-    """One tick's values: every field shares the timestamp ``ts_ms``."""
+    """One series' values at one tick: every field shares the timestamp ``ts_ms``.
+
+    ``family`` (:mod:`monitor.catalog`) decides the measurement; ``tags`` are the series' tags
+    besides ``host`` (``(("mount", "/"),)`` for a filesystem), empty for the host family.
+    """
 
     ts_ms: int
     host: str
     fields: Mapping[str, float]
+    tags: Tags = ()
+    family: Family = "host"
 
 
 def _float(value: float) -> str:
@@ -69,12 +79,17 @@ def _float(value: float) -> str:
 
 
 def encode(sample: Sample, measurement: str) -> str:
-    """``measurement,host=H f1=v1,f2=v2 TS`` with fields as floats, TS in milliseconds."""
+    """``measurement[_family],host=H[,tag=V] f1=v1,f2=v2 TS``: fields as floats, TS in ms.
+
+    MEASUREMENT is the host family's (``sink.measurement``); other families append their name.
+    """
     if not sample.fields:
         raise ValueError("a sample needs at least one field")
     fields = ",".join(f"{k.translate(_TAG_ESCAPE)}={_float(v)}" for k, v in sample.fields.items())
+    tags = "".join(f",{k.translate(_TAG_ESCAPE)}={v.translate(_TAG_ESCAPE)}" for k, v in sample.tags)
+    name = measurement_of(sample.family, measurement)
     return (
-        f"{measurement.translate(_MEASUREMENT_ESCAPE)},host={sample.host.translate(_TAG_ESCAPE)}"
+        f"{name.translate(_MEASUREMENT_ESCAPE)},host={sample.host.translate(_TAG_ESCAPE)}{tags}"
         f" {fields} {sample.ts_ms}"
     )
 
@@ -101,7 +116,10 @@ def _unescape(text: str) -> str:
 
 
 def decode(line: str) -> tuple[str, Sample]:
-    """Inverse of :func:`encode` for the lines this package writes: (measurement, sample)."""
+    """Inverse of :func:`encode` for the lines this package writes: (measurement, sample).
+
+    Tags besides ``host`` come back sorted by key; the family is the one of their tag key.
+    """
     line = line.strip()
     escaped = "\\" in line
     parts = _split(line, " ") if escaped else line.split(" ")
@@ -116,7 +134,9 @@ def decode(line: str) -> tuple[str, Sample]:
         key, value = pair(text)
         fields[key] = float(value.rstrip("i"))
     name = _unescape(measurement) if escaped else measurement
-    return name, Sample(int(ts_text), tags.get("host", ""), fields)
+    host = tags.pop("host", "")
+    extra = tuple(sorted(tags.items()))
+    return name, Sample(int(ts_text), host, fields, extra, family_of_tags(k for k, _ in extra))
 
 
 def _plain_pair(pair: str) -> tuple[str, str]:

@@ -84,3 +84,19 @@ def test_decode_inverts_encode(host, ts, fields):
     measurement, sample = decode(encode(Sample(ts, host, fields), "system"))
     assert measurement == "system"
     assert sample == Sample(ts, host, fields)
+
+
+def test_a_tagged_family_goes_to_its_own_measurement_and_decodes_back():
+    sample = Sample(
+        1000, "web 1", {"filesystem_used_percent": 42.5}, (("mount", "/var/lib data"),), "filesystem"
+    )
+    line = encode(sample, "system")
+    assert line == r"system_filesystem,host=web\ 1,mount=/var/lib\ data filesystem_used_percent=42.5 1000"
+    assert decode(line) == ("system_filesystem", sample)
+
+
+def test_the_host_family_keeps_the_configured_measurement_and_no_extra_tags():
+    line = encode(Sample(5, "h", {"load_1": 0.25}), "system")
+    assert line == "system,host=h load_1=0.25 5"
+    assert decode(line)[1].family == "host"
+    assert decode(line)[1].tags == ()
