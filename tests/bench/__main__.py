@@ -6,7 +6,15 @@ import json
 import time
 from pathlib import Path
 
-from tests.bench import bench_agent, bench_api, bench_api_clients, bench_diskfull, bench_replay, bench_soak
+from tests.bench import (
+    bench_agent,
+    bench_api,
+    bench_api_clients,
+    bench_diskfull,
+    bench_fleet,
+    bench_replay,
+    bench_soak,
+)
 
 
 def main() -> None:
@@ -30,6 +38,9 @@ def main() -> None:
     diskfull = bench_diskfull.run(2.0)
     print(bench_diskfull.table(diskfull), flush=True)
     reports.append(diskfull)
+    fleet = bench_fleet.run(bench_fleet.QUICK_LADDER, bench_fleet.QUICK_SECONDS)
+    print(bench_fleet.table(fleet), flush=True)
+    reports.append(fleet)
     path = out / f"bench-{stamp}.json"
     path.write_text(json.dumps(reports, indent=2))
     print(f"reports: {path}")

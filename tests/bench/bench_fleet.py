@@ -46,12 +46,13 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from monitor.catalog import METRICS, Family
 from monitor.config import ShipperConfig, SinkConfig, SpoolConfig
-from monitor.lineprotocol import Sample, encode
+from monitor.lineprotocol import Sample, Tags, encode
 from monitor.shipper import Shipper
 from monitor.sinks import Sink, make_sink
 from monitor.spool import Spool
@@ -60,7 +61,7 @@ from tests.bench.bench_agent import cpu_s, machine
 
 INTERVAL_S = 10.0
 LADDER = (100, 200, 400, 800, 1600, 3200, 6400)
-QUICK_LADDER = (200, 800, 3200)  # what `make bench` runs
+QUICK_LADDER = (800, 3200, 6400)  # what `make bench` runs
 SECONDS = 40.0  # measured window per step: four ticks of every agent
 QUICK_SECONDS = 20.0
 AGENTS_PER_PROCESS = 800
@@ -73,64 +74,33 @@ DATABASE = "fleet"
 # -- one simulated agent -------------------------------------------------------------------------
 
 
+VALUES_BY_UNIT: dict[str, Callable[[random.Random], float]] = {
+    "percent": lambda rnd: round(rnd.uniform(0, 100), 2),
+    "bytes/s": lambda rnd: float(rnd.randrange(10**7)),
+    "bytes": lambda rnd: float(rnd.randrange(10**9, 10**11)),
+    "1/s": lambda rnd: 0.0,
+    "load": lambda rnd: round(rnd.uniform(0, 4), 2),
+}
+# One tick of a 2-core host: the host line (13 fields) and one filesystem, disk and network line.
+SERIES: tuple[tuple[Family, Tags], ...] = (
+    ("host", ()),
+    ("filesystem", (("mount", "/"),)),
+    ("disk", (("device", "vda"),)),
+    ("network", (("interface", "eth0"),)),
+)
+
+
 def tick_lines(host: str, ts_ms: int, rnd: random.Random) -> list[str]:
-    """One tick of a 2-core host: the host line and one filesystem, disk and network line."""
-    host_fields = {
-        "cpu_usage_overall": round(rnd.uniform(0, 100), 2),
-        "cpu_usage_1": round(rnd.uniform(0, 100), 2),
-        "cpu_usage_2": round(rnd.uniform(0, 100), 2),
-        "memory_usage": round(rnd.uniform(20, 80), 2),
-        "disk_read": float(rnd.randrange(0, 10**7)),
-        "disk_write": float(rnd.randrange(0, 10**7)),
-        "network_sent": float(rnd.randrange(0, 10**6)),
-        "network_recv": float(rnd.randrange(0, 10**6)),
-        "load_1": round(rnd.uniform(0, 4), 2),
-        "load_5": round(rnd.uniform(0, 4), 2),
-        "load_15": round(rnd.uniform(0, 4), 2),
-        "swap_used_percent": 0.0,
-        "swap_used_bytes": 0.0,
-    }
-    samples = [
-        Sample(ts_ms, host, host_fields),
-        Sample(
-            ts_ms,
-            host,
-            {
-                "filesystem_used_percent": 41.27,
-                "filesystem_free_bytes": 31_457_280_000.0,
-                "filesystem_total_bytes": 53_687_091_200.0,
-                "filesystem_inodes_used_percent": 7.5,
-            },
-            (("mount", "/"),),
-            "filesystem",
-        ),
-        Sample(
-            ts_ms,
-            host,
-            {
-                "disk_read_bytes_per_s": host_fields["disk_read"],
-                "disk_write_bytes_per_s": host_fields["disk_write"],
-                "disk_busy_percent": round(rnd.uniform(0, 30), 2),
-            },
-            (("device", "vda"),),
-            "disk",
-        ),
-        Sample(
-            ts_ms,
-            host,
-            {
-                "network_sent_bytes_per_s": host_fields["network_sent"],
-                "network_recv_bytes_per_s": host_fields["network_recv"],
-                "network_errors_in_per_s": 0.0,
-                "network_errors_out_per_s": 0.0,
-                "network_drops_in_per_s": 0.0,
-                "network_drops_out_per_s": 0.0,
-            },
-            (("interface", "eth0"),),
-            "network",
-        ),
-    ]
-    return [encode(s, "system") for s in samples]
+    """The lines of one tick: every catalog metric of each of SERIES, values by its unit."""
+    lines = []
+    for family, tags in SERIES:
+        fields = {m.name: VALUES_BY_UNIT[m.unit](rnd) for m in METRICS if m.family == family}
+        if family == "host":
+            fields.update(
+                cpu_usage_1=VALUES_BY_UNIT["percent"](rnd), cpu_usage_2=VALUES_BY_UNIT["percent"](rnd)
+            )
+        lines.append(encode(Sample(ts_ms, host, fields, tags, family), "system"))
+    return lines
 
 
 class TimedSink:
@@ -342,7 +312,9 @@ def raise_open_files() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def run(ladder: Sequence[int], seconds: float) -> dict[str, object]:
+def run(
+    ladder: Sequence[int], seconds: float, progress: Callable[[str], object] | None = None
+) -> dict[str, object]:
     raise_open_files()  # before influxd starts: it inherits the limit, for N connections
     work = Path(tempfile.mkdtemp(prefix="hostmon-bench-fleet-"))
     influx = servers.start_influxdb1(work / "influxdb")
@@ -352,7 +324,8 @@ def run(ladder: Sequence[int], seconds: float) -> dict[str, object]:
         for n in ladder:
             row = step(influx, n, seconds, work)
             rows.append(row)
-            print(step_line(row), flush=True)
+            if progress is not None:
+                progress(step_line(row))
             if row["verdict"] != "held":
                 break
     finally:
@@ -366,8 +339,8 @@ def run(ladder: Sequence[int], seconds: float) -> dict[str, object]:
         "load_average": os.getloadavg(),
         "interval_s": INTERVAL_S,
         "seconds_per_step": seconds,
-        "lines_per_tick": 4,
-        "values_per_tick": 26,
+        "lines_per_tick": len(SERIES),
+        "values_per_tick": sum(line.split(" ")[1].count("=") for line in tick_lines("h", 0, random.Random())),
         "limits": {"latency_p99_s": P99_LIMIT_S, "client_lag_p99_s": LAG_LIMIT_S},
         "steps": rows,
         "largest_held": best["agents"] if best else 0,
@@ -417,7 +390,7 @@ def main() -> None:
     )
     seconds = args.seconds or (QUICK_SECONDS if args.quick else SECONDS)
     print(HEADER, flush=True)
-    report = run(ladder, seconds)
+    report = run(ladder, seconds, progress=lambda line: print(line, flush=True))
     print(table(report))
     print(json.dumps(report, indent=2))
 
