@@ -60,7 +60,7 @@ from tests import servers
 from tests.bench.bench_agent import cpu_s, machine
 
 INTERVAL_S = 10.0
-LADDER = (100, 200, 400, 800, 1600, 3200, 6400)
+LADDER = (100, 200, 400, 800, 1600, 3200, 6400, 12800)
 QUICK_LADDER = (800, 3200, 6400)  # what `make bench` runs
 SECONDS = 40.0  # measured window per step: four ticks of every agent
 QUICK_SECONDS = 20.0
