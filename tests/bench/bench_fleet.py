@@ -57,7 +57,7 @@ from monitor.shipper import Shipper
 from monitor.sinks import Sink, make_sink
 from monitor.spool import Spool
 from tests import servers
-from tests.bench.bench_agent import cpu_s, machine
+from tests.bench.bench_agent import cpu_s, machine, status_mb
 
 INTERVAL_S = 10.0
 LADDER = (100, 200, 400, 800, 1600, 3200, 6400, 12800)
@@ -296,6 +296,7 @@ def step(influx: servers.Server, n: int, seconds: float, work: Path) -> dict[str
         "influxd_cores": round(influx_cores, 3),
         "client_cores": round(client_cores, 3),
         "agents_per_influxd_core": round(n / influx_cores) if influx_cores > 0 else None,
+        "influxd_rss_mb": round(status_mb(influx.proc.pid, "VmRSS")),
         "verdict": verdict,
     }
 
@@ -353,20 +354,20 @@ def step_line(r: dict[str, object]) -> str:
     return (
         f"{r['agents']:>6} {r['writes_per_s']:>8} {r['latency_ms_p50']:>8} {r['latency_ms_p99']:>8}"
         f" {r['errors']:>6} {r['backlog_samples']:>8} {r['client_lag_ms_p99']:>8}"
-        f" {r['influxd_cores']:>8} {r['client_cores']:>7} {r['verdict']:>12}"
+        f" {r['influxd_cores']:>8} {r['client_cores']:>7} {r['influxd_rss_mb']:>6} {r['verdict']:>12}"
     )
 
 
 HEADER = (
     f"{'agents':>6} {'writes/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} {'backlog':>8}"
-    f" {'lag99 ms':>8} {'influxd':>8} {'client':>7} {'verdict':>12}"
+    f" {'lag99 ms':>8} {'influxd':>8} {'client':>7} {'RSS MB':>6} {'verdict':>12}"
 )
 
 
 def table(report: dict[str, object]) -> str:
     steps = report["steps"]
     assert isinstance(steps, list)
-    out = ["fleet into one InfluxDB 1.6.7 (cores used: influxd, client)", HEADER]
+    out = ["fleet into one InfluxDB 1.6.7 (cores used by influxd and by the client; influxd RSS)", HEADER]
     out += [step_line(r) for r in steps]
     out.append(
         f"largest N that held: {report['largest_held']}; agents per influxd core there:"
