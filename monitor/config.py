@@ -67,7 +67,7 @@ class SpoolConfig:
 
 @dataclass(frozen=True)
 class ShipperConfig:
-    batch_size: int = 5000  # samples per write request
+    batch_size: int = 5000  # samples (ticks, spool rows: a tick is one line per series) per write request
     flush_interval_s: float = 10.0  # an idle shipper looks for new samples this often
     gzip: bool = True
     timeout_s: float = 10.0
