@@ -181,6 +181,8 @@ class PsutilStats:
         import psutil
 
         self._psutil = psutil
+        self._mount_table = ""  # /proc/self/mounts as last parsed
+        self._mounts: list[Mount] = []
 
     def cpu_times(self) -> CpuTimes:
         return _cpu(self._psutil.cpu_times())
@@ -207,15 +209,34 @@ class PsutilStats:
         return float(one), float(five), float(fifteen)
 
     def swap(self) -> SwapUsage:
-        swap = self._psutil.swap_memory()
-        return SwapUsage(float(swap.percent), int(swap.used))
+        # /proc/meminfo's two lines, as psutil computes them (used = total - free), without the
+        # /proc/vmstat read psutil adds for swap-in/out counts nobody here uses.
+        try:
+            with open("/proc/meminfo", "rb") as fh:
+                kib = {k: int(v) for k, v, *_ in (ln.split() for ln in fh) if k.startswith(b"Swap")}
+            total, free = kib[b"SwapTotal:"] * 1024, kib[b"SwapFree:"] * 1024
+        except (OSError, KeyError, ValueError):
+            swap = self._psutil.swap_memory()
+            return SwapUsage(float(swap.percent), int(swap.used))
+        used = total - free
+        return SwapUsage(used / total * 100.0 if total > 0 else 0.0, used)
 
     def mounts(self) -> Sequence[Mount]:
+        # psutil parses the mount table and /proc/filesystems; that is done again only when the
+        # table changed (one read of /proc/self/mounts a tick tells).
+        try:
+            with open("/proc/self/mounts", encoding="utf-8", errors="replace") as fh:
+                table = fh.read()
+        except OSError:
+            table = ""  # not Linux: ask psutil every tick
+        if table and table == self._mount_table:
+            return self._mounts
         try:
             parts = self._psutil.disk_partitions(all=False)
         except OSError:
             return []
-        return [Mount(p.device, p.mountpoint, p.fstype) for p in parts]
+        self._mount_table, self._mounts = table, [Mount(p.device, p.mountpoint, p.fstype) for p in parts]
+        return self._mounts
 
     def fs_usage(self, mountpoint: str) -> FsUsage:
         st = os.statvfs(mountpoint)
@@ -230,7 +251,9 @@ class PsutilStats:
             return frozenset()
 
     def disk_counters(self) -> Mapping[str, DiskCounters]:
-        counters = self._psutil.disk_io_counters(perdisk=True)
+        # nowrap=False: the collector handles a counter that went down itself (psutil's wrap
+        # bookkeeping is a third of the cost of this call).
+        counters = self._psutil.disk_io_counters(perdisk=True, nowrap=False)
         if not counters:
             return {}
         return {
@@ -239,7 +262,7 @@ class PsutilStats:
         }
 
     def nic_counters(self) -> Mapping[str, NicCounters]:
-        nics = self._psutil.net_io_counters(pernic=True)
+        nics = self._psutil.net_io_counters(pernic=True, nowrap=False)
         return {
             name: NicCounters(c.bytes_sent, c.bytes_recv, c.errin, c.errout, c.dropin, c.dropout)
             for name, c in nics.items()

@@ -6,6 +6,7 @@ from collections import namedtuple
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import psutil
 import pytest
 
 from monitor.collector import (
@@ -596,7 +597,9 @@ def test_a_mount_point_the_line_protocol_cannot_carry_is_skipped() -> None:
 def test_psutil_stats_reads_the_new_counters_of_this_machine() -> None:
     stats = PsutilStats()
     assert all(v >= 0 for v in stats.load_average())
-    assert 0.0 <= stats.swap().used_percent <= 100.0
+    swap, theirs = stats.swap(), psutil.swap_memory()  # read from /proc/meminfo as psutil does
+    assert 0.0 <= swap.used_percent <= 100.0
+    assert swap.used_bytes == pytest.approx(theirs.used, abs=max(theirs.total, 1) * 0.01)
     root = [m for m in stats.mounts() if m.mountpoint == "/"]
     usage = stats.fs_usage("/")
     assert usage.total_bytes >= usage.free_bytes >= usage.avail_bytes >= 0
