@@ -1,10 +1,14 @@
 """The agent (``hostmon collect``): ticks → collector → spool → shipper → sink, plus alerts.
 
-The sampling loop runs in the calling thread; the shipper runs in its own thread. Every
-sample is in the spool before anything else happens to it. ``stop`` (SIGTERM/SIGINT) ends
-the loop, lets the shipper make a last bounded flush and closes everything; ``reload``
-(SIGHUP) re-reads the config file and applies it between ticks without touching the
-spooled data (a config with errors is refused and the old one kept).
+Each tick's samples (:meth:`Collector.sample`: the host's, then one per mount, disk and
+interface) are encoded and appended as ONE spool row, their lines joined by ``"\n"``; every
+reader of spool rows (sinks, salvage, spill and replay) takes a row as one or more lines, and
+counts of queued "samples" are counts of ticks. The sampling loop runs in the calling thread;
+the shipper runs in its own thread. Every sample is in the spool before anything else
+happens to it. ``stop`` (SIGTERM/SIGINT) ends the loop, lets the shipper make a last
+bounded flush and closes everything; ``reload`` (SIGHUP) re-reads the config file and
+applies it between ticks without touching the spooled data (a config with errors is
+refused and the old one kept).
 """
 
 from __future__ import annotations
@@ -102,7 +106,7 @@ class Agent:
         sink = make_sink(c.sink, c.shipper)
         log.info("collecting every %ss for host %s into %s", c.agent.interval_s, c.host, sink.name)
         shipper = Shipper(spool, sink, c.shipper, on_state=self._on_state(alerts))
-        collector = Collector(c.host, self.stats)
+        collector = Collector(c.host, self.stats, c.collectors)
         collector.prime(self.monotonic())
         return _Parts(collector, ticker, spool, alerts, shipper)
 
@@ -127,9 +131,10 @@ class Agent:
             ts_ms = parts.ticker.wait_next(self.stop_event)
             if ts_ms is None:
                 break
-            sample = parts.collector.sample(ts_ms, self.monotonic())
-            parts.spool.append(ts_ms, encode(sample, measurement))
-            parts.alerts.observe(sample)
+            samples = parts.collector.sample(ts_ms, self.monotonic())
+            # One tick, one spool row: its lines (host first) joined by "\n".
+            parts.spool.append(ts_ms, "\n".join([encode(s, measurement) for s in samples]))
+            parts.alerts.observe_tick(samples)
             self._resolve_quiet_conditions(parts)
             if self._reload.is_set():
                 self._reload.clear()
@@ -186,8 +191,8 @@ class Agent:
             parts.shipper.replace_sink(make_sink(new.sink, new.shipper), new.shipper)
         if new.agent.interval_s != old.agent.interval_s:
             parts.ticker = self._ticker(new.agent.interval_s, parts.alerts, parts.spool)
-        if new.host != old.host:
-            parts.collector = Collector(new.host, self.stats)
+        if (new.host, new.collectors) != (old.host, old.collectors):
+            parts.collector = Collector(new.host, self.stats, new.collectors)
             parts.collector.prime(self.monotonic())
         log.info("configuration reloaded from %s", new.source or "defaults")
         return parts

@@ -18,6 +18,7 @@ from dataclasses import MISSING, Field, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
+from monitor.catalog import TAG_KEY, TAG_KEYS, family_of
 from monitor.errors import ConfigError
 from monitor.lineprotocol import measurement_problem, text_problem
 
@@ -66,7 +67,7 @@ class SpoolConfig:
 
 @dataclass(frozen=True)
 class ShipperConfig:
-    batch_size: int = 5000  # samples per write request
+    batch_size: int = 5000  # samples (ticks, spool rows: a tick is one line per series) per write request
     flush_interval_s: float = 10.0  # an idle shipper looks for new samples this often
     gzip: bool = True
     timeout_s: float = 10.0
@@ -124,6 +125,62 @@ class ApiConfig:
     allow_insecure: bool = False
 
 
+# Filesystem types never worth a series: memory, kernel and container-layer filesystems.
+DEFAULT_EXCLUDE_FS_TYPES = (
+    "autofs",
+    "binfmt_misc",
+    "bpf",
+    "cgroup*",
+    "configfs",
+    "debugfs",
+    "devpts",
+    "devtmpfs",
+    "efivarfs",
+    "fuse.lxcfs",
+    "fusectl",
+    "hugetlbfs",
+    "iso9660",
+    "mqueue",
+    "nsfs",
+    "overlay",
+    "proc",
+    "pstore",
+    "ramfs",
+    "rpc_pipefs",
+    "securityfs",
+    "selinuxfs",
+    "squashfs",
+    "sysfs",
+    "tmpfs",
+    "tracefs",
+)
+DEFAULT_EXCLUDE_DISKS = ("loop*", "ram*")
+DEFAULT_EXCLUDE_NICS = ("lo", "veth*", "docker*", "br-*", "virbr*", "cni*", "flannel*", "podman*")
+
+
+@dataclass(frozen=True)
+class CollectorsConfig:
+    """What the agent samples besides the original fields (those are always sampled).
+
+    ``*_include`` / ``*_exclude``: glob patterns (fnmatch, case-sensitive) on the mount point,
+    the block device name (``sda``, ``nvme0n1``) and the interface name; a name is kept when it
+    matches an include pattern (or the include list is empty) and no exclude pattern.
+    """
+
+    load: bool = True
+    swap: bool = True
+    filesystem: bool = True
+    filesystem_include: tuple[str, ...] = ()
+    filesystem_exclude: tuple[str, ...] = ()
+    filesystem_exclude_types: tuple[str, ...] = DEFAULT_EXCLUDE_FS_TYPES
+    disk: bool = True
+    disk_include: tuple[str, ...] = ()
+    disk_exclude: tuple[str, ...] = DEFAULT_EXCLUDE_DISKS
+    network: bool = True
+    network_include: tuple[str, ...] = ()
+    network_exclude: tuple[str, ...] = DEFAULT_EXCLUDE_NICS
+
+
 @dataclass(frozen=True)
 class AlertRule:
     name: str
@@ -134,6 +191,20 @@ class AlertRule:
     severity: Severity = "warning"
     hysteresis: float = 0.0
     webhook: str = ""
+    # Tag matcher of a rule on a tagged metric (only the metric family's key may be set): a
+    # value ("/") watches that one series, "*" every series, each with its own state. Not set
+    # on a tagged metric means "*".
+    mount: str = ""
+    device: str = ""
+    interface: str = ""
+
+    @property
+    def matcher(self) -> tuple[str, str] | None:
+        """(tag key, value or "*") for a rule on a tagged metric, None for a host metric."""
+        key = TAG_KEY.get(family_of(self.metric) or "host")
+        if key is None:
+            return None
+        return key, getattr(self, key) or "*"
 
 
 @dataclass(frozen=True)
@@ -154,6 +225,7 @@ class Config:
     api: ApiConfig
     alerts: AlertsConfig
     source: Path | None = None
+    collectors: CollectorsConfig = CollectorsConfig()
 
     @property
     def host(self) -> str:
@@ -177,6 +249,12 @@ _PARSERS: dict[type, tuple[str, Callable[[Any], bool], Callable[[Any], Any], Any
     int: ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool), int, 0),
     Path: ("a non-empty path", lambda v: isinstance(v, str) and bool(v), Path, Path()),
     str: ("a string", lambda v: isinstance(v, str), str, ""),
+    tuple[str, ...]: (
+        "an array of strings",
+        lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+        tuple,
+        (),
+    ),
 }
 
 
@@ -197,6 +275,8 @@ def _value_type(annotation: Any) -> type:
         annotation = given[0] if len(given) == 1 else annotation
     if get_origin(annotation) is Literal:
         return str
+    if annotation == tuple[str, ...]:
+        return annotation  # type: ignore[no-any-return]
     if annotation not in _PARSERS:
         raise TypeError(f"no TOML parser for a field of type {annotation!r}")
     return annotation  # type: ignore[no-any-return]
@@ -363,8 +443,29 @@ def _validate(r: _Reader, c: Config) -> None:
         (a.tls_cert_file is None) == (a.tls_key_file is None),
         "api.tls_cert_file and api.tls_key_file go together: set both or neither",
     )
+    for f in fields(CollectorsConfig):
+        value = getattr(c.collectors, f.name)
+        if isinstance(value, tuple):
+            for i, pattern in enumerate(value):
+                _check(
+                    r,
+                    f"collectors.{f.name}[{i}]",
+                    _pattern_problem(pattern) is None,
+                    str(_pattern_problem(pattern)),
+                )
     _check(r, "alerts.max_bytes", c.alerts.max_bytes >= 1024, "must be at least 1024")
     _check(r, "alerts.backup_count", c.alerts.backup_count >= 0, "must not be negative")
+
+
+def _pattern_problem(pattern: str) -> str | None:
+    """Why PATTERN is not a usable glob pattern (None when it is)."""
+    if not pattern:
+        return "must not be empty (it would match nothing)"
+    if "\x00" in pattern:
+        return "must not contain a NUL character"
+    if pattern.count("[") > pattern.count("]"):
+        return f"unclosed [ in {pattern!r} (fnmatch would match it literally)"
+    return None
 
 
 def _rules(r: _Reader, raw: Any) -> tuple[AlertRule, ...]:
@@ -399,6 +500,18 @@ def _rules(r: _Reader, raw: Any) -> tuple[AlertRule, ...]:
             not rule.webhook or rule.webhook.startswith(("http://", "https://")),
             "must be an http:// or https:// URL",
         )
+        family = family_of(rule.metric)
+        for tag in TAG_KEYS:
+            if getattr(rule, tag) and (family is None or TAG_KEY[family] != tag):
+                r.problem(
+                    f"{key}.{tag}",
+                    f"{rule.metric} has no {tag} tag"
+                    + (
+                        f" (its family {family} is tagged {TAG_KEY[family]})"
+                        if family and TAG_KEY[family]
+                        else ""
+                    ),
+                )
         names.add(rule.name)
         rules.append(rule)
     return tuple(rules)
@@ -414,7 +527,7 @@ def parse(
     """Build a validated Config from an already-parsed TOML mapping."""
     r = _Reader(source, environ)
     for name in raw:
-        if name not in ("agent", "spool", "shipper", "sink", "api", "alerts"):
+        if name not in ("agent", "spool", "shipper", "sink", "api", "alerts", "collectors"):
             r.problem(name, "unknown section")
     agent = r.section(raw, AgentConfig, "agent")
     if agent.host == "":
@@ -437,6 +550,7 @@ def parse(
         r.section(raw, ApiConfig, "api"),
         alerts,
         None if source == "<defaults>" else Path(source),
+        r.section(raw, CollectorsConfig, "collectors"),
     )
     _validate(r, config)
     if r.problems:

@@ -49,7 +49,8 @@ class Batch:
 
     @property
     def lines(self) -> list[str]:
-        return [line for _, _, line in self.rows]
+        """Every line of the batch's rows, in order (a row is one tick: one line per series)."""
+        return [line for _, _, text in self.rows for line in text.split("\n")]
 
     @property
     def seqs(self) -> list[int]:
@@ -93,7 +94,7 @@ class ReadAhead:
             rows = self._spool.peek(self._batch_size, after=self._after)
             prepared = None
             if rows and isinstance(self._sink, PreparingSink):
-                prepared = self._sink.prepare([line for _, _, line in rows])
+                prepared = self._sink.prepare(Batch(rows).lines)
             self._batch = Batch(rows, prepared)
         except Exception:  # the shipper's own attempt will meet the same error and handle it
             log.debug("reading ahead failed; the next batch is read afresh", exc_info=True)

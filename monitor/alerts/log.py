@@ -11,6 +11,8 @@ value=93.5 op=> threshold=90 message="cpu_usage_overall is 93.5, > 90 for at lea
 - ``value``, ``op``, ``threshold``: the value that caused the event, the rule's comparison
   (``>``, ``>=``, ``<``, ``<=``) and threshold; all three are ``-`` for system conditions
   (``sink_unreachable``, ``sink_auth_failed``, ``spool_overflow`` ...).
+- For a rule on a tagged metric, the series' tag comes after ``threshold`` (``mount=/``,
+  ``device=sda``, ``interface=eth0``), so the first eight fields keep their places.
 - A value is written bare unless it is empty or contains a space, ``"``, ``\\`` or a control
   character; then it is double-quoted with ``\\"``, ``\\\\``, ``\\n``, ``\\r``, ``\\t`` escapes (other
   non-printable characters as ``\\xHH``, ``\\uHHHH``, ``\\UHHHHHHHH``), so
@@ -67,14 +69,15 @@ class AlertEvent:
     op: Comparison | Literal[""]  # "" for system conditions
     threshold: float | None
     message: str
+    tags: tuple[tuple[str, str], ...] = ()  # the series of a rule on a tagged metric: (("mount", "/"),)
 
     @property
     def time_iso(self) -> str:
         return iso_ms(self.time_ms)
 
     def payload(self) -> dict[str, Any]:
-        """The webhook's JSON body."""
-        return {
+        """The webhook's JSON body; ``tags`` only for a rule on a tagged metric (host events as before)."""
+        body: dict[str, Any] = {
             "host": self.host,
             "rule": self.rule,
             "severity": self.severity,
@@ -85,6 +88,9 @@ class AlertEvent:
             "time": self.time_iso,
             "message": self.message,
         }
+        if self.tags:
+            body["tags"] = dict(self.tags)
+        return body
 
 
 def quote(value: str) -> str:
@@ -110,6 +116,7 @@ def format_line(event: AlertEvent) -> str:
         ("value", "-" if event.value is None else number(event.value)),
         ("op", event.op or "-"),
         ("threshold", "-" if event.threshold is None else number(event.threshold)),
+        *event.tags,
         ("message", event.message),
     )
     return " ".join(f"{key}={quote(value)}" for key, value in pairs)

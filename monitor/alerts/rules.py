@@ -12,6 +12,11 @@ Rule semantics (``AlertRule``: metric, op, threshold, for_s, hysteresis, severit
   must rise to ``threshold + hysteresis``. With ``hysteresis = 0`` clear is exactly "not the
   condition". A value oscillating around the threshold therefore never flaps: once firing it
   stays firing until the value is clearly and steadily back.
+- A rule on a tagged metric (``filesystem_used_percent``, ...) matches series by its tag
+  (``mount = "/"``: that one series; ``mount = "*"`` or no matcher: every series) and keeps one
+  state per series: "above 90 % for 5 minutes" fires and resolves once per mount. Its events
+  carry the series' tag (alerts.log ``mount=/``, webhook ``"tags": {"mount": "/"}``). A series
+  that stops coming (unmounted) keeps its state; it resolves when its values come back clear.
 - Time is the sample's timestamp (its aligned tick), so evaluation is deterministic and the
   logged time matches the stored point. A sample without the rule's metric (or with a
   non-finite value) leaves the rule's state and timers unchanged.
@@ -21,7 +26,7 @@ System conditions (``set_condition``: "sink_unreachable", "sink_auth_failed", "s
 
 Every event is one line in alerts.log (format in :mod:`monitor.alerts.log`), a log record on this
 module's logger (WARNING when firing, INFO when resolved) and, for rules with ``webhook``, a
-JSON POST ``{host, rule, severity, state, value, threshold, op, time, message}`` delivered off
+JSON POST ``{host, rule, severity, state, value, threshold, op, time, message, tags}`` delivered off
 the sampling thread (:mod:`monitor.alerts.webhook`).
 
 ``reconfigure`` (SIGHUP) keeps the state of every rule whose name and condition (metric, op,
@@ -45,7 +50,7 @@ from monitor.alerts.log import FIRING, RESOLVED, AlertEvent, AlertLog, AlertStat
 from monitor.alerts.webhook import RETRY_DELAYS_S, Post, WebhookSender, post_json
 from monitor.config import AlertRule, AlertsConfig, Comparison, Severity
 from monitor.formats import number
-from monitor.lineprotocol import Sample
+from monitor.lineprotocol import Sample, Tags
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +63,8 @@ _OPS: dict[Comparison, Callable[[float, float], bool]] = {
 _CLEAR_OPS: dict[Comparison, Comparison] = {">": "<=", ">=": "<", "<": ">=", "<=": ">"}
 
 
-def _condition(rule: AlertRule) -> tuple[str, str, float, float, float]:
-    return (rule.metric, rule.op, rule.threshold, rule.for_s, rule.hysteresis)
+def _condition(rule: AlertRule) -> tuple[object, ...]:
+    return (rule.metric, rule.op, rule.threshold, rule.for_s, rule.hysteresis, rule.matcher)
 
 
 def clear_threshold(rule: AlertRule) -> float:
@@ -95,15 +100,52 @@ class _RuleState:
         self.since_ms = None
         return FIRING if self.firing else RESOLVED
 
-    def message(self, state: AlertState, value: float) -> str:
+    def message(self, state: AlertState, value: float, tags: Tags = ()) -> str:
         r = self.rule
         held = f" for at least {number(r.for_s)} s" if r.for_s > 0 else ""
+        series = "".join(f" {k}={v}" for k, v in tags)
+        what = f"{r.metric}{' of' if series else ''}{series}"
         if state == FIRING:
-            return f"{r.metric} is {number(value)}, {r.op} {number(r.threshold)}{held}"
+            return f"{what} is {number(value)}, {r.op} {number(r.threshold)}{held}"
         return (
-            f"{r.metric} is {number(value)}, back {_CLEAR_OPS[r.op]} {number(clear_threshold(r))}{held}"
+            f"{what} is {number(value)}, back {_CLEAR_OPS[r.op]} {number(clear_threshold(r))}{held}"
             f" (threshold {number(r.threshold)}, hysteresis {number(r.hysteresis)})"
         )
+
+
+class _Rule:
+    """One rule's states: one for a host metric, one per matching series for a tagged one."""
+
+    def __init__(self, rule: AlertRule) -> None:
+        self.series: dict[Tags, _RuleState] = {}
+        self.rule = rule
+
+    @property
+    def rule(self) -> AlertRule:
+        return self._rule
+
+    @rule.setter
+    def rule(self, rule: AlertRule) -> None:
+        self._rule = rule
+        self.matcher = rule.matcher
+        for state in self.series.values():
+            state.rule = rule
+
+    def matches(self, sample: Sample) -> bool:
+        if self.matcher is None:
+            return not sample.tags
+        key, wanted = self.matcher
+        return any(k == key and wanted in ("*", v) for k, v in sample.tags)
+
+    def state(self, tags: Tags) -> _RuleState:
+        state = self.series.get(tags)
+        if state is None:
+            state = self.series[tags] = _RuleState(self.rule)
+        return state
+
+    @property
+    def firing(self) -> bool:
+        return any(s.firing for s in self.series.values())
 
 
 class Alerts:
@@ -122,7 +164,7 @@ class Alerts:
         self._host = host
         self._clock = clock
         self._lock = threading.Lock()
-        self._rules = {rule.name: _RuleState(rule) for rule in config.rules}
+        self._rules = {rule.name: _Rule(rule) for rule in config.rules}
         self._conditions: dict[str, bool] = {}
         self._log = AlertLog(config.log_path, config.max_bytes, config.backup_count)
         self._webhooks = WebhookSender(
@@ -132,28 +174,35 @@ class Alerts:
 
     def observe(self, sample: Sample) -> None:
         """Evaluate every rule on one sample."""
+        self.observe_tick((sample,))
+
+    def observe_tick(self, samples: Sequence[Sample]) -> None:
+        """Evaluate every rule on every sample of one tick (the host's and each tagged series')."""
         with self._lock:
             if self._closed:
                 return
-            for state in self._rules.values():
-                value = sample.fields.get(state.rule.metric)
-                if value is None or not math.isfinite(value):
-                    continue
-                change = state.step(value, sample.ts_ms)
-                if change is not None:
-                    r = state.rule
-                    event = AlertEvent(
-                        sample.ts_ms,
-                        self._host,
-                        r.name,
-                        r.severity,
-                        change,
-                        value,
-                        r.op,
-                        r.threshold,
-                        state.message(change, value),
-                    )
-                    self._emit(event, r.webhook)
+            for sample in samples:
+                for rule in self._rules.values():
+                    value = sample.fields.get(rule.rule.metric)
+                    if value is None or not math.isfinite(value) or not rule.matches(sample):
+                        continue
+                    state = rule.state(sample.tags)
+                    change = state.step(value, sample.ts_ms)
+                    if change is not None:
+                        r = state.rule
+                        event = AlertEvent(
+                            sample.ts_ms,
+                            self._host,
+                            r.name,
+                            r.severity,
+                            change,
+                            value,
+                            r.op,
+                            r.threshold,
+                            state.message(change, value, sample.tags),
+                            sample.tags,
+                        )
+                        self._emit(event, r.webhook)
 
     def set_condition(self, name: str, active: bool, severity: Severity, message: str) -> None:
         """A system alert: FIRING once when it becomes active, RESOLVED once when it clears."""
@@ -184,14 +233,14 @@ class Alerts:
         with self._lock:
             if host is not None:
                 self._host = host
-            rules: dict[str, _RuleState] = {}
+            rules: dict[str, _Rule] = {}
             for rule in config.rules:
                 old = self._rules.get(rule.name)
                 if old is not None and _condition(old.rule) == _condition(rule):
                     old.rule = rule  # severity/webhook may have changed
                     rules[rule.name] = old
                 else:
-                    rules[rule.name] = _RuleState(rule)
+                    rules[rule.name] = _Rule(rule)
             self._rules = rules
             old_config, self._config = self._config, config
             log_settings = (config.log_path, config.max_bytes, config.backup_count)

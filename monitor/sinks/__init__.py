@@ -1,9 +1,11 @@
 """Sinks: where the shipper sends spooled line protocol (InfluxDB v2 API, v1 API, SQLite).
 
-Every sink takes a batch of lines exactly as the spool stored them and either accepts the
-whole batch or raises one of :mod:`monitor.errors`' ``SinkError`` subclasses, which decide
-the batch's fate: ``Unavailable`` (keep, retry with backoff, honour ``retry_after_s``),
-``AuthFailed`` (keep, alert, retry) or ``Rejected`` (drop, count, log the server's message).
+Every sink takes a batch of lines exactly as the spool stored them (a spool row is one tick,
+its lines joined by ``"\n"``; the shipper hands the sink the rows' lines, one line a
+point) and either accepts the whole batch or raises one of :mod:`monitor.errors`'
+``SinkError`` subclasses, which decide the batch's fate: ``Unavailable`` (keep, retry with
+backoff, honour ``retry_after_s``), ``AuthFailed`` (keep, alert, retry) or ``Rejected`` (drop,
+count, log the server's message).
 
 A sink may also be a :class:`PreparingSink`: ``write`` split into ``prepare`` (local work:
 join, encode, compress; no I/O, safe on another thread) and ``send``. The shipper then

@@ -90,13 +90,14 @@ class Spool:
     # -- the queue ---------------------------------------------------------------------------
 
     def append(self, ts_ms: int, line: str) -> None:
-        """Store one encoded sample; it is on disk when this returns, unless the disk is full.
+        """Store one tick's encoded samples (one or more lines joined by ``"\\n"``, host first);
+        it is on disk when this returns, unless the disk is full.
 
-        A sample that cannot be stored even after the overflow policy ran is counted as
+        A tick that cannot be stored even after the overflow policy ran is counted as
         dropped and reported; this never raises for a full disk.
         """
-        if not line or "\n" in line or "\r" in line:
-            raise ValueError(f"a spooled sample must be exactly one line, got {line!r}")
+        if not line or "\r" in line or "\n\n" in line or line.startswith("\n") or line.endswith("\n"):
+            raise ValueError(f"a spooled tick must be one or more non-empty lines, got {line!r}")
         events: Events = []
         try:
             with self._lock:

@@ -7,7 +7,9 @@ file is opened read-only and never written; its schema is read leniently (``writ
 so damage elsewhere in the schema does not hide the queue. Rows the agent had marked as
 delivered (the ``acked`` ranges) are left out when that table can be read; when it cannot they
 are included, which is harmless: a re-sent sample overwrites itself in InfluxDB and in the
-SQLite store.
+SQLite store. A row is one tick: one or more lines (the host's, then one per mount, disk and
+interface); it is kept whole when every line decodes, else counted as unreadable, and written
+as its lines (a line-protocol file has no notion of ticks).
 """
 
 from __future__ import annotations
@@ -32,9 +34,9 @@ NEWEST_SEQ = 2**63 - 1
 class Salvaged:
     """How much came back.
 
-    ``lines`` written; ``skipped_delivered`` rows left out as already delivered; ``unreadable``
-    rows found whose line is not a sample (bytes of a damaged page); ``gap`` the seqs (after,
-    before) between which nothing could be read.
+    ``lines`` rows (ticks) written, each as its lines; ``skipped_delivered`` rows left out as
+    already delivered; ``unreadable`` rows found with a line that is not a sample (bytes of a
+    damaged page); ``gap`` the seqs (after, before) between which nothing could be read.
     """
 
     lines: int
@@ -44,7 +46,7 @@ class Salvaged:
 
 
 def export_lines(path: Path, write: Callable[[str], object]) -> Salvaged:
-    """Call WRITE with each waiting sample's line (no newline) that can be read from PATH, in seq order.
+    """Call WRITE with each readable waiting row (its lines joined by "\\n"), in seq order.
 
     Only lines that decode as line protocol are written. FileDamaged when nothing can be read
     at all (not a database, no queue table, a directory).
@@ -114,7 +116,8 @@ class _Reader:
         try:
             if not isinstance(line, str):
                 raise ValueError("not text")
-            decode(line)
+            for one in line.split("\n"):  # a tick's row: its samples' lines, host first
+                decode(one)
         except ValueError:
             self.unreadable += 1
             return

@@ -81,6 +81,23 @@ def test_hostmon_toml_is_accepted_by_hostmons_config_loader(rendered, case, tmp_
     assert [r.name for r in config.alerts.rules][:1] == ["cpu_high"]
 
 
+def test_hostmon_toml_carries_the_collector_switches_patterns_and_rule_matchers(rendered, tmp_path):
+    secrets = json.loads(rendered["monitor-v1/secrets.json"])
+    config = load_hostmon_config(rendered["monitor-v1/hostmon.toml"], secrets, tmp_path)
+    c = config.collectors
+    assert (c.disk, c.network, c.load) == (False, True, True)
+    assert c.network_include == ("eth*", "ens*")
+    assert c.filesystem_exclude == ("/mnt/*",)
+    assert c.filesystem_exclude_types == ()
+    assert [(r.name, r.matcher) for r in config.alerts.rules[2:]] == [
+        ("root_full", ("mount", "/")),
+        ("any_fs_full", ("mount", "*")),
+    ]
+    defaults = json.loads(rendered["monitor-sqlite/secrets.json"])
+    default = load_hostmon_config(rendered["monitor-sqlite/hostmon.toml"], defaults, tmp_path / "d")
+    assert default.collectors == hostmon_config.CollectorsConfig()
+
+
 def test_hostmon_toml_v1_carries_writer_for_the_agent_and_reader_for_the_api(rendered, tmp_path):
     secrets = json.loads(rendered["monitor-v1/secrets.json"])
     config = load_hostmon_config(rendered["monitor-v1/hostmon.toml"], secrets, tmp_path)

@@ -1,4 +1,4 @@
-"""Agent cost: the real ``hostmon collect`` beside a bare psutil loop (the floor), one run.
+"""Agent cost: the real ``hostmon collect`` beside a bare psutil loop (the floor) and collectd, one run.
 
 Every process samples once a second for the same period, side by side, so the machine's
 noise hits them alike. Reported per process: CPU seconds over the steady-state window (after
@@ -13,7 +13,15 @@ cross-check (``cpu_s_ticks``). A thread that starts and ends inside the window i
 precise sum (the agent starts none in steady state); ``threads_changed`` says if the set of
 threads differed between the two readings.
 
-Targets (issue 2): CPU within 1.75x of the floor; peak RSS < 30 MB with the v1 and SQLite
+collectd (Debian's ``collectd-core``) runs beside them with the plugins that sample what the
+agent's default collectors do (cpu, memory, load, swap, df, disk, interface) and writes CSV
+files into the benchmark's temporary directory (no network), excluding the same pseudo
+filesystems, loop/ram disks and virtual interfaces as the agent's defaults. The agents run
+with their default collectors. ``cpu_s_per_hour`` is the steady-state CPU scaled to an hour;
+``cpu_ratio_to_collectd`` compares it with collectd's, measured over the same window.
+
+Targets: CPU at most collectd's (issue 12) and within 1.75x of the floor (issue 2; the floor
+makes every psutil read the default collectors need); peak RSS < 30 MB with the v1 and SQLite
 sinks, < 50 MB with the v2 sink (influxdb-client loaded); RSS flat (growth between the end of
 the warm-up and the end of the run).
 
@@ -36,14 +44,63 @@ from pathlib import Path
 from tests import servers
 
 FLOOR = """
-import time, psutil
+import os, time, psutil
 interval = 1.0
 while True:
     psutil.cpu_times(percpu=True); psutil.cpu_times(); psutil.virtual_memory()
     psutil.disk_io_counters(); psutil.net_io_counters(pernic=True)
+    psutil.getloadavg(); psutil.swap_memory(); os.listdir("/sys/block")
+    psutil.disk_io_counters(perdisk=True); psutil.net_io_counters(pernic=True)
+    for part in psutil.disk_partitions(all=False):
+        os.statvfs(part.mountpoint)
     now = time.time()
     time.sleep(interval - now % interval)
 """
+
+COLLECTD_CONF = """
+Hostname "bench"
+FQDNLookup false
+BaseDir "{work}/collectd"
+PIDFile "{work}/collectd/collectd.pid"
+PluginDir "/usr/lib/collectd"
+TypesDB "/usr/share/collectd/types.db"
+Interval 1
+LoadPlugin cpu
+LoadPlugin memory
+LoadPlugin load
+LoadPlugin swap
+LoadPlugin df
+LoadPlugin disk
+LoadPlugin interface
+LoadPlugin csv
+<Plugin cpu>
+  ReportByCpu true
+  ReportByState true
+  ValuesPercentage true
+</Plugin>
+<Plugin df>
+{fstypes}
+  IgnoreSelected true
+  ValuesPercentage true
+  ReportInodes true
+</Plugin>
+<Plugin disk>
+  Disk "/^(loop|ram)/"
+  Disk "/^(sd|vd|hd|xvd)[a-z]+[0-9]+$/"
+  Disk "/p[0-9]+$/"
+  IgnoreSelected true
+</Plugin>
+<Plugin interface>
+  Interface "lo"
+  Interface "/^(veth|docker|br-|virbr|cni|flannel|podman)/"
+  IgnoreSelected true
+</Plugin>
+<Plugin csv>
+  DataDir "{work}/collectd/csv"
+  StoreRates true
+</Plugin>
+"""
+COLLECTD = "collectd (cpu memory load swap df disk interface → csv)"
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 Popen = subprocess.Popen[bytes]
@@ -105,6 +162,24 @@ def stop_all(procs: Iterable[Popen]) -> None:
             p.kill()
 
 
+def start_collectd(work: Path) -> Popen:
+    """collectd in the foreground on its own config in WORK; SystemExit when it is not installed."""
+    from monitor.config import DEFAULT_EXCLUDE_FS_TYPES
+
+    binary = Path("/usr/sbin/collectd")
+    if not binary.exists():
+        raise SystemExit("collectd is not installed: apt-get install collectd-core (make system-packages)")
+    (work / "collectd").mkdir()
+    # The agent's fnmatch patterns as collectd's POSIX regular expressions.
+    fstypes = "\n".join(
+        f'  FSType "/^{t.replace(".", "[.]").replace("*", ".*")}$/"' for t in DEFAULT_EXCLUDE_FS_TYPES
+    )
+    conf = work / "collectd.conf"
+    conf.write_text(COLLECTD_CONF.format(work=work, fstypes=fstypes))
+    with (work / "collectd.log").open("wb") as log:
+        return subprocess.Popen([str(binary), "-f", "-C", str(conf)], stdout=log, stderr=subprocess.STDOUT)
+
+
 def run(seconds: float, warmup_s: float = 8.0) -> dict[str, object]:
     work = Path(tempfile.mkdtemp(prefix="hostmon-bench-agent-"))
     influx = servers.start_influxdb1(work / "influxdb")
@@ -121,6 +196,7 @@ def run(seconds: float, warmup_s: float = 8.0) -> dict[str, object]:
     env = {**os.environ, "BENCH_TOKEN": "not-checked-by-victoriametrics"}
     procs: dict[str, Popen] = {
         "floor (bare psutil loop)": subprocess.Popen([sys.executable, "-c", FLOOR]),
+        COLLECTD: start_collectd(work),
     }
     for label, sink in sinks.items():
         n = len(procs)
@@ -150,8 +226,11 @@ def run(seconds: float, warmup_s: float = 8.0) -> dict[str, object]:
         influx.stop()
         vm.stop()
     floor = results["floor (bare psutil loop)"]["cpu_s_steady"] or 0.001
+    collectd = results[COLLECTD]["cpu_s_steady"] or 0.001
     for row in results.values():
+        row["cpu_s_per_hour"] = round(row["cpu_s_steady"] / seconds * 3600, 1)
         row["cpu_ratio_to_floor"] = round(row["cpu_s_steady"] / floor, 3)
+        row["cpu_ratio_to_collectd"] = round(row["cpu_s_steady"] / collectd, 3)
     series = shipped["results"][0].get("series") or [{"values": [[0, 0]]}]
     return {
         "benchmark": "agent cost",
@@ -175,10 +254,14 @@ def machine() -> str:
 def table(report: dict[str, object]) -> str:
     rows = report["results"]
     assert isinstance(rows, dict)
-    out = [f"{'process':<42} {'CPU s':>7} {'x floor':>8} {'peak RSS MB':>12} {'RSS growth MB':>14}"]
+    out = [
+        f"{'process':<56} {'CPU s':>7} {'CPU s/h':>8} {'x floor':>8} {'x collectd':>10}"
+        f" {'peak RSS MB':>12} {'RSS growth MB':>14}"
+    ]
     for name, r in rows.items():
         out.append(
-            f"{name:<42} {r['cpu_s_steady']:>7.3f} {r['cpu_ratio_to_floor']:>8.2f}"
+            f"{name:<56} {r['cpu_s_steady']:>7.3f} {r['cpu_s_per_hour']:>8.1f}"
+            f" {r['cpu_ratio_to_floor']:>8.2f} {r['cpu_ratio_to_collectd']:>10.2f}"
             f" {r['peak_rss_mb']:>12.1f} {r['rss_growth_mb']:>14.2f}"
         )
     return "\n".join(out)

@@ -109,9 +109,16 @@ def agent_settings(
     shipper: dict[str, Any] | None = None,
     sink: dict[str, Any] | None = None,
     rules: list[dict[str, Any]] | None = None,
+    collectors: dict[str, Any] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Settings for an agent shipping to InfluxDB 1.x at SINK_URL (usually a FaultProxy)."""
+    """Settings for an agent shipping to InfluxDB 1.x at SINK_URL (usually a FaultProxy).
+
+    The tagged collectors (filesystem, disk, network) are off unless COLLECTORS says otherwise:
+    the delivery tests count the host measurement's points one per tick (tests/integration/
+    test_collectors.py runs the agent with every collector).
+    """
     return {
+        "collectors": {"filesystem": False, "disk": False, "network": False, **(collectors or {})},
         "agent": {"host": HOST, "interval_s": interval_s, "state_dir": str(state_dir)},
         "spool": dict(spool or {}),
         "shipper": {**FAST_SHIPPER, **(shipper or {})},

@@ -281,7 +281,8 @@ def test_real_samples_have_every_original_field_in_range_on_aligned_timestamps(
     wait_for(lambda: len(stored_points(influxdb1.url, influx_db)) >= 8, "eight samples in InfluxDB")
     assert agent.terminate() == 0
     cores = os.cpu_count() or 1
-    expected_fields = {*FIELDS, *(f"cpu_usage_{i}" for i in range(1, cores + 1))}
+    load_and_swap = {"load_1", "load_5", "load_15", "swap_used_percent", "swap_used_bytes"}
+    expected_fields = {*FIELDS, *(f"cpu_usage_{i}" for i in range(1, cores + 1)), *load_and_swap}
     stored = stored_points(influxdb1.url, influx_db)
     step = round(INTERVAL_S * 1000)
     for ts, fields in stored:
@@ -289,7 +290,7 @@ def test_real_samples_have_every_original_field_in_range_on_aligned_timestamps(
         assert set(values) == expected_fields, sorted(values)
         assert ts % step == 0
         for name, value in values.items():
-            if name.startswith(("cpu_usage", "memory_usage")):
+            if name.startswith(("cpu_usage", "memory_usage", "swap_used_percent")):
                 assert 0.0 <= value <= 100.0, (name, value)
             else:
                 assert value >= 0.0, (name, value)

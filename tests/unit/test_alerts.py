@@ -382,3 +382,105 @@ def test_unwritable_log_is_reported_and_never_raises(
     alerts.close()
     assert "cannot write alerts log" in caplog.text
     assert "state=FIRING" in caplog.text  # the lost line is in the agent's own log
+
+
+# -- rules on tagged metrics: one state per series ----------------------------------------------
+
+FS = "filesystem_used_percent"
+
+
+def fs_tick(ts_ms: int, used: dict[str, float]) -> list[Sample]:
+    """One tick as the collector makes it: the host sample first, then one per mount."""
+    host = Sample(ts_ms, "web1", {CPU: 5.0})
+    mounts = [Sample(ts_ms, "web1", {FS: v}, (("mount", m),), "filesystem") for m, v in sorted(used.items())]
+    return [host, *mounts]
+
+
+def test_filesystem_above_90_for_5_minutes_fires_and_resolves_once_per_mount(tmp_path: Path) -> None:
+    posts = Posts()
+    hook = "http://127.0.0.1:9/hook"
+    disk_full = rule("disk_full", ">", 90.0, metric=FS, for_s=300.0, webhook=hook, mount="*")
+    alerts = Alerts(config(tmp_path, disk_full), "web1", post=posts)
+    # "/" fills at tick 0, "/data" at tick 10; "/boot" never; "/" clears at tick 40, "/data" at 50.
+    for i in range(90):
+        used = {
+            "/": 95.0 if i < 40 else 50.0,
+            "/data": 97.0 if 10 <= i < 50 else 10.0,
+            "/boot": 20.0,
+        }
+        alerts.observe_tick(fs_tick(T0 + i * STEP_MS, used))
+    alerts.close()
+    got = [(e["state"], e["mount"], e["time"]) for e in events(tmp_path)]
+    assert got == [
+        ("FIRING", "/", "2023-11-14T22:18:20.000Z"),  # 300 s after tick 0
+        ("FIRING", "/data", "2023-11-14T22:20:00.000Z"),  # 300 s after tick 10
+        ("RESOLVED", "/", "2023-11-14T22:25:00.000Z"),  # 300 s after tick 40
+        ("RESOLVED", "/data", "2023-11-14T22:26:40.000Z"),
+    ]
+    line = (tmp_path / "alerts.log").read_text(encoding="utf-8").splitlines()[0]
+    assert " threshold=90 mount=/ message=" in line
+    assert "filesystem_used_percent of mount=/ is 95, > 90 for at least 300 s" in line
+    bodies = [body for _, body, _ in posts.calls]
+    assert [(b["state"], b["tags"]) for b in bodies] == [
+        ("FIRING", {"mount": "/"}),
+        ("FIRING", {"mount": "/data"}),
+        ("RESOLVED", {"mount": "/"}),
+        ("RESOLVED", {"mount": "/data"}),
+    ]
+    assert bodies[0]["rule"] == "disk_full" and bodies[0]["value"] == 95.0
+
+
+def test_a_rule_with_one_mount_watches_only_that_series(tmp_path: Path) -> None:
+    root_full = rule("root_full", ">", 90.0, metric=FS, mount="/")
+    alerts = Alerts(config(tmp_path, root_full), "web1")
+    alerts.observe_tick(fs_tick(T0, {"/": 50.0, "/data": 99.0}))
+    assert alerts.firing() == []
+    alerts.observe_tick(fs_tick(T0 + STEP_MS, {"/": 91.0, "/data": 99.0}))
+    assert alerts.firing() == ["root_full"]
+    alerts.close()
+    assert [(e["state"], e["mount"]) for e in events(tmp_path)] == [("FIRING", "/")]
+
+
+def test_a_tagged_rule_without_a_matcher_watches_every_series_and_host_rules_ignore_tagged_samples(
+    tmp_path: Path,
+) -> None:
+    any_disk = rule("busy", ">=", 80.0, metric="disk_busy_percent")
+    cpu = rule("cpu_high", ">", 90.0)
+    alerts = Alerts(config(tmp_path, any_disk, cpu), "web1")
+    tick = [
+        Sample(T0, "web1", {CPU: 50.0}),
+        Sample(T0, "web1", {"disk_busy_percent": 85.0}, (("device", "sda"),), "disk"),
+        Sample(T0, "web1", {"disk_busy_percent": 99.0, CPU: 99.0}, (("device", "sdb"),), "disk"),
+    ]
+    alerts.observe_tick(tick)
+    alerts.close()
+    assert [(e["rule"], e.get("device")) for e in events(tmp_path)] == [("busy", "sda"), ("busy", "sdb")]
+
+
+def test_a_series_keeps_its_state_while_absent_and_reconfigure_keeps_per_series_states(
+    tmp_path: Path,
+) -> None:
+    disk_full = rule("disk_full", ">", 90.0, metric=FS, mount="*")
+    alerts = Alerts(config(tmp_path, disk_full), "web1")
+    alerts.observe_tick(fs_tick(T0, {"/": 95.0, "/mnt/usb": 99.0}))
+    alerts.observe_tick(fs_tick(T0 + STEP_MS, {"/": 95.0}))  # /mnt/usb unplugged: no event
+    alerts.reconfigure(
+        config(tmp_path, rule("disk_full", ">", 90.0, metric=FS, mount="*", severity="critical"))
+    )
+    alerts.observe_tick(fs_tick(T0 + 2 * STEP_MS, {"/": 95.0, "/mnt/usb": 10.0}))  # back, clear
+    alerts.close()
+    assert [(e["state"], e["mount"], e["severity"]) for e in events(tmp_path)] == [
+        ("FIRING", "/", "warning"),
+        ("FIRING", "/mnt/usb", "warning"),
+        ("RESOLVED", "/mnt/usb", "critical"),
+    ]
+
+
+def test_changing_the_matcher_starts_the_rule_afresh(tmp_path: Path) -> None:
+    alerts = Alerts(config(tmp_path, rule("disk_full", ">", 90.0, metric=FS, mount="*")), "web1")
+    alerts.observe_tick(fs_tick(T0, {"/": 95.0, "/data": 95.0}))
+    alerts.reconfigure(config(tmp_path, rule("disk_full", ">", 90.0, metric=FS, mount="/data")))
+    assert alerts.firing() == []
+    alerts.observe_tick(fs_tick(T0 + STEP_MS, {"/": 95.0, "/data": 95.0}))
+    alerts.close()
+    assert [e["mount"] for e in events(tmp_path)] == ["/", "/data", "/data"]

@@ -249,3 +249,82 @@ def test_a_required_rule_key_of_the_wrong_type_is_named_not_a_crash():
     )
     assert "cfg.toml: alerts.rules[0].name: expected a string, got 3" in found
     assert "cfg.toml: alerts.rules[0].threshold: expected a number, got 'x'" in found
+
+
+# -- [collectors] -------------------------------------------------------------------------------
+
+
+def test_collectors_default_to_on_with_real_filesystems_whole_disks_and_real_nics():
+    c = config.parse({}, environ=ENV).collectors
+    assert (c.load, c.swap, c.filesystem, c.disk, c.network) == (True, True, True, True, True)
+    assert {"tmpfs", "overlay", "squashfs", "proc", "sysfs", "cgroup*", "nsfs", "autofs"} <= set(
+        c.filesystem_exclude_types
+    )
+    assert c.disk_exclude == ("loop*", "ram*")
+    assert c.network_exclude == ("lo", "veth*", "docker*", "br-*", "virbr*", "cni*", "flannel*", "podman*")
+    assert c.filesystem_include == c.disk_include == c.network_include == ()
+
+
+def test_collectors_switches_and_patterns_load_from_toml(tmp_path):
+    path = tmp_path / "hostmon.toml"
+    path.write_text(
+        "[collectors]\n"
+        "disk = false\n"
+        'network_include = ["eth*", "ens*"]\n'
+        'filesystem_exclude = ["/mnt/*"]\n'
+        "filesystem_exclude_types = []\n",
+        encoding="utf-8",
+    )
+    c = config.load(path, environ=ENV).collectors
+    assert c.disk is False and c.network is True
+    assert c.network_include == ("eth*", "ens*")
+    assert c.filesystem_exclude == ("/mnt/*",)
+    assert c.filesystem_exclude_types == ()
+
+
+def test_bad_collector_keys_values_and_patterns_are_named():
+    found = problems(
+        {
+            "collectors": {
+                "disk": "yes",
+                "network_exclude": "lo",
+                "disk_include": ["sd*", 3],
+                "filesystem_exclude": ["/ok", "", "/mnt/[abc"],
+                "cpu": True,
+            }
+        }
+    )
+    assert "cfg.toml: collectors.disk: expected true or false, got 'yes'" in found
+    assert "cfg.toml: collectors.network_exclude: expected an array of strings, got 'lo'" in found
+    assert "cfg.toml: collectors.disk_include: expected an array of strings, got ['sd*', 3]" in found
+    assert "cfg.toml: collectors.filesystem_exclude[1]: must not be empty (it would match nothing)" in found
+    assert (
+        "cfg.toml: collectors.filesystem_exclude[2]:"
+        " unclosed [ in '/mnt/[abc' (fnmatch would match it literally)" in found
+    )
+    assert "cfg.toml: collectors.cpu: unknown key" in found
+
+
+def test_a_rule_matcher_must_be_the_tag_key_of_its_metric_family():
+    rules = [
+        {"name": "a", "metric": "filesystem_used_percent", "op": ">", "threshold": 90, "device": "sda"},
+        {"name": "b", "metric": "cpu_usage_overall", "op": ">", "threshold": 90, "mount": "/"},
+        {"name": "c", "metric": "filesystem_used_percent", "op": ">", "threshold": 90, "mount": "/"},
+    ]
+    found = problems({"alerts": {"rules": rules}})
+    assert found == [
+        "cfg.toml: alerts.rules[0].device: filesystem_used_percent has no device tag"
+        " (its family filesystem is tagged mount)",
+        "cfg.toml: alerts.rules[1].mount: cpu_usage_overall has no mount tag",
+    ]
+
+
+def test_a_rule_matcher_is_one_series_every_series_or_none_for_host_metrics():
+    rules = [
+        {"name": "root", "metric": "filesystem_used_percent", "op": ">", "threshold": 90, "mount": "/"},
+        {"name": "all", "metric": "filesystem_used_percent", "op": ">", "threshold": 90, "mount": "*"},
+        {"name": "unset", "metric": "network_errors_in_per_s", "op": ">", "threshold": 1},
+        {"name": "cpu", "metric": "cpu_usage_overall", "op": ">", "threshold": 90},
+    ]
+    c = config.parse({"alerts": {"rules": rules}}, environ=ENV)
+    assert [r.matcher for r in c.alerts.rules] == [("mount", "/"), ("mount", "*"), ("interface", "*"), None]

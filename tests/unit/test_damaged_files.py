@@ -382,3 +382,20 @@ def test_replay_of_a_directory_is_one_line_and_exit_2(tmp_path, capsys):
     code, _, err = run_cli(capsys, "--config", str(config), "spool", "replay", str(spill))
     assert code == 2
     assert err == f"hostmon spool replay: {spill}: a directory, not a spill file\n"
+
+
+def test_export_writes_every_line_of_multi_line_ticks_and_refuses_a_row_with_a_bad_line(tmp_path):
+    path = tmp_path / "spool.db"
+    spool = open_spool(path)
+    rows = [
+        f"{line(1000 * ts)}\nsystem_filesystem,host=h,mount=/ filesystem_used_percent=1 {1000 * ts}"
+        for ts in range(5)
+    ]
+    for ts, row in enumerate(rows):
+        spool.append(1000 * ts, row)
+    spool.append(9000, f"{line(9000)}\nnot line protocol")
+    spool.close()
+    got: list[str] = []
+    result = salvage.export_lines(path, got.append)
+    assert got == rows
+    assert (result.lines, result.unreadable) == (5, 1)

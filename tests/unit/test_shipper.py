@@ -140,6 +140,22 @@ def test_ship_once_sends_the_oldest_batch_in_timestamp_order_and_acks_it(spool: 
     assert (status.last_success_ms, status.last_error, status.sink_reachable) == (int(NOW_S * 1000), "", True)
 
 
+def test_a_batch_counts_ticks_and_hands_the_sink_every_line_of_each_tick(spool: Spool) -> None:
+    ticks = {
+        ts: f"system,host=h v=1 {ts}\nsystem_filesystem,host=h,mount=/ filesystem_used_percent=5 {ts}"
+        for ts in (10, 20, 30, 40)
+    }
+    for ts, row in ticks.items():
+        spool.append(ts, row)
+    sink = FakeSink()
+    shipper = Shipper(spool, sink, shipper_config(batch_size=3), clock=lambda: NOW_S)
+
+    assert shipper.ship_once() == 3  # rows: ticks, whatever their number of lines
+    assert sink.accepted == [line for ts in (10, 20, 30) for line in ticks[ts].split("\n")]
+    assert shipper.ship_once() == 1
+    assert len(sink.accepted) == 8 and spool.status().depth == 0
+
+
 @pytest.mark.parametrize(
     ("error", "reachable"),
     [(unavailable(), False), (unavailable(503), True), (unavailable(429, 2.0), True)],

@@ -61,12 +61,20 @@ def test_lines_come_back_byte_for_byte_as_appended(make_spool: SpoolFactory) -> 
     assert [text for _, _, text in spool.peek(10)] == lines
 
 
-@pytest.mark.parametrize("bad", ["", "a v=1 1\nb v=2 2", "a v=1 1\r"])
-def test_append_refuses_anything_but_one_line(make_spool: SpoolFactory, bad: str) -> None:
+@pytest.mark.parametrize("bad", ["", "a v=1 1\r", "a v=1 1\n", "\na v=1 1", "a v=1 1\n\nb v=2 1"])
+def test_append_refuses_anything_but_non_empty_lines(make_spool: SpoolFactory, bad: str) -> None:
     spool = make_spool()
-    with pytest.raises(ValueError, match="one line"):
+    with pytest.raises(ValueError, match="one or more non-empty lines"):
         spool.append(1, bad)
     assert spool.status().depth == 0
+
+
+def test_a_tick_of_several_lines_is_one_row_and_counts_as_one_sample(make_spool: SpoolFactory) -> None:
+    spool = make_spool()
+    tick = "system,host=a v=1 1\nsystem_disk,device=sda,host=a disk_busy_percent=2 1"
+    spool.append(1, tick)
+    assert spool.status().depth == 1
+    assert [text for _, _, text in spool.peek(10)] == [tick]
 
 
 def test_ack_removes_exactly_the_given_rows_and_ignores_unknown_ones(make_spool: SpoolFactory) -> None:
