@@ -15,10 +15,11 @@ from monitor.api.params import (
     MAX_HOST_CHARS,
     MAX_LOOKBACK_MINUTES,
 )
-from monitor.api.stores import AGGREGATES, BASE_METRICS
+from monitor.api.stores import AGGREGATES
+from monitor.catalog import METRICS
 from monitor.config import ApiConfig
 
-_METRIC = "(" + "|".join(BASE_METRICS) + "|cpu_usage_[1-9][0-9]{0,3})"
+_METRIC = "(" + "|".join(m.name for m in METRICS) + "|cpu_usage_[1-9][0-9]{0,3})"
 NUMBER_OR_NULL = {"type": "number", "nullable": True}
 STRING_OR_NULL = {"type": "string", "nullable": True}
 
