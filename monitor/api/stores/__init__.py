@@ -73,14 +73,15 @@ class Aggregate:
 
     ``value`` is None when the window holds no sample; ``hosts`` counts the distinct hosts
     whose samples went into it; ``value_host`` and ``value_tags`` name the series of the
-    sample a selector (min, max, last) picked, and are None for mean and count.
+    sample a selector (min, max, last) picked (``value_host`` None and ``value_tags`` ``()``
+    for mean and count; ``value_tags`` is ``()`` for the host family, which has no tags).
     """
 
     value: float | None
     samples: int
     hosts: int = 0
     value_host: str | None = None
-    value_tags: Tags | None = None
+    value_tags: Tags = ()
 
 
 @dataclass(frozen=True)
