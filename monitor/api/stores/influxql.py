@@ -177,14 +177,20 @@ class InfluxQLStore:
         key = catalog.TAG_KEY[family]
         return ident("host") if key is None else f"{ident('host')}, {ident(key)}"
 
+    def _sources(self, families: Sequence[catalog.Family]) -> tuple[str, dict[str, catalog.Family]]:
+        """FAMILIES' measurements as one FROM list, and the family of each measurement name."""
+        names = {catalog.measurement_of(f, self.measurement): f for f in families}
+        return ", ".join(self._source(f) for f in families), names
+
     def _field_keys(self) -> dict[catalog.Family, list[str]]:
-        """The allow-listed field keys of every family's measurement that has any."""
+        """The allow-listed field keys of every family's measurement that has any (one query)."""
+        sources, family_of = self._sources(catalog.FAMILIES)
         out: dict[catalog.Family, list[str]] = {}
-        for family in catalog.FAMILIES:
-            result = self._query(f"SHOW FIELD KEYS FROM {self._source(family)}")
-            keys = [str(row[0]) for s in result for row in s.get("values") or []]
+        for series in self._query(f"SHOW FIELD KEYS FROM {sources}"):
+            family = family_of.get(str(series.get("name", "")))
+            keys = [str(row[0]) for row in series.get("values") or []]
             known = [k for k in known_metrics(keys) if catalog.family_of(k) == family]
-            if known:
+            if family is not None and known:
                 out[family] = known
         return out
 
@@ -192,15 +198,26 @@ class InfluxQLStore:
         return known_metrics([k for keys in self._field_keys().values() for k in keys])
 
     def describe(self) -> list[MetricInfo]:
-        out: list[MetricInfo] = []
-        for family, keys in self._field_keys().items():
-            tag = catalog.TAG_KEY[family]
-            tags: dict[str, list[str]] = {}
-            if tag is not None:
-                q = f"SHOW TAG VALUES FROM {self._source(family)} WITH KEY = {ident(tag)}"
-                values = {str(row[1]) for s in self._query(q) for row in s.get("values") or []}
-                tags[tag] = sorted(values)
-            out.extend(MetricInfo(k, family, {t: list(v) for t, v in tags.items()}) for k in keys)
+        fields = self._field_keys()
+        tagged = [f for f in fields if catalog.TAG_KEY[f] is not None]
+        values: dict[catalog.Family, set[str]] = {f: set() for f in tagged}
+        if tagged:
+            sources, family_of = self._sources(tagged)
+            keys = ", ".join(ident(str(catalog.TAG_KEY[f])) for f in tagged)
+            for series in self._query(f"SHOW TAG VALUES FROM {sources} WITH KEY IN ({keys})"):
+                family = family_of.get(str(series.get("name", "")))
+                for key, value in series.get("values") or []:
+                    if family is not None and key == catalog.TAG_KEY[family]:
+                        values[family].add(str(value))
+        out = [
+            MetricInfo(
+                name,
+                family,
+                {str(catalog.TAG_KEY[family]): sorted(values[family])} if family in values else {},
+            )
+            for family, names in fields.items()
+            for name in names
+        ]
         return sorted(out, key=lambda m: catalog.metric_order(m.name))
 
     def hosts(self) -> list[HostSeen]:
