@@ -18,6 +18,7 @@ from typing import Any
 
 import bottle
 
+from monitor import catalog
 from monitor.api import params, views
 from monitor.api.openapi import document
 from monitor.api.stores import Query, Store
@@ -138,8 +139,11 @@ class _Api:
     def metrics(self) -> bottle.HTTPResponse:
         p = params.metrics_params(_query_string(), self.config.api, self.now_ms())
         w = p.window
-        metrics = p.metrics if p.metrics is not None else tuple(self.store.names())
-        query = Query(metrics, w.start_ms, w.end_ms, p.host)
+        if p.metrics is not None:
+            metrics = p.metrics
+        else:  # as before tagged families existed: the host family's metrics
+            metrics = tuple(n for n in self.store.names() if catalog.family_of(n) == "host")
+        query = Query(metrics, w.start_ms, w.end_ms, p.host, p.tags)
         counts = self.store.counts(query) if metrics else {}
         raw_points = sum(counts.values())
         step_ms, reason = views.choose_step(
@@ -168,12 +172,12 @@ class _Api:
     def aggregate(self) -> bottle.HTTPResponse:
         p = params.aggregate_params(_query_string(), self.config.api, self.now_ms())
         w = p.window
-        result = self.store.aggregate(p.metric, p.fn, w.start_ms, w.end_ms, p.host)
-        return _json_response(views.aggregate_body(w, p.metric, p.fn, p.host, result))
+        result = self.store.aggregate(p.metric, p.fn, w.start_ms, w.end_ms, p.host, tags=p.tags)
+        return _json_response(views.aggregate_body(w, p.metric, p.fn, p.host, result, tags=p.tags))
 
     def names(self) -> bottle.HTTPResponse:
         params.no_params(_query_string())
-        return _json_response({"metrics": self.store.names(), "store": self.store.kind})
+        return _json_response(views.names_body(self.store.kind, self.store.describe()))
 
     def health(self) -> bottle.HTTPResponse:
         params.no_params(_query_string())

@@ -14,16 +14,29 @@ from monitor.api.params import (
     DEFAULT_START_MINUTES,
     MAX_HOST_CHARS,
     MAX_LOOKBACK_MINUTES,
+    MAX_TAG_CHARS,
 )
-from monitor.api.stores import AGGREGATES, BASE_METRICS
+from monitor.api.stores import AGGREGATES
+from monitor.catalog import FAMILIES, METRICS, TAG_KEY, Family
 from monitor.config import ApiConfig
 
-_METRIC = "(" + "|".join(BASE_METRICS) + "|cpu_usage_[1-9][0-9]{0,3})"
+_METRIC = "(" + "|".join(m.name for m in METRICS) + "|cpu_usage_[1-9][0-9]{0,3})"
 NUMBER_OR_NULL = {"type": "number", "nullable": True}
 STRING_OR_NULL = {"type": "string", "nullable": True}
 
 DESCRIPTION = """\
-Read back what the hostmon agent collected (CPU, memory, disk and network per host).
+Read back what the hostmon agent collected: CPU, memory, disk and network totals, load and
+swap per host, and filesystem space per mount, disk I/O per device and traffic per network
+interface. `/metrics/names` lists every metric the store holds with its family, unit and tag
+values.
+
+**Families and tags.** Each metric belongs to one family: `host` (one series per host), or
+`filesystem`, `disk`, `network` (one series per host and `mount`, `device` or `interface`). The
+metrics of one request are of one family (`metrics=cpu_usage_overall,filesystem_used_percent`
+is a 400 naming `metrics`). A tagged family's series are filtered exactly by the tag key as a
+query parameter (`metrics=filesystem_used_percent&mount=/`); a tag parameter the asked metrics'
+family does not have is a 400 naming it. Without `metrics=`, `/metrics` answers the host
+family's metrics, as before tagged families existed.
 
 Times are **minutes back from now**, decimals allowed, as in `start=10&end=2` (from ten to two
 minutes ago). Omitted, `start` is 10 and `end` is 0: the last ten minutes. Windows are half-open
@@ -50,6 +63,10 @@ extreme sample of any host and `last` the newest sample of any host (on a timest
 value). `hosts` says how many hosts went in, `pooled` whether that was more than one, and for
 `min`, `max` and `last`, `value_host` names the host the value came from. Ask per host with
 `host=` (the names are in the `series` of `/metrics`).
+
+For a tagged metric (`filesystem_used_percent`), the tag filter (`mount=/`) picks one series per
+host; without it every mount's series is pooled, and for `min`, `max` and `last` `value_tags`
+names the series the value came from (`{"mount": "/var"}`).
 """
 
 
@@ -108,6 +125,29 @@ def _window_params(config: ApiConfig) -> list[dict[str, Any]]:
     ]
 
 
+def _tag_params(families: tuple[Family, ...] = FAMILIES) -> list[dict[str, Any]]:
+    """One exact-match filter per tag key (``mount``, ``device``, ``interface``)."""
+    out = []
+    for family in families:
+        key = TAG_KEY[family]
+        if key is None:
+            continue
+        out.append(
+            _param(
+                key,
+                f"Only the series of this {key} (exact match); for metrics of the `{family}` family only "
+                f"(otherwise a 400 naming `{key}`). Default: every {key}.",
+                {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": MAX_TAG_CHARS,
+                    "pattern": "^[^\\x00-\\x1f\\x7f]+$",
+                },
+            )
+        )
+    return out
+
+
 def _schemas() -> dict[str, Any]:
     window = _object(
         {
@@ -127,7 +167,12 @@ def _schemas() -> dict[str, Any]:
         "required": ["time", "ts_ms"],
         "additionalProperties": NUMBER_OR_NULL,
     }
-    series = _object({"host": {"type": "string"}, "points": {"type": "array", "items": point}})
+    tags = {
+        "type": "object",
+        "description": 'The series\' tags besides host (`{"mount": "/"}`); `{}` for the host family.',
+        "additionalProperties": {"type": "string"},
+    }
+    series = _object({"host": {"type": "string"}, "tags": tags, "points": {"type": "array", "items": point}})
     error = _object(
         {
             "error": _object(
@@ -159,6 +204,7 @@ def _schemas() -> dict[str, Any]:
             "metric": {"type": "string"},
             "fn": {"type": "string", "enum": list(AGGREGATES)},
             "host": STRING_OR_NULL,
+            "tags": {**tags, "description": "The tag filters asked for (`{}`: every series pooled)."},
             "window": _ref("Window"),
             "value": {**NUMBER_OR_NULL, "description": "Null when the window holds no sample (see reason)."},
             "samples": {
@@ -174,10 +220,36 @@ def _schemas() -> dict[str, Any]:
                 **STRING_OR_NULL,
                 "description": "For min, max and last: the host of the sample picked; null for mean, count.",
             },
+            "value_tags": {
+                **tags,
+                "nullable": True,
+                "description": "For min, max and last: the tags of the series picked (`{}` for the host "
+                "family); null for mean, count.",
+            },
             "reason": STRING_OR_NULL,
         }
     )
-    names = _object({"metrics": {"type": "array", "items": {"type": "string"}}, "store": {"type": "string"}})
+    detail = _object(
+        {
+            "name": {"type": "string"},
+            "family": {"type": "string", "enum": list(FAMILIES)},
+            "unit": {"type": "string", "description": "`percent`, `bytes`, `bytes/s`, `1/s` or `load`."},
+            "description": {"type": "string"},
+            "tag_key": {**STRING_OR_NULL, "description": "The family's tag key; null for the host family."},
+            "tags": {
+                "type": "object",
+                "description": "Tag key to the sorted values the store holds (`{}` for the host family).",
+                "additionalProperties": {"type": "array", "items": {"type": "string"}},
+            },
+        }
+    )
+    names = _object(
+        {
+            "metrics": {"type": "array", "items": {"type": "string"}},
+            "store": {"type": "string"},
+            "details": {"type": "array", "items": detail},
+        }
+    )
     agent = {
         **_object(
             {
@@ -253,7 +325,8 @@ def document(config: ApiConfig) -> dict[str, Any]:
     headers = {k: {"description": d, "schema": {"type": t}} for k, (t, d) in header_names.items()}
     metrics_ok = {
         "description": "Points per host. With `Accept: text/csv` or `format=csv`: CSV with a header row "
-        "`host,time,ts_ms,<metric>...` and the same metadata in X-Hostmon-* headers.",
+        "`host,time,ts_ms,<metric>...` (a tagged family: `host,<tag key>,time,ts_ms,<metric>...`) and "
+        "the same metadata in X-Hostmon-* headers.",
         "headers": headers,
         "content": {
             "application/json": {"schema": _ref("Metrics")},
@@ -265,7 +338,8 @@ def document(config: ApiConfig) -> dict[str, Any]:
         *_window_params(config),
         _param(
             "metrics",
-            "Comma-separated metric names. Default: every metric the store holds.",
+            "Comma-separated metric names, all of one family. Default: every host-family metric the store "
+            "holds.",
             {"type": "string", "pattern": f"^{_METRIC}(,{_METRIC})*$"},
         ),
         _param(
@@ -285,6 +359,7 @@ def document(config: ApiConfig) -> dict[str, Any]:
             "`csv` or `json`; overrides the Accept header.",
             {"type": "string", "enum": ["json", "csv"]},
         ),
+        *_tag_params(),
     ]
     aggregate_params = [
         *_window_params(config),
@@ -296,6 +371,7 @@ def document(config: ApiConfig) -> dict[str, Any]:
             "Aggregate function. Default mean.",
             {"type": "string", "enum": list(AGGREGATES), "default": "mean"},
         ),
+        *_tag_params(),
     ]
     paths: dict[str, Any] = {
         "/metrics": {
@@ -320,7 +396,7 @@ def document(config: ApiConfig) -> dict[str, Any]:
         },
         "/metrics/names": {
             "get": {
-                "summary": "The metric names the store holds",
+                "summary": "Every metric the store holds: family, unit, tag key and tag values",
                 "operationId": "getMetricNames",
                 "responses": {"200": _json(_ref("Names"), "Metric names."), **_errors(400, *auth, 502, 503)},
             }

@@ -5,6 +5,10 @@ from ten to two minutes ago; decimals allowed). Omitted, ``start`` is 10 and ``e
 (the last ten minutes). The window is half-open, ``start <= t < end``, no longer than
 ``api.max_window_minutes`` and no further back than a hundred years. Unknown or repeated
 keys are refused, so a typo (``strat=10``) is an error instead of a silently different answer.
+
+Tag filters are named by the tag key (``mount=/``, ``device=sda``, ``interface=eth0``) and
+apply only to metrics of the family that has that key (``monitor/catalog.py``); the metrics of
+one request are of one family.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, TypeVar, get_args
 
-from monitor.api.stores import AGGREGATES, Aggregation, is_metric
+from monitor import catalog
+from monitor.api.stores import AGGREGATES, Aggregation, Tags
 from monitor.config import ApiConfig
 from monitor.errors import ApiError
 
@@ -25,6 +30,7 @@ DEFAULT_END_MINUTES = 0.0
 MAX_LOOKBACK_MINUTES = 100 * 365 * 24 * 60.0
 MAX_METRICS = 256
 MAX_HOST_CHARS = 255
+MAX_TAG_CHARS = 255
 MAX_QUERY_FIELDS = 32
 Format = Literal["json", "csv"]
 FORMATS: tuple[Format, ...] = get_args(Format)
@@ -33,8 +39,10 @@ _NUMBER = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
 _INTEGER = re.compile(r"\+?[0-9]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
-METRICS_KEYS = frozenset({"start", "end", "metrics", "host", "step", "max_points", "format"})
-AGGREGATE_KEYS = frozenset({"start", "end", "metric", "fn", "host"})
+METRICS_KEYS = frozenset(
+    {"start", "end", "metrics", "host", "step", "max_points", "format", *catalog.TAG_KEYS}
+)
+AGGREGATE_KEYS = frozenset({"start", "end", "metric", "fn", "host", *catalog.TAG_KEYS})
 
 
 def bad(parameter: str, message: str) -> ApiError:
@@ -52,8 +60,9 @@ class Window:
 @dataclass(frozen=True)
 class MetricsParams:
     window: Window
-    metrics: tuple[str, ...] | None  # None: every metric the store holds
+    metrics: tuple[str, ...] | None  # None: every host-family metric the store holds
     host: str | None
+    tags: Tags  # exact-match filters on the metrics' family's tag key
     step_ms: int | None
     max_points: int
     format: Format | None  # None: decided by the Accept header
@@ -65,6 +74,7 @@ class AggregateParams:
     metric: str
     fn: Aggregation
     host: str | None
+    tags: Tags = ()
 
 
 def parse_query_string(query_string: str, allowed: frozenset[str]) -> dict[str, str]:
@@ -134,7 +144,7 @@ def metric(params: Mapping[str, str], key: str = "metric") -> str:
     value = params.get(key)
     if value is None:
         raise bad(key, "required (see /metrics/names)")
-    if not is_metric(value):
+    if not catalog.is_metric(value):
         raise bad(key, f"unknown metric {value[:64]!r} (see /metrics/names)")
     return value
 
@@ -146,10 +156,38 @@ def metric_list(params: Mapping[str, str]) -> tuple[str, ...] | None:
     names = [name.strip() for name in text.split(",")]
     if len(names) > MAX_METRICS:
         raise bad("metrics", f"at most {MAX_METRICS} metrics per request")
+    families: dict[str, str] = {}
     for name in names:
-        if not is_metric(name):
+        family = catalog.family_of(name)
+        if family is None:
             raise bad("metrics", f"unknown metric {name[:64]!r} (a comma list; see /metrics/names)")
+        families.setdefault(family, name)
+    if len(families) > 1:
+        mix = ", ".join(f"{name} ({family})" for family, name in families.items())
+        raise bad("metrics", f"metrics of one family per request, got {mix} (see /metrics/names)")
     return tuple(dict.fromkeys(names))
+
+
+def tags(params: Mapping[str, str], family: catalog.Family) -> Tags:
+    """The tag filters among PARAMS, each on FAMILY's tag key, as ``((key, value), ...)``."""
+    wanted = catalog.TAG_KEY[family]
+    out: list[tuple[str, str]] = []
+    for key in catalog.TAG_KEYS:
+        value = params.get(key)
+        if value is None:
+            continue
+        if key != wanted:
+            owner = next(f for f, k in catalog.TAG_KEY.items() if k == key)
+            raise bad(
+                key,
+                f"filters metrics of the {owner} family only; the {family} family's metrics "
+                + (f"are filtered by {wanted}=" if wanted else "have no tags")
+                + " (see /metrics/names)",
+            )
+        if not value or len(value) > MAX_TAG_CHARS or _CONTROL.search(value):
+            raise bad(key, f"expected a {key} of 1 to {MAX_TAG_CHARS} printable characters")
+        out.append((key, value))
+    return tuple(out)
 
 
 def step_ms(params: Mapping[str, str], config: ApiConfig) -> int | None:
@@ -186,10 +224,14 @@ def choice(params: Mapping[str, str], key: str, allowed: tuple[S, ...]) -> S | N
 
 def metrics_params(query_string: str, config: ApiConfig, now_ms: int) -> MetricsParams:
     params = parse_query_string(query_string, METRICS_KEYS)
+    span = window(params, config, now_ms)
+    metrics = metric_list(params)
+    family = catalog.family_of(metrics[0]) if metrics else "host"
     return MetricsParams(
-        window=window(params, config, now_ms),
-        metrics=metric_list(params),
+        window=span,
+        metrics=metrics,
         host=host(params),
+        tags=tags(params, family or "host"),
         step_ms=step_ms(params, config),
         max_points=max_points(params, config),
         format=choice(params, "format", FORMATS),
@@ -199,7 +241,10 @@ def metrics_params(query_string: str, config: ApiConfig, now_ms: int) -> Metrics
 def aggregate_params(query_string: str, config: ApiConfig, now_ms: int) -> AggregateParams:
     params = parse_query_string(query_string, AGGREGATE_KEYS)
     fn = choice(params, "fn", AGGREGATES) or "mean"
-    return AggregateParams(window(params, config, now_ms), metric(params), fn, host(params))
+    span = window(params, config, now_ms)
+    name = metric(params)
+    family = catalog.family_of(name) or "host"
+    return AggregateParams(span, name, fn, host(params), tags(params, family))
 
 
 def no_params(query_string: str) -> None:

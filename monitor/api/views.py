@@ -13,8 +13,9 @@ from collections.abc import Callable, Sequence
 from http import HTTPStatus
 from typing import Any
 
+from monitor import catalog
 from monitor.api.params import Window
-from monitor.api.stores import Aggregate, Aggregation, Series, Store
+from monitor.api.stores import Aggregate, Aggregation, MetricInfo, Series, Store, Tags
 from monitor.errors import ApiError, StoreError
 from monitor.formats import DAY_MS, iso_ms
 from monitor.status import SpoolStatus
@@ -93,6 +94,7 @@ def metrics_body(
     out_series = [
         {
             "host": s.host,
+            "tags": dict(s.tags),
             "points": [
                 dict(zip(keys, (iso_ms(ts_ms), ts_ms, *values), strict=True)) for ts_ms, values in s.rows
             ],
@@ -122,26 +124,37 @@ def metrics_headers(body: dict[str, Any]) -> dict[str, str]:
     }
 
 
+def tag_key(metrics: Sequence[str]) -> str | None:
+    """The tag key of METRICS' family (one family per request), None for the host family."""
+    family = catalog.family_of(metrics[0]) if metrics else None
+    return None if family is None else catalog.TAG_KEY[family]
+
+
 def metrics_csv(body: dict[str, Any]) -> str:
-    """``host,time,ts_ms,<metric>...``, one row per point, empty cells for missing values."""
+    """``host,time,ts_ms,<metric>...``, one row per point, empty cells for missing values; a
+    tagged family has its tag key as a column after ``host`` (``host,mount,time,...``)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     names = body["metrics"]
-    writer.writerow(["host", "time", "ts_ms", *names])
+    key = tag_key(names)
+    tag_columns = [] if key is None else [key]
+    writer.writerow(["host", *tag_columns, "time", "ts_ms", *names])
     for s in body["series"]:
+        tags = [s["tags"].get(k, "") for k in tag_columns]
         for p in s["points"]:
             cells = ["" if p.get(n) is None else repr(p[n]) for n in names]
-            writer.writerow([s["host"], p["time"], p["ts_ms"], *cells])
+            writer.writerow([s["host"], *tags, p["time"], p["ts_ms"], *cells])
     return out.getvalue()
 
 
 def aggregate_body(
-    window: Window, metric: str, fn: Aggregation, host: str | None, result: Aggregate
+    window: Window, metric: str, fn: Aggregation, host: str | None, result: Aggregate, *, tags: Tags = ()
 ) -> dict[str, Any]:
     value: float | int | None = finite(result.value)
     reason = None
     if result.samples == 0 and fn != "count":
         where = f" of host {host!r}" if host is not None else ""
+        where += "".join(f" with {k} {v!r}" for k, v in tags)
         reason = f"no samples of {metric}{where} in the window"
     elif value is None and result.value is not None:
         reason = "the result is not a finite number"
@@ -151,14 +164,34 @@ def aggregate_body(
         "metric": metric,
         "fn": fn,
         "host": host,
+        "tags": dict(tags),
         "window": window_body(window),
         "value": value,
         "samples": result.samples,
         "hosts": result.hosts,
         "pooled": result.hosts > 1,
         "value_host": result.value_host,
+        "value_tags": None if result.value_host is None else dict(result.value_tags),
         "reason": reason,
     }
+
+
+def names_body(kind: str, described: Sequence[MetricInfo]) -> dict[str, Any]:
+    """/metrics/names: the names (as before) and, per metric, its family, unit and tag values."""
+    details = []
+    for info in described:
+        known = catalog.BY_NAME.get(info.name)
+        details.append(
+            {
+                "name": info.name,
+                "family": info.family,
+                "unit": known.unit if known else "percent",  # cpu_usage_N: a core's busy percent
+                "description": known.description if known else "CPU busy, one core",
+                "tag_key": next((k for f, k in catalog.TAG_KEY.items() if f == info.family), None),
+                "tags": {k: list(v) for k, v in info.tags.items()},
+            }
+        )
+    return {"metrics": [d["name"] for d in details], "store": kind, "details": details}
 
 
 def error_body(status: int, message: str, parameter: str | None = None) -> dict[str, Any]:

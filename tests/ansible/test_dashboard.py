@@ -2,7 +2,9 @@
 
 Every panel target's InfluxQL is taken from files/dashboards/system-metrics.json, Grafana's
 macros are expanded the way Grafana's InfluxDB datasource expands them ($timeFilter,
-$__interval, $host as a regex), and the result is compared with what the known data must give.
+$__interval, $host and $mount as regexes), and the result is compared with what the known data
+must give. Tagged families (filesystem, disk, network) are written as the agent writes them
+(monitor.lineprotocol.encode), a series per host and mount, device or interface.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from monitor import catalog
+from monitor.lineprotocol import Sample, encode
 from tests import servers
 
 pytestmark = pytest.mark.integration
@@ -27,8 +31,14 @@ STEP_S = 10
 T0_MS = 1_700_000_040_000 - (1_700_000_040_000 % 60_000)  # a whole minute, long ago
 
 
-def value(field: str, host_index: int, minute: int) -> float:
-    """The known value of FIELD for a host during a minute (constant within the minute)."""
+# Each tagged family's tag values: '/' and ' ' must survive the regex and the line protocol.
+TAG_VALUES = {"filesystem": ("/", "/var lib"), "disk": ("sda", "nvme0n1"), "network": ("eth0",)}
+
+
+def value(field: str, host_index: int, minute: int, tag_index: int = 0) -> float:
+    """The known value of FIELD for a host (and tag value) during a minute (constant within it)."""
+    if catalog.family_of(field) != "host" or field.startswith(("load_", "swap_")):
+        return 1.0 + catalog.METRICS.index(catalog.BY_NAME[field]) + 7 * host_index + minute + 50 * tag_index
     base = {
         "cpu_usage_overall": 10.0,
         "memory_usage": 40.0,
@@ -51,7 +61,15 @@ FIELDS = (
     "disk_write",
     "network_sent",
     "network_recv",
+    "load_1",
+    "load_5",
+    "load_15",
+    "swap_used_percent",
 )
+TAGGED_FIELDS = {
+    family: tuple(m.name for m in catalog.METRICS if m.family == family) for family in TAG_VALUES
+}
+ALL_FIELDS = (*FIELDS, *(f for fields in TAGGED_FIELDS.values() for f in fields))
 
 
 def load_known_data(url: str, db: str) -> None:
@@ -62,6 +80,12 @@ def load_known_data(url: str, db: str) -> None:
                 ts = T0_MS + minute * 60_000 + k * STEP_S * 1000
                 fields = ",".join(f"{f}={value(f, h, minute)}" for f in FIELDS)
                 lines.append(f"system,host={host} {fields} {ts}")
+                for family, tag_values in TAG_VALUES.items():
+                    key = catalog.TAG_KEY[family]
+                    assert key is not None
+                    for t, tag in enumerate(tag_values):
+                        known = {f: value(f, h, minute, t) for f in TAGGED_FIELDS[family]}
+                        lines.append(encode(Sample(ts, host, known, ((key, tag),), family), "system"))
     req = urllib.request.Request(
         f"{url}/write?db={db}&precision=ms", data="\n".join(lines).encode(), method="POST"
     )
@@ -91,12 +115,15 @@ def grafana_regex(values: list[str]) -> str:
     return escaped[0] if len(escaped) == 1 else "(" + "|".join(escaped) + ")"
 
 
-def expand(query: str, hosts: list[str], start_ms: int, end_ms: int, interval: str) -> str:
-    """Grafana's InfluxQL macros: $timeFilter, $__interval(_ms), $host."""
+def expand(
+    query: str, hosts: list[str], start_ms: int, end_ms: int, interval: str, mounts: list[str] | None = None
+) -> str:
+    """Grafana's InfluxQL macros: $timeFilter, $__interval(_ms), $host, $mount."""
     interval_ms = {"1m": 60_000, "10s": 10_000}[interval]
     out = query.replace("$timeFilter", f"time >= {start_ms}ms and time <= {end_ms}ms")
     out = out.replace("$__interval_ms", str(interval_ms)).replace("$__interval", interval)
     out = out.replace("$host", grafana_regex(hosts))
+    out = out.replace("$mount", grafana_regex(mounts or list(TAG_VALUES["filesystem"])))
     assert "$" not in out.replace("$/", ""), f"unexpanded macro left in {out!r}"
     return out
 
@@ -108,7 +135,7 @@ def column_fields(query: str) -> dict[str, list[str]]:
     for fn, arg, alias in re.findall(r'(\w+)\((".*?"|/.*?/)\)(?: AS "(\w+)")?', select):
         if arg.startswith("/"):
             pattern = re.compile(arg[1:-1])
-            for field in FIELDS:
+            for field in ALL_FIELDS:
                 if pattern.search(field):
                     columns[f"{fn}_{field}"] = [field]
         else:
@@ -135,7 +162,17 @@ def test_dashboard_is_the_system_metrics_board_with_a_host_variable():
     assert host_var["query"] == 'SHOW TAG VALUES FROM "system" WITH KEY = "host"'
     assert host_var["multi"] and host_var["includeAll"]
     queried = {f for _, t in targets() for cols in column_fields(t["query"]).values() for f in cols}
-    assert queried == set(FIELDS), "every field (CPU overall, each core, memory, disk, network) is on a panel"
+    tagged = ("filesystem_used_percent", "filesystem_inodes_used_percent", "disk_read_bytes_per_s")
+    on_panels = {
+        *FIELDS,
+        *tagged,
+        "disk_write_bytes_per_s",
+        "network_sent_bytes_per_s",
+        "network_recv_bytes_per_s",
+    }
+    assert queried == on_panels, "every original field, load, swap and the space/I/O/traffic fields"
+    (fs_panel,) = [p for p in panels(board) if p.get("repeat")]
+    assert fs_panel["repeat"] == "mount" and "$mount" in fs_panel["title"]
 
 
 @pytest.mark.parametrize(("title", "target"), targets(), ids=[f"{p}:{t['refId']}" for p, t in targets()])
@@ -147,11 +184,22 @@ def test_every_target_is_bounded_by_time_host_and_interval(title, target):
     assert '"host" =~ /^$host$/' in q
 
 
+def variables() -> dict[str, dict[str, Any]]:
+    return {v["name"]: v for v in dashboard()["templating"]["list"]}
+
+
 def test_host_variable_query_lists_every_host(loaded_db):
     url, db = loaded_db
-    (host_var,) = dashboard()["templating"]["list"]
-    series = run(url, db, host_var["query"])
+    series = run(url, db, variables()["host"]["query"])
     assert sorted(v[1] for v in series[0]["values"]) == sorted(HOSTS)
+
+
+@pytest.mark.parametrize("selected", [list(HOSTS), [HOSTS[1]], ["nobody"]], ids=["all", "one", "none"])
+def test_mount_variable_lists_the_mounts_of_the_selected_hosts(loaded_db, selected):
+    url, db = loaded_db
+    series = run(url, db, expand(variables()["mount"]["query"], selected, 0, 1, "1m"))
+    found = sorted(v[1] for s in series for v in s["values"])
+    assert found == ([] if selected == ["nobody"] else sorted(TAG_VALUES["filesystem"]))
 
 
 @pytest.mark.parametrize(("title", "target"), targets(), ids=[f"{p}:{t['refId']}" for p, t in targets()])
@@ -159,13 +207,20 @@ def test_host_variable_query_lists_every_host(loaded_db):
 def test_panel_query_returns_the_known_means_per_host_and_minute(loaded_db, title, target, selected):
     url, db = loaded_db
     end_ms = T0_MS + MINUTES * 60_000 - 1
-    q = expand(target["query"], selected, T0_MS, end_ms, "1m")
+    mounts = [TAG_VALUES["filesystem"][1]]  # a repeated panel asks for one mount
+    q = expand(target["query"], selected, T0_MS, end_ms, "1m", mounts)
     series = run(url, db, q)
     assert series, f"{title}: no data for {q}"
-    assert sorted(s["tags"]["host"] for s in series) == sorted(selected)
+    measurement = re.search(r'FROM "(\w+)"', q).group(1)  # type: ignore[union-attr]
+    family = next(f for f in catalog.FAMILIES if catalog.measurement_of(f, "system") == measurement)
+    key = catalog.TAG_KEY[family]
+    tag_values = [] if key is None else (mounts if key == "mount" else list(TAG_VALUES[family]))
+    expected_series = sorted((h, t) for h in selected for t in (tag_values or [None]))
+    assert sorted((s["tags"]["host"], s["tags"].get(str(key))) for s in series) == expected_series
     expected_columns = column_fields(target["query"])
     for s in series:
         h = HOSTS.index(s["tags"]["host"])
+        t = TAG_VALUES[family].index(s["tags"][key]) if key is not None else 0
         assert set(s["columns"]) == {"time", *expected_columns}, f"{title}: columns {s['columns']}"
         assert len(s["values"]) == MINUTES
         for row in s["values"]:
@@ -173,7 +228,7 @@ def test_panel_query_returns_the_known_means_per_host_and_minute(loaded_db, titl
             minute = (record["time"] - T0_MS) // 60_000
             assert 0 <= minute < MINUTES
             for column, (field,) in expected_columns.items():
-                assert record[column] == pytest.approx(value(field, h, minute)), (title, column, minute)
+                assert record[column] == pytest.approx(value(field, h, minute, t)), (title, column, minute)
 
 
 def test_panel_query_outside_the_data_returns_nothing(loaded_db):

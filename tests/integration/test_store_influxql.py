@@ -64,7 +64,7 @@ def test_epoch_aligned_bucket_means(store):
 
 
 def test_counts_and_aggregates(store):
-    assert store.counts(Query(CPU_MEM, T0 + 1, T0 + 20_000)) == {"a": 1, "b": 2}
+    assert store.counts(Query(CPU_MEM, T0 + 1, T0 + 20_000)) == {("a", ()): 1, ("b", ()): 2}
     assert store.aggregate("cpu_usage_overall", "mean", T0 + 1, T0 + 20_000, None) == Aggregate(25.0, 2, 2)
     assert store.aggregate("cpu_usage_overall", "last", T0, T0 + 20_001, "b") == Aggregate(99.0, 2, 1, "b")
     assert store.aggregate("cpu_usage_overall", "count", T0, T0 + 1, "nobody") == Aggregate(0.0, 0)

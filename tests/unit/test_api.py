@@ -248,7 +248,17 @@ def test_aggregate_of_an_empty_window_is_null_with_a_reason(app):
 
 
 def test_names_lists_what_the_store_holds(app):
-    assert call(app, "/metrics/names").json() == {"metrics": list(METRICS), "store": "sqlite"}
+    body = call(app, "/metrics/names").json()
+    assert (body["metrics"], body["store"]) == (list(METRICS), "sqlite")
+    assert [d["name"] for d in body["details"]] == list(METRICS)
+    assert body["details"][0] == {
+        "name": "cpu_usage_overall",
+        "family": "host",
+        "unit": "percent",
+        "description": "CPU busy, all cores",
+        "tag_key": None,
+        "tags": {},
+    }
 
 
 def test_a_store_with_no_file_yet_answers_empty_not_500(tmp_path):

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from monitor.api import make_app
-from monitor.api.stores import Aggregate, Query, Series
+from monitor.api.stores import Aggregate, HostSeen, MetricInfo, Query, Series, Tags
 from monitor.api.stores.sqlite import SQLiteStore
 from monitor.config import parse
 from monitor.errors import QueryFailed, StoreUnavailable
@@ -115,13 +115,21 @@ class FailingStore:
     def names(self) -> list[str]:
         raise self.error
 
-    def counts(self, query: Query) -> dict[str, int]:
+    def describe(self) -> list[MetricInfo]:
+        raise self.error
+
+    def hosts(self) -> list[HostSeen]:
+        raise self.error
+
+    def counts(self, query: Query) -> dict[tuple[str, Tags], int]:
         raise self.error
 
     def rows(self, query: Query, step_ms: int | None = None) -> list[Series]:
         raise self.error
 
-    def aggregate(self, metric: str, fn: str, start_ms: int, end_ms: int, host: str | None) -> Aggregate:
+    def aggregate(
+        self, metric: str, fn: str, start_ms: int, end_ms: int, host: str | None, *, tags: Tags = ()
+    ) -> Aggregate:
         raise self.error
 
     def ping(self) -> str:

@@ -2,52 +2,38 @@
 
 Both stores answer the same questions with the same results (a test holds them to it):
 
-- raw rows per host, or the mean per time bucket, buckets aligned to the epoch
-  (``floor(ts_ms / step_ms) * step_ms``, exactly as InfluxQL's ``GROUP BY time()``);
-- one aggregate (mean, min, max, last, count) of one metric over a window, every host's
-  samples pooled unless one host is asked for (:func:`combine`: the same rule for both);
-- the metric names the store holds, and a cheap reachability check.
+- raw rows per series, or the mean per time bucket, buckets aligned to the epoch
+  (``floor(ts_ms / step_ms) * step_ms``, exactly as InfluxQL's ``GROUP BY time()``); a series
+  is one host and one tag set (``(("mount", "/"),)``; empty for the host family);
+- one aggregate (mean, min, max, last, count) of one metric over a window, every matching
+  series' samples pooled (:func:`combine`: the same rule for both);
+- the metric names the store holds (:meth:`Store.describe`: with their tag values), the hosts
+  it has seen, and a cheap reachability check.
+
+All metrics of one :class:`Query` are of one family (``monitor/catalog.py``), and its tag
+filters use that family's tag key only; the API refuses anything else before a store sees it.
 
 Windows are half-open: ``start_ms <= ts_ms < end_ms``. Metric names are checked against
-:func:`is_metric` before they reach any query; nothing else is ever pasted into one unquoted.
+:func:`monitor.catalog.is_metric` and tag keys against :data:`monitor.catalog.TAG_KEY` before
+they reach any query; tag values and hosts are always quoted or bound, never pasted.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol, get_args
+
+from monitor.catalog import is_metric, metric_order
 
 if TYPE_CHECKING:
     from monitor.config import Config
 
-BASE_METRICS = (
-    "cpu_usage_overall",
-    "memory_usage",
-    "disk_read",
-    "disk_write",
-    "network_sent",
-    "network_recv",
-)
-_CORE_METRIC = re.compile(r"cpu_usage_[1-9][0-9]{0,3}")
 Aggregation = Literal["mean", "min", "max", "last", "count"]
 AGGREGATES: tuple[Aggregation, ...] = get_args(Aggregation)
-
-
-def is_metric(name: str) -> bool:
-    """True for the original setup guide's field names and ``cpu_usage_1`` .. ``cpu_usage_9999``."""
-    return name in BASE_METRICS or _CORE_METRIC.fullmatch(name) is not None
-
-
-def metric_order(name: str) -> tuple[int, int, str]:
-    """Sort key: overall CPU, then cores numerically, then the other fields in BASE_METRICS order."""
-    if name == "cpu_usage_overall":
-        return (0, 0, name)
-    if _CORE_METRIC.fullmatch(name):
-        return (1, int(name.rsplit("_", 1)[1]), name)
-    return (2, BASE_METRICS.index(name) if name in BASE_METRICS else 99, name)
+Tags = tuple[tuple[str, str], ...]
+"""A series' tags besides host: ``(key, value)`` pairs sorted by key; ``()`` for the host family."""
 
 
 def known_metrics(names: Sequence[str]) -> list[str]:
@@ -57,44 +43,50 @@ def known_metrics(names: Sequence[str]) -> list[str]:
 
 @dataclass(frozen=True)
 class Query:
-    """Which samples: metric names (allow-listed), a half-open window, an optional host."""
+    """Which samples: metric names (allow-listed, one family), a half-open window, an optional
+    host, and exact-match tag filters ``((key, value), ...)`` on the family's tag key."""
 
     metrics: tuple[str, ...]
     start_ms: int
     end_ms: int
     host: str | None = None
+    tags: Tags = ()
 
 
 @dataclass(frozen=True)
 class Series:
-    """One host's rows: ``(ts_ms, values)`` in time order, values in the query's metric order.
+    """One series' rows: ``(ts_ms, values)`` in time order, values in the query's metric order.
 
+    A series is one host and one tag set (``tags``, sorted by key; ``()`` for the host family).
     A value is a finite float, or None where that metric has no sample at that time; a row
     never has every value None.
     """
 
     host: str
     rows: list[tuple[int, list[float | None]]]
+    tags: Tags = ()
 
 
 @dataclass(frozen=True)
 class Aggregate:
-    """One aggregate over a window, pooled over every host asked for.
+    """One aggregate over a window, pooled over every series asked for.
 
-    ``value`` is None when the window holds no sample; ``hosts`` counts the hosts whose
-    samples went into it; ``value_host`` names the host of the sample a selector (min, max,
-    last) picked, and is None for mean and count.
+    ``value`` is None when the window holds no sample; ``hosts`` counts the distinct hosts
+    whose samples went into it; ``value_host`` and ``value_tags`` name the series of the
+    sample a selector (min, max, last) picked (``value_host`` None and ``value_tags`` ``()``
+    for mean and count; ``value_tags`` is ``()`` for the host family, which has no tags).
     """
 
     value: float | None
     samples: int
     hosts: int = 0
     value_host: str | None = None
+    value_tags: Tags = ()
 
 
 @dataclass(frozen=True)
 class Partial:
-    """One host's share of an aggregate, as a store reads it: its SAMPLES in the window and,
+    """One series' share of an aggregate, as a store reads it: its SAMPLES in the window and,
     by function, their sum (mean), count (count), extreme (min, max), or the newest value
     and its time ``ts_ms`` (last)."""
 
@@ -102,31 +94,52 @@ class Partial:
     samples: int
     value: float | None
     ts_ms: int | None = None
+    tags: Tags = ()
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """A metric the store holds, its family, and for a tagged family its tag key mapped to the
+    sorted values the store holds (``{"mount": ["/", "/home"]}``; ``{}`` for the host family)."""
+
+    name: str
+    family: str
+    tags: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HostSeen:
+    """A host the store holds samples of, and the time of its newest sample (any metric)."""
+
+    host: str
+    last_ms: int
 
 
 def combine(fn: Aggregation, partials: Sequence[Partial]) -> Aggregate:
-    """Pool per-host partials into one aggregate, the same way for every store.
+    """Pool per-series partials into one aggregate, the same way for every store.
 
-    Mean is the mean of all pooled samples (not of per-host means); count their number; min
+    Mean is the mean of all pooled samples (not of per-series means); count their number; min
     and max the extreme sample; last the newest sample, on a timestamp tie the larger value
-    (InfluxDB's rule). A tie that remains goes to the host first in name order.
+    (InfluxDB's rule). A tie that remains goes to the series first in (host, tags) order.
     """
-    parts = sorted((p for p in partials if p.samples > 0), key=lambda p: p.host)
+    parts = sorted((p for p in partials if p.samples > 0), key=lambda p: (p.host, p.tags))
     samples = sum(p.samples for p in parts)
     if not parts:
         return Aggregate(0.0 if fn == "count" else None, 0)
+    hosts = len({p.host for p in parts})
     if fn == "count":
-        return Aggregate(float(samples), samples, len(parts))
+        return Aggregate(float(samples), samples, hosts)
     if fn == "mean":
         total = math.fsum(float(p.value or 0.0) for p in parts)
-        return Aggregate(total / samples, samples, len(parts))
+        return Aggregate(total / samples, samples, hosts)
     if fn == "last":
         pick = max(parts, key=lambda p: (p.ts_ms or 0, float(p.value or 0.0)))
     elif fn == "min":
         pick = min(parts, key=lambda p: float(p.value or 0.0))
     else:
         pick = max(parts, key=lambda p: float(p.value or 0.0))
-    return Aggregate(None if pick.value is None else float(pick.value), samples, len(parts), pick.host)
+    value = None if pick.value is None else float(pick.value)
+    return Aggregate(value, samples, hosts, pick.host, pick.tags)
 
 
 class Store(Protocol):
@@ -146,19 +159,36 @@ class Store(Protocol):
         """The allow-listed metric names the store holds, in :func:`metric_order`."""
         ...
 
-    def counts(self, query: Query) -> dict[str, int]:
-        """Raw rows per host in the window (a row: one timestamp of one host)."""
+    def describe(self) -> list[MetricInfo]:
+        """Every allow-listed metric the store holds, in :func:`metric_order`, with its family
+        and its tag values."""
+        ...
+
+    def hosts(self) -> list[HostSeen]:
+        """Every host the store holds samples of, in name order, with its newest sample's time."""
+        ...
+
+    def counts(self, query: Query) -> dict[tuple[str, Tags], int]:
+        """Raw rows per series ``(host, tags)`` in the window (a row: one timestamp of one series)."""
         ...
 
     def rows(self, query: Query, step_ms: int | None = None) -> list[Series]:
-        """Raw rows (``step_ms`` None) or the mean per epoch-aligned bucket, by host."""
+        """Raw rows (``step_ms`` None) or the mean per epoch-aligned bucket, one Series per
+        (host, tags), sorted by (host, tags)."""
         ...
 
     def aggregate(
-        self, metric: str, fn: Aggregation, start_ms: int, end_ms: int, host: str | None
+        self,
+        metric: str,
+        fn: Aggregation,
+        start_ms: int,
+        end_ms: int,
+        host: str | None,
+        *,
+        tags: Tags = (),
     ) -> Aggregate:
-        """``fn`` (one of :data:`AGGREGATES`) of METRIC over the window, one host or every host
-        pooled (read per host, then :func:`combine`)."""
+        """``fn`` (one of :data:`AGGREGATES`) of METRIC over the window, every series matching
+        HOST and TAGS pooled (read per series, then :func:`combine`)."""
         ...
 
     def ping(self) -> str:
@@ -182,13 +212,15 @@ def make_store(config: Config) -> Store:
 
 __all__ = [
     "AGGREGATES",
-    "BASE_METRICS",
     "Aggregate",
     "Aggregation",
+    "HostSeen",
+    "MetricInfo",
     "Partial",
     "Query",
     "Series",
     "Store",
+    "Tags",
     "combine",
     "is_metric",
     "known_metrics",

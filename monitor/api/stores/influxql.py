@@ -4,8 +4,13 @@ The same requests work on InfluxDB 1.x (``db``/``rp``), on 2.x through the v1-co
 API (``db`` = bucket, every bucket has a virtual DBRP mapping) and on 3.x; the
 ``Authorization`` header follows :func:`monitor.influxhttp.authorization` (a token wins over
 username/password), the same rule as the agent's writes. Nothing from the request is pasted into a query
-unquoted: metric names are allow-listed *and* double-quoted, the host is a single-quoted,
-escaped string literal, and times are integers with an ``ms`` suffix.
+unquoted: metric names are allow-listed *and* double-quoted, the host and tag values are
+single-quoted, escaped string literals, tag keys come from :data:`monitor.catalog.TAG_KEY` only
+(and are double-quoted), and times are integers with an ``ms`` suffix.
+
+A metric's family says its measurement (:func:`monitor.catalog.measurement_of`: ``system``,
+``system_filesystem``...); a tagged family's queries group by host *and* its tag key, so each
+mount, device or interface is a series of its own.
 
 Each query has one deadline (``timeout_s``) covering connect, send and the whole body, so
 a database that trickles or stalls becomes ``StoreUnavailable`` instead of a hung thread.
@@ -21,15 +26,18 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from monitor import catalog
 from monitor.api.stores import (
     AGGREGATES,
     Aggregate,
     Aggregation,
+    HostSeen,
+    MetricInfo,
     Partial,
     Query,
     Series,
+    Tags,
     combine,
-    is_metric,
     known_metrics,
 )
 from monitor.errors import QueryFailed, StoreUnavailable
@@ -129,77 +137,164 @@ class InfluxQLStore:
 
     def _field(self, metric: str) -> str:
         """A metric as a quoted identifier, refusing anything outside the allow-list."""
-        if not is_metric(metric):
+        if not catalog.is_metric(metric):
             raise QueryFailed(self.name, f"not an allow-listed metric: {metric!r}")
         return ident(metric)
 
-    def _source(self) -> str:
+    def _family(self, metrics: Sequence[str]) -> catalog.Family:
+        """The one family of METRICS (allow-listed); a mix is refused before any query."""
+        families = {catalog.family_of(m) for m in metrics}
+        if None in families:
+            bad = next(m for m in metrics if catalog.family_of(m) is None)
+            raise QueryFailed(self.name, f"not an allow-listed metric: {bad!r}")
+        if len(families) != 1:
+            raise QueryFailed(self.name, f"metrics of more than one family: {', '.join(metrics)}")
+        family = families.pop()
+        assert family is not None
+        return family
+
+    def _source(self, family: catalog.Family = "host") -> str:
+        measurement = ident(catalog.measurement_of(family, self.measurement))
         if self.retention_policy:
-            return f"{ident(self.retention_policy)}.{ident(self.measurement)}"
-        return ident(self.measurement)
+            return f"{ident(self.retention_policy)}.{measurement}"
+        return measurement
+
+    def _where(
+        self, family: catalog.Family, start_ms: int, end_ms: int, host: str | None, tags: Tags = ()
+    ) -> str:
+        clause = f"time >= {int(start_ms)}ms AND time < {int(end_ms)}ms"
+        if host is not None:
+            clause += f" AND {ident('host')} = {literal(host)}"
+        key = catalog.TAG_KEY[family]
+        for tag, value in tags:
+            if tag != key:
+                raise QueryFailed(self.name, f"not a tag of the {family} family: {tag!r}")
+            clause += f" AND {ident(key)} = {literal(value)}"
+        return clause
 
     @staticmethod
-    def _where(start_ms: int, end_ms: int, host: str | None) -> str:
-        clause = f"time >= {int(start_ms)}ms AND time < {int(end_ms)}ms"
-        return clause if host is None else f"{clause} AND {ident('host')} = {literal(host)}"
+    def _group(family: catalog.Family) -> str:
+        key = catalog.TAG_KEY[family]
+        return ident("host") if key is None else f"{ident('host')}, {ident(key)}"
+
+    def _sources(self, families: Sequence[catalog.Family]) -> tuple[str, dict[str, catalog.Family]]:
+        """FAMILIES' measurements as one FROM list, and the family of each measurement name."""
+        names = {catalog.measurement_of(f, self.measurement): f for f in families}
+        return ", ".join(self._source(f) for f in families), names
+
+    def _field_keys(self) -> dict[catalog.Family, list[str]]:
+        """The allow-listed field keys of every family's measurement that has any (one query)."""
+        sources, family_of = self._sources(catalog.FAMILIES)
+        out: dict[catalog.Family, list[str]] = {}
+        for series in self._query(f"SHOW FIELD KEYS FROM {sources}"):
+            family = family_of.get(str(series.get("name", "")))
+            keys = [str(row[0]) for row in series.get("values") or []]
+            known = [k for k in known_metrics(keys) if catalog.family_of(k) == family]
+            if family is not None and known:
+                out[family] = known
+        return out
 
     def names(self) -> list[str]:
-        result = self._query(f"SHOW FIELD KEYS FROM {self._source()}")
-        return known_metrics([row[0] for s in result for row in s.get("values") or []])
+        return known_metrics([k for keys in self._field_keys().values() for k in keys])
 
-    def counts(self, query: Query) -> dict[str, int]:
+    def describe(self) -> list[MetricInfo]:
+        fields = self._field_keys()
+        tagged = [f for f in fields if catalog.TAG_KEY[f] is not None]
+        values: dict[catalog.Family, set[str]] = {f: set() for f in tagged}
+        if tagged:
+            sources, family_of = self._sources(tagged)
+            keys = ", ".join(ident(str(catalog.TAG_KEY[f])) for f in tagged)
+            for series in self._query(f"SHOW TAG VALUES FROM {sources} WITH KEY IN ({keys})"):
+                family = family_of.get(str(series.get("name", "")))
+                for key, value in series.get("values") or []:
+                    if family is not None and key == catalog.TAG_KEY[family]:
+                        values[family].add(str(value))
+        out = [
+            MetricInfo(
+                name,
+                family,
+                {str(catalog.TAG_KEY[family]): sorted(values[family])} if family in values else {},
+            )
+            for family, names in fields.items()
+            for name in names
+        ]
+        return sorted(out, key=lambda m: catalog.metric_order(m.name))
+
+    def hosts(self) -> list[HostSeen]:
+        newest: dict[str, int] = {}
+        for family, keys in self._field_keys().items():
+            selects = ", ".join(f"last({ident(k)}) AS {ident(k)}" for k in keys[:1])
+            q = f"SELECT {selects} FROM {self._source(family)} GROUP BY {ident('host')}"  # noqa: S608
+            for (host, _), row in self._first_rows(q).items():
+                if row and row[0] is not None:
+                    newest[host] = max(newest.get(host, int(row[0])), int(row[0]))
+        return [HostSeen(h, ts) for h, ts in sorted(newest.items())]
+
+    def counts(self, query: Query) -> dict[tuple[str, Tags], int]:
+        family = self._family(query.metrics)
         selects = ", ".join(f"count({self._field(m)}) AS {ident(m)}" for m in query.metrics)
+        where = self._where(family, query.start_ms, query.end_ms, query.host, query.tags)
         q = (
-            f"SELECT {selects} FROM {self._source()} "  # noqa: S608 (every part quoted above)
-            f"WHERE {self._where(query.start_ms, query.end_ms, query.host)} GROUP BY {ident('host')}"
+            f"SELECT {selects} FROM {self._source(family)} "  # noqa: S608 (every part quoted above)
+            f"WHERE {where} GROUP BY {self._group(family)}"
         )
-        out: dict[str, int] = {}
+        out: dict[tuple[str, Tags], int] = {}
         for series in self._query(q):
-            host = str((series.get("tags") or {}).get("host", ""))
+            key = _series_key(series, family)
             n = max((int(v or 0) for row in series.get("values") or [] for v in row[1:]), default=0)
             if n:
-                out[host] = max(out.get(host, 0), n)
+                out[key] = max(out.get(key, 0), n)
         return out
 
     def rows(self, query: Query, step_ms: int | None = None) -> list[Series]:
-        where = self._where(query.start_ms, query.end_ms, query.host)
+        family = self._family(query.metrics)
+        where = self._where(family, query.start_ms, query.end_ms, query.host, query.tags)
         if step_ms is None:
             selects = ", ".join(self._field(m) for m in query.metrics)
-            group = ident("host")
+            group = self._group(family)
         else:
             selects = ", ".join(f"mean({self._field(m)}) AS {ident(m)}" for m in query.metrics)
-            group = f"time({int(step_ms)}ms), {ident('host')} fill(none)"
-        q = f"SELECT {selects} FROM {self._source()} WHERE {where} GROUP BY {group}"  # noqa: S608
-        out = [_series(s, query.metrics) for s in self._query(q)]
-        return sorted((s for s in out if s.rows), key=lambda s: s.host)
+            group = f"time({int(step_ms)}ms), {self._group(family)} fill(none)"
+        q = f"SELECT {selects} FROM {self._source(family)} WHERE {where} GROUP BY {group}"  # noqa: S608
+        out = [_series(s, query.metrics, family) for s in self._query(q)]
+        return sorted((s for s in out if s.rows), key=lambda s: (s.host, s.tags))
 
     def aggregate(
-        self, metric: str, fn: Aggregation, start_ms: int, end_ms: int, host: str | None
+        self,
+        metric: str,
+        fn: Aggregation,
+        start_ms: int,
+        end_ms: int,
+        host: str | None,
+        *,
+        tags: Tags = (),
     ) -> Aggregate:
         if fn not in AGGREGATES:
             raise QueryFailed(self.name, f"not an aggregate: {fn!r}")
+        family = self._family((metric,))
         f = self._field(metric)
-        tail = f"FROM {self._source()} WHERE {self._where(start_ms, end_ms, host)} GROUP BY {ident('host')}"
+        where = self._where(family, start_ms, end_ms, host, tags)
+        tail = f"FROM {self._source(family)} WHERE {where} GROUP BY {self._group(family)}"
         value = {"mean": f"sum({f})", "count": f"count({f})"}.get(fn, f"{fn}({f})")
         count = f"count({f}) AS {ident('samples')}"
         if fn == "last":  # a lone selector reports its sample's time; the count comes apart
-            newest = self._per_host(f"SELECT {value} AS {ident('value')} {tail}")
-            counts = self._per_host(f"SELECT {count} {tail}")
+            newest = self._first_rows(f"SELECT {value} AS {ident('value')} {tail}")
+            counts = self._first_rows(f"SELECT {count} {tail}")
             partials = [
-                Partial(h, int(counts.get(h, [0, 0])[1] or 0), _number(row[1]), int(row[0]))
-                for h, row in newest.items()
+                Partial(h, int(counts.get((h, t), [0, 0])[1] or 0), _number(row[1]), int(row[0]), t)
+                for (h, t), row in newest.items()
             ]
         else:
-            rows = self._per_host(f"SELECT {value} AS {ident('value')}, {count} {tail}")
-            partials = [Partial(h, int(row[2] or 0), _number(row[1])) for h, row in rows.items()]
+            rows = self._first_rows(f"SELECT {value} AS {ident('value')}, {count} {tail}")
+            partials = [Partial(h, int(row[2] or 0), _number(row[1]), tags=t) for (h, t), row in rows.items()]
         return combine(fn, partials)
 
-    def _per_host(self, q: str) -> dict[str, list[Any]]:
-        """The first row of each host's series of Q (a statement grouped by host)."""
-        out: dict[str, list[Any]] = {}
+    def _first_rows(self, q: str) -> dict[tuple[str, Tags], list[Any]]:
+        """The first row of each series of Q (a statement grouped by host and tag key)."""
+        out: dict[tuple[str, Tags], list[Any]] = {}
         for series in self._query(q):
             for row in (series.get("values") or [])[:1]:
-                out[str((series.get("tags") or {}).get("host", ""))] = row
+                out[_series_key(series)] = row
         return out
 
     def ping(self) -> str:
@@ -270,7 +365,15 @@ class InfluxQLStore:
             conn.close()
 
 
-def _series(raw: dict[str, Any], metrics: Sequence[str]) -> Series:
+def _series_key(raw: dict[str, Any], family: catalog.Family | None = None) -> tuple[str, Tags]:
+    """(host, tags) of one answered series; the tag key is the family's (or any catalog key)."""
+    tags = raw.get("tags") or {}
+    keys = [catalog.TAG_KEY[family]] if family is not None else list(catalog.TAG_KEY.values())
+    pairs = tuple(sorted((k, str(tags[k])) for k in keys if k is not None and k in tags))
+    return str(tags.get("host", "")), pairs
+
+
+def _series(raw: dict[str, Any], metrics: Sequence[str], family: catalog.Family = "host") -> Series:
     columns = list(raw.get("columns") or [])
     index = [columns.index(m) if m in columns else None for m in metrics]
     rows: list[tuple[int, list[float | None]]] = []
@@ -278,7 +381,8 @@ def _series(raw: dict[str, Any], metrics: Sequence[str]) -> Series:
         row = [None if i is None or values[i] is None else float(values[i]) for i in index]
         if any(v is not None for v in row):
             rows.append((int(values[0]), row))
-    return Series(str((raw.get("tags") or {}).get("host", "")), rows)
+    host, tags = _series_key(raw, family)
+    return Series(host, rows, tags)
 
 
 def _number(value: Any) -> float | None:
