@@ -1,8 +1,11 @@
 """Embedded SQLite sink: decodes each line into rows of the ``points`` table (monitor/metricsdb.py).
 
-A sample of N fields becomes N rows (metric = field name, host, ts_ms, value); the
-measurement name is not stored (one measurement per store). ``INSERT OR REPLACE`` on the
-primary key makes a re-sent batch overwrite itself instead of duplicating.
+A spool row is one tick: its lines joined by ``"\n"`` (the host line, then one line per mount,
+device or interface). A line of N fields becomes N rows (metric = field name, host, tags,
+ts_ms, value); ``tags`` holds the family's tag (``mount=/``: :func:`monitor.metricsdb.encode_tags`),
+any other tag is not stored, nor is the measurement name (a metric's name says its family).
+``INSERT OR REPLACE`` on the primary key makes a re-sent batch overwrite itself instead of
+duplicating.
 
 A store found damaged (not a database, corrupt, a directory in its place) when a write opens
 it (a read-only look first: :func:`monitor.sqlitedb.damage_at`) or uses it is moved aside
@@ -27,6 +30,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from monitor import metricsdb, sqlitedb
+from monitor.catalog import TAG_KEY
 from monitor.config import ShipperConfig, SinkConfig
 from monitor.errors import AccessDenied, MonitorError, Rejected, Unavailable
 from monitor.formats import one_line
@@ -38,25 +42,39 @@ log = logging.getLogger(__name__)
 RETENTION_INTERVAL_S = 60.0
 SHRINK_TO = 0.9  # after a size cut the live data is under this fraction of max_db_bytes
 MAX_SHRINK_ROUNDS = 20
-INSERT = "INSERT OR REPLACE INTO points (metric, host, ts_ms, value) VALUES (?, ?, ?, ?)"
+INSERT = "INSERT OR REPLACE INTO points (metric, host, tags, ts_ms, value) VALUES (?, ?, ?, ?, ?)"
 _NEWEST = "SELECT max(ts_ms) FROM points"
-Row = tuple[str, str, int, float]
+Row = tuple[str, str, str, int, float]
 
 
 def to_rows(lines: Sequence[str]) -> tuple[list[Row], list[str]]:
-    """Rows for every decodable line, and one problem per line that is not (``line N: why``)."""
+    """Rows for every decodable line of LINES (spool rows: one or more lines each), and one
+    problem per spool row that holds a line that is not (``line N: why``; its other lines are
+    stored)."""
     rows: list[Row] = []
     problems: list[str] = []
-    for number, line in enumerate(lines, 1):
-        try:
-            _, sample = decode(line)
-            bad = [k for k, v in sample.fields.items() if not math.isfinite(v)]
-            if bad:
-                raise ValueError(f"field {bad[0]} is not a finite number")
-        except ValueError as exc:
-            problems.append(f"line {number}: {exc}")
-            continue
-        rows.extend((metric, sample.host, sample.ts_ms, value) for metric, value in sample.fields.items())
+    for number, text in enumerate(lines, 1):
+        parts = text.split("\n")
+        problem = None
+        for part, line in enumerate(parts, 1):
+            try:
+                _, sample = decode(line)
+                bad = [k for k, v in sample.fields.items() if not math.isfinite(v)]
+                if bad:
+                    raise ValueError(f"field {bad[0]} is not a finite number")
+            except ValueError as exc:
+                where = (
+                    f"line {number}" if len(parts) == 1 else f"line {number} (part {part} of {len(parts)})"
+                )
+                problem = problem or f"{where}: {exc}"
+                continue
+            key = TAG_KEY[sample.family]
+            tags = metricsdb.encode_tags(tuple(t for t in sample.tags if t[0] == key))
+            rows.extend(
+                (metric, sample.host, tags, sample.ts_ms, value) for metric, value in sample.fields.items()
+            )
+        if problem:
+            problems.append(problem)
     return rows, problems
 
 

@@ -187,7 +187,7 @@ def load(url: str, threads: int, max_requests: int, max_s: float) -> dict[str, A
 
 def sqlite_plan(path: Path) -> list[str]:
     conn = metricsdb.connect(path)
-    params = {"metric": "cpu_usage_overall", "host": HOST, "start": 0, "end": 1}
+    params = {"metric": "cpu_usage_overall", "host": HOST, "tags": "", "start": 0, "end": 1}
     rows = conn.execute("EXPLAIN QUERY PLAN " + _AGGREGATE_SQL["mean"], params).fetchall()
     conn.close()
     return [str(r[-1]) for r in rows]

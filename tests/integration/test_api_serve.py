@@ -76,7 +76,7 @@ def sqlite_config(tmp_path: Path, **api: Any) -> Config:
     now_ms = int(NOW_S * 1000)
     conn = metricsdb.connect(config.sink.path)
     conn.executemany(
-        "INSERT INTO points VALUES (?, ?, ?, ?)",
+        "INSERT INTO points (metric, host, ts_ms, value) VALUES (?, ?, ?, ?)",
         [
             (m, "web1", ts, float(i % 50))
             for i, ts in enumerate(range(now_ms - 15 * 60_000, now_ms, 1000))

@@ -487,3 +487,67 @@ def test_sqlite_sink_locked_database_is_unavailable_then_recovers(tmp_path, clos
         blocker.close()
     sink.write(lines[1:])
     assert len(rows(path)) == 2 * len(FIELDS)
+
+
+def tick(host: str, ts_ms: int, mounts: dict[str, float]) -> str:
+    """One tick as the spool holds it: the host line, then one line per mount, joined by newlines."""
+    lines = [encode(Sample(ts_ms, host, {"cpu_usage_overall": 1.0}), "system")]
+    for mount, used in mounts.items():
+        fs = Sample(ts_ms, host, {"filesystem_used_percent": used}, (("mount", mount),), "filesystem")
+        lines.append(encode(fs, "system"))
+    return "\n".join(lines)
+
+
+def tagged_rows(path: Path) -> list[tuple[str, str, str, int, float]]:
+    with sqlite3.connect(path) as conn:
+        sql = "SELECT metric, host, tags, ts_ms, value FROM points ORDER BY ts_ms, metric, tags"
+        return conn.execute(sql).fetchall()
+
+
+def test_sqlite_sink_stores_every_line_of_a_multi_line_tick_with_its_tags(tmp_path, closing):
+    sink = sqlite_sink(tmp_path / "m.db", Clock(NOW_S))
+    closing.append(sink)
+    ts = int(NOW_S * 1000) - 1000
+    row = tick("h", ts, {"/": 40.0, "/srv/a b,c=d": 7.5})  # a mount needing line-protocol escapes
+    sink.write([row])
+    sink.write([row])  # re-sent: overwrites itself
+    assert tagged_rows(tmp_path / "m.db") == [
+        ("cpu_usage_overall", "h", "", ts, 1.0),
+        ("filesystem_used_percent", "h", "mount=/", ts, 40.0),
+        ("filesystem_used_percent", "h", "mount=/srv/a b\\,c=d", ts, 7.5),
+    ]
+
+
+def test_sqlite_sink_keeps_only_the_familys_tag_key(tmp_path, closing):
+    sink = sqlite_sink(tmp_path / "m.db", Clock(NOW_S))
+    closing.append(sink)
+    ts = int(NOW_S * 1000)
+    sink.write([f"system_filesystem,host=h,mount=/,owner=x filesystem_used_percent=3 {ts}"])
+    assert tagged_rows(tmp_path / "m.db") == [("filesystem_used_percent", "h", "mount=/", ts, 3.0)]
+
+
+def test_sqlite_sink_bad_part_of_a_tick_is_rejected_and_its_other_lines_stored(tmp_path, closing):
+    sink = sqlite_sink(tmp_path / "m.db", Clock(NOW_S))
+    closing.append(sink)
+    ts = int(NOW_S * 1000)
+    good = tick("h", ts, {"/": 40.0})
+    with pytest.raises(Rejected) as info:
+        sink.write([good + "\nnot line protocol\n" + tick("h", ts, {"/home": 5.0}).split("\n")[1]])
+    assert info.value.reason.startswith("1 of 1 lines not stored")
+    assert "line 1 (part 3 of 4)" in info.value.reason
+    assert [r[2] for r in tagged_rows(tmp_path / "m.db")] == ["", "mount=/", "mount=/home"]
+
+
+def test_sqlite_sink_retention_deletes_tagged_rows_by_age_too(tmp_path, closing):
+    clock = Clock(NOW_S)
+    sink = sqlite_sink(tmp_path / "m.db", clock, retention_days=1.0)
+    closing.append(sink)
+    now_ms = int(NOW_S * 1000)
+    sink.write([tick("h", now_ms - 1000, {"/": 1.0})])
+    clock.advance(3 * 86_400)
+    new_ms = int(clock.now_s * 1000)
+    sink.write([tick("h", new_ms, {"/": 2.0})])
+    assert [(r[2], r[3], r[4]) for r in tagged_rows(tmp_path / "m.db")] == [
+        ("", new_ms, 1.0),
+        ("mount=/", new_ms, 2.0),
+    ]

@@ -12,6 +12,7 @@ import math
 import random
 import statistics
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +24,7 @@ from monitor.api.stores.influxql import InfluxQLStore
 from monitor.api.stores.sqlite import SQLiteStore
 from monitor.config import parse
 from monitor.lineprotocol import Sample, encode
+from monitor.sinks.sqlite import INSERT, to_rows
 from tests.unit.test_api import call
 
 pytestmark = pytest.mark.integration
@@ -51,22 +53,26 @@ def samples() -> list[Sample]:
 def stores(influxdb1, tmp_path_factory) -> tuple[SQLiteStore, InfluxQLStore]:
     data = samples()
     path = tmp_path_factory.mktemp("consistency") / "metrics.db"
+    return load_both(influxdb1.url, "consistency", path, [encode(s, "system") for s in data])
+
+
+def load_both(url: str, db: str, path: Path, rows: list[str]) -> tuple[SQLiteStore, InfluxQLStore]:
+    """The same spool rows (one or more lines each) stored by the SQLite sink's decoding and
+    written to InfluxDB."""
+    stored, problems = to_rows(rows)
+    assert not problems
     conn = metricsdb.connect(path)
-    conn.executemany(
-        "INSERT INTO points VALUES (?, ?, ?, ?)",
-        [(m, s.host, s.ts_ms, v) for s in data for m, v in s.fields.items()],
-    )
-    conn.commit()
+    with conn:
+        conn.executemany(INSERT, stored)
     conn.close()
-    db = "consistency"
     urllib.request.urlopen(
-        urllib.request.Request(f"{influxdb1.url}/query?q=CREATE+DATABASE+{db}", method="POST")
+        urllib.request.Request(f"{url}/query?q=CREATE+DATABASE+{db}", method="POST")
     ).close()
-    for i in range(0, len(data), 5000):
-        body = "\n".join(encode(s, "system") for s in data[i : i + 5000]).encode()
-        req = urllib.request.Request(f"{influxdb1.url}/write?db={db}&precision=ms", data=body, method="POST")
+    for i in range(0, len(rows), 5000):
+        body = "\n".join(rows[i : i + 5000]).encode()
+        req = urllib.request.Request(f"{url}/write?db={db}&precision=ms", data=body, method="POST")
         urllib.request.urlopen(req, timeout=30).close()
-    return SQLiteStore(path), InfluxQLStore(influxdb1.url, db, timeout_s=30)
+    return SQLiteStore(path), InfluxQLStore(url, db, timeout_s=30)
 
 
 WINDOWS = [
@@ -83,7 +89,7 @@ STEPS = [None, 1000, 7000, 60_000, 3_600_000, 86_400_000]
 
 
 def assert_same_series(left: list[Series], right: list[Series]) -> None:
-    assert [s.host for s in left] == [s.host for s in right]
+    assert [(s.host, s.tags) for s in left] == [(s.host, s.tags) for s in right]
     for a, b in zip(left, right, strict=True):
         assert [ts for ts, _ in a.rows] == [ts for ts, _ in b.rows], a.host
         for (ts, va), (_, vb) in zip(a.rows, b.rows, strict=True):
@@ -185,3 +191,98 @@ def test_aggregate_mean_equals_the_mean_of_the_raw_samples_on_influxdb(stores, t
     values = [p["cpu_usage_1"] for s in raw["series"] for p in s["points"]]
     assert agg["samples"] == len(values) > 0
     assert agg["value"] == pytest.approx(statistics.fmean(values), rel=1e-12)
+
+
+# Tagged families: 30 minutes of ticks as the agent spools them (the host line, then a line per
+# mount, device and interface, joined by newlines), with a mount that vanishes and one whose
+# name needs line-protocol escapes.
+TAGGED_S = 1800
+FS = ("filesystem_used_percent", "filesystem_free_bytes")
+MOUNTS = {"a": ("/", "/var lib,x=y", "/mnt/usb"), "b": ("/",)}
+
+
+def ticks() -> list[str]:
+    rnd = random.Random(7)
+    out = []
+    for i in range(TAGGED_S):
+        for host, mounts in MOUNTS.items():
+            ts = T0 + i * 1000 + (i * 37) % 1000
+            lines = [encode(Sample(ts, host, {"cpu_usage_overall": rnd.uniform(0, 100)}), "system")]
+            for mount in mounts:
+                if mount == "/mnt/usb" and i >= TAGGED_S // 3:
+                    continue  # unplugged a third of the way in
+                fields = {
+                    "filesystem_used_percent": rnd.uniform(0, 100),
+                    "filesystem_free_bytes": rnd.uniform(0, 1e12),
+                }
+                if i % 13 == 0:
+                    fields.pop("filesystem_free_bytes")
+                lines.append(encode(Sample(ts, host, fields, (("mount", mount),), "filesystem"), "system"))
+            for device in ("sda", "nvme0n1") if host == "b" else ("sda",):
+                disk = Sample(
+                    ts, host, {"disk_busy_percent": rnd.uniform(0, 100)}, (("device", device),), "disk"
+                )
+                lines.append(encode(disk, "system"))
+            out.append("\n".join(lines))
+    return out
+
+
+@pytest.fixture(scope="module")
+def tagged(influxdb1, tmp_path_factory) -> tuple[SQLiteStore, InfluxQLStore]:
+    path = tmp_path_factory.mktemp("consistency_tags") / "metrics.db"
+    return load_both(influxdb1.url, "consistency_tags", path, ticks())
+
+
+TAGGED_WINDOWS = [
+    (T0, T0 + TAGGED_S * 1000),
+    (T0 + 1234, T0 + 900_000 - 77),
+    (T0 + 590_000, T0 + 610_000),  # across the unplugging
+    (T0 - 3_600_000, T0),
+]
+TAG_FILTERS = [
+    (),
+    (("mount", "/"),),
+    (("mount", "/var lib,x=y"),),
+    (("mount", "/mnt/usb"),),
+    (("mount", "/no"),),
+]
+
+
+@pytest.mark.parametrize("window", TAGGED_WINDOWS)
+@pytest.mark.parametrize("host", [None, "a", "b"])
+@pytest.mark.parametrize("tags", TAG_FILTERS)
+def test_tagged_counts_and_rows_match(tagged, window, host, tags):
+    sqlite, influx = tagged
+    for metrics in (FS, ("filesystem_free_bytes",)):
+        query = Query(metrics, *window, host, tags)
+        assert sqlite.counts(query) == influx.counts(query)
+        for step in (None, 7000, 60_000, 3_600_000):
+            assert_same_series(sqlite.rows(query, step), influx.rows(query, step))
+
+
+@pytest.mark.parametrize("window", TAGGED_WINDOWS[:3])
+@pytest.mark.parametrize("host", [None, "a", "b"])
+@pytest.mark.parametrize("fn", AGGREGATES)
+def test_tagged_aggregates_match_and_name_the_same_series(tagged, window, host, fn):
+    sqlite, influx = tagged
+    for metric, tags in [*(("filesystem_used_percent", t) for t in TAG_FILTERS), ("disk_busy_percent", ())]:
+        a = sqlite.aggregate(metric, fn, *window, host, tags=tags)
+        b = influx.aggregate(metric, fn, *window, host, tags=tags)
+        assert (a.samples, a.hosts, a.value_host, a.value_tags) == (
+            b.samples,
+            b.hosts,
+            b.value_host,
+            b.value_tags,
+        )
+        assert same(a.value, b.value), (metric, fn, tags, a.value, b.value)
+
+
+def test_tagged_describe_and_hosts_match(tagged):
+    sqlite, influx = tagged
+    described = sqlite.describe()
+    assert described == influx.describe()
+    assert {m.name: m.tags for m in described}["filesystem_used_percent"] == {
+        "mount": ["/", "/mnt/usb", "/var lib,x=y"]
+    }
+    assert sqlite.hosts() == influx.hosts()
+    assert [h.host for h in sqlite.hosts()] == ["a", "b"]

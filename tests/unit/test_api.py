@@ -69,7 +69,7 @@ def write_samples(path: Path, hosts: tuple[str, ...] = ("web1", "web2"), minutes
         for ts in range(NOW_MS - minutes * MINUTE_MS, NOW_MS, INTERVAL_MS)
         for metric in METRICS
     ]
-    conn.executemany("INSERT INTO points VALUES (?, ?, ?, ?)", rows)
+    conn.executemany("INSERT INTO points (metric, host, ts_ms, value) VALUES (?, ?, ?, ?)", rows)
     conn.commit()
     conn.close()
 

@@ -10,7 +10,7 @@ import pytest
 
 from monitor import metricsdb
 from monitor.api.stores import Aggregate, Query, Series
-from monitor.api.stores.sqlite import _AGGREGATE_SQL, _HOSTS, _LAST_SQL, SQLiteStore
+from monitor.api.stores.sqlite import _AGGREGATE_SQL, _HOSTS, _LAST_SQL, _TAG_SETS, SQLiteStore
 from monitor.errors import QueryFailed, StoreUnavailable
 
 T0 = 1_700_000_000_000  # a multiple of 10 s, so bucket edges are easy to read
@@ -96,8 +96,8 @@ def test_buckets_align_to_the_epoch_before_1970_too(tmp_path):
 
 
 def test_counts_are_rows_per_host_over_the_requested_metrics(db):
-    assert SQLiteStore(db).counts(Query(CPU_MEM, T0, T0 + 20_000)) == {"a": 2, "b": 2}
-    assert SQLiteStore(db).counts(Query(CPU_MEM, T0, T0 + 20_000, "a")) == {"a": 2}
+    assert SQLiteStore(db).counts(Query(CPU_MEM, T0, T0 + 20_000)) == {("a", ()): 2, ("b", ()): 2}
+    assert SQLiteStore(db).counts(Query(CPU_MEM, T0, T0 + 20_000, "a")) == {("a", ()): 2}
 
 
 @pytest.mark.parametrize(
@@ -182,13 +182,16 @@ def plan(conn: sqlite3.Connection, sql: str, params: dict[str, object]) -> str:
 
 def test_range_queries_seek_the_primary_key_instead_of_scanning(db):
     conn = metricsdb.connect(db)
-    params = {"metric": "cpu_usage_overall", "host": "a", "start": T0, "end": T0 + 1}
+    params = {"metric": "cpu_usage_overall", "host": "a", "tags": "", "start": T0, "end": T0 + 1}
     for sql in (_AGGREGATE_SQL["mean"], _LAST_SQL):
         text = plan(conn, sql, params)
-        assert "PRIMARY KEY (metric=? AND host=? AND ts_ms>? AND ts_ms<?)" in text, text
+        assert "PRIMARY KEY (metric=? AND host=? AND tags=? AND ts_ms>? AND ts_ms<?)" in text, text
     hosts = plan(conn, _HOSTS, {"metric": "cpu_usage_overall"})  # a skip-scan: one seek per host
     assert "SEARCH points USING PRIMARY KEY (metric=? AND host>?)" in hosts, hosts
     assert "SCAN points" not in hosts, hosts
+    tag_sets = plan(conn, _TAG_SETS, {"metric": "filesystem_used_percent", "host": "a"})  # one seek per set
+    assert "SEARCH points USING PRIMARY KEY (metric=? AND host=? AND tags>?)" in tag_sets, tag_sets
+    assert "SCAN points" not in tag_sets, tag_sets
 
 
 def test_infinite_values_never_reach_rows_or_buckets(tmp_path):

@@ -5,29 +5,34 @@ threads). A file that does not exist yet, or has no table yet, is an empty store
 error. Every query runs under a deadline (a progress handler), so a huge scan becomes a
 ``StoreUnavailable`` after ``timeout_s`` instead of holding a thread.
 
-The primary key is (metric, host, ts_ms); every query is written so SQLite seeks that key
-per (metric, host) pair instead of scanning: hosts are found with a skip-scan (one index
-seek per distinct host), then each range is ``metric = ? AND host = ? AND ts_ms BETWEEN``.
+The primary key is (metric, host, tags, ts_ms); every query is written so SQLite seeks that
+key per series instead of scanning: hosts, and a tagged family's tag sets per host, are found
+with skip-scans (one index seek per distinct value), then each range is ``metric = ? AND
+host = ? AND tags = ? AND ts_ms BETWEEN``. A tag filter on the family's key names the whole
+tag set (every family has one tag key), so it is bound as ``tags = ?`` directly.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from monitor import sqlitedb
+from monitor import catalog, metricsdb, sqlitedb
 from monitor.api.stores import (
+    AGGREGATES,
     Aggregate,
     Aggregation,
+    HostSeen,
+    MetricInfo,
     Partial,
     Query,
     Series,
+    Tags,
     combine,
-    is_metric,
     known_metrics,
 )
 from monitor.errors import QueryFailed, StoreUnavailable
@@ -41,6 +46,15 @@ WITH RECURSIVE h(host) AS (
 )
 SELECT host FROM h WHERE host IS NOT NULL
 """
+_TAG_SETS = """
+WITH RECURSIVE t(tags) AS (
+    SELECT (SELECT min(tags) FROM points WHERE metric = :metric AND host = :host)
+    UNION ALL
+    SELECT (SELECT min(tags) FROM points WHERE metric = :metric AND host = :host AND tags > t.tags)
+    FROM t WHERE t.tags IS NOT NULL
+)
+SELECT tags FROM t WHERE tags IS NOT NULL
+"""
 _METRICS = """
 WITH RECURSIVE m(metric) AS (
     SELECT (SELECT min(metric) FROM points)
@@ -49,8 +63,12 @@ WITH RECURSIVE m(metric) AS (
 )
 SELECT metric FROM m WHERE metric IS NOT NULL
 """
-# Every range below is one seek of the primary key (metric, host, ts_ms).
-_WHERE = " FROM points WHERE metric = :metric AND host = :host AND ts_ms >= :start AND ts_ms < :end"
+_NEWEST_SQL = "SELECT max(ts_ms) FROM points WHERE metric = :metric AND host = :host AND tags = :tags"
+# Every range below is one seek of the primary key (metric, host, tags, ts_ms).
+_WHERE = (
+    " FROM points WHERE metric = :metric AND host = :host AND tags = :tags"
+    " AND ts_ms >= :start AND ts_ms < :end"
+)
 # Rows and buckets carry finite values only (a REAL column can hold ±Inf, never NaN).
 _FINITE = " AND value > -9e999 AND value < 9e999"
 _AGGREGATE_SQL = {
@@ -70,6 +88,8 @@ _BUCKET_SQL = (
     + " GROUP BY bucket"
 )
 _EMPTY_MARKERS = ("no such table",)
+_OLD_SCHEMA_MARKERS = ("no such column: tags",)
+SeriesKey = tuple[str, Tags]
 
 
 class SQLiteStore:
@@ -119,6 +139,11 @@ class SQLiteStore:
             return StoreUnavailable(self.name, f"query took longer than {self.timeout_s:g} s")
         if "locked" in text or "unable to open" in text or "disk I/O" in text:
             return StoreUnavailable(self.name, text)
+        if any(marker in text for marker in _OLD_SCHEMA_MARKERS):
+            return StoreUnavailable(
+                self.name,
+                "written by an older version (no tags column); the sink migrates it on its next write",
+            )
         return QueryFailed(self.name, text)
 
     @staticmethod
@@ -130,16 +155,59 @@ class SQLiteStore:
                 return []  # the sink has not created its table yet: an empty store
             raise
 
-    def _hosts(self, conn: sqlite3.Connection, metric: str, host: str | None) -> list[str]:
-        if host is not None:
-            return [host]
-        return [row[0] for row in self._fetch(conn, _HOSTS, {"metric": metric})]
+    def _family(self, metrics: Sequence[str]) -> catalog.Family:
+        """The one family of METRICS (allow-listed); a mix is refused before any query."""
+        families = []
+        for metric in metrics:
+            family = catalog.family_of(metric)
+            if family is None:
+                raise QueryFailed(self.name, f"not an allow-listed metric: {metric!r}")
+            families.append(family)
+        if len(set(families)) > 1:
+            raise QueryFailed(self.name, f"metrics of more than one family: {', '.join(metrics)}")
+        return families[0] if families else "host"
 
-    def _pairs(self, conn: sqlite3.Connection, query: Query) -> Iterator[tuple[int, str, dict[str, Any]]]:
-        """(metric index, host, bound parameters) for every (metric, host) range to read."""
+    def _tag_filter(self, family: catalog.Family, tags: Tags) -> str | None:
+        """The stored tag text TAGS select (a family has one key: a filter names the whole set),
+        None when TAGS is empty (every tag set)."""
+        key = catalog.TAG_KEY[family]
+        for tag, _ in tags:
+            if tag != key:
+                raise QueryFailed(self.name, f"not a tag of the {family} family: {tag!r}")
+        if key is None:
+            return ""
+        return metricsdb.encode_tags(tags) if tags else None
+
+    def _series(
+        self, conn: sqlite3.Connection, metric: str, host: str | None, tags: str | None
+    ) -> list[tuple[str, str]]:
+        """(host, stored tag text) of every series of METRIC matching HOST and TAGS."""
+        hosts = (
+            [host] if host is not None else [row[0] for row in self._fetch(conn, _HOSTS, {"metric": metric})]
+        )
+        if tags is not None:
+            return [(h, tags) for h in hosts]
+        return [
+            (h, row[0]) for h in hosts for row in self._fetch(conn, _TAG_SETS, {"metric": metric, "host": h})
+        ]
+
+    def _ranges(
+        self, conn: sqlite3.Connection, query: Query
+    ) -> Iterator[tuple[int, SeriesKey, dict[str, Any]]]:
+        """(metric index, (host, tags), bound parameters) for every series range to read."""
+        tags = self._tag_filter(self._family(query.metrics), query.tags)
+        decoded: dict[str, Tags] = {}
         for i, metric in enumerate(query.metrics):
-            for host in self._hosts(conn, metric, query.host):
-                yield i, host, {"metric": metric, "host": host, "start": query.start_ms, "end": query.end_ms}
+            for host, text in self._series(conn, metric, query.host, tags):
+                key = (host, decoded.setdefault(text, metricsdb.decode_tags(text)))
+                params = {
+                    "metric": metric,
+                    "host": host,
+                    "tags": text,
+                    "start": query.start_ms,
+                    "end": query.end_ms,
+                }
+                yield i, key, params
 
     def ping(self) -> str:
         with self._connect() as conn:
@@ -157,48 +225,91 @@ class SQLiteStore:
                 return []
             return known_metrics([row[0] for row in self._fetch(conn, _METRICS, {})])
 
-    def counts(self, query: Query) -> dict[str, int]:
-        out: dict[str, int] = {}
+    def describe(self) -> list[MetricInfo]:
+        out: list[MetricInfo] = []
         with self._connect() as conn:
             if conn is None:
                 return out
-            for _, host, params in self._pairs(conn, query):
+            for metric in known_metrics([row[0] for row in self._fetch(conn, _METRICS, {})]):
+                family = catalog.family_of(metric) or "host"
+                key = catalog.TAG_KEY[family]
+                if key is None:
+                    out.append(MetricInfo(metric, family))
+                    continue
+                values = {
+                    value
+                    for _, text in self._series(conn, metric, None, None)
+                    for k, value in metricsdb.decode_tags(text)
+                    if k == key
+                }
+                out.append(MetricInfo(metric, family, {key: sorted(values)}))
+        return out
+
+    def hosts(self) -> list[HostSeen]:
+        newest: dict[str, int] = {}
+        with self._connect() as conn:
+            if conn is None:
+                return []
+            for metric in [row[0] for row in self._fetch(conn, _METRICS, {})]:
+                for host, text in self._series(conn, metric, None, None):
+                    params = {"metric": metric, "host": host, "tags": text}
+                    ts_ms = self._fetch(conn, _NEWEST_SQL, params)[0][0]
+                    if ts_ms is not None:
+                        newest[host] = max(newest.get(host, ts_ms), int(ts_ms))
+        return [HostSeen(host, ts_ms) for host, ts_ms in sorted(newest.items())]
+
+    def counts(self, query: Query) -> dict[SeriesKey, int]:
+        out: dict[SeriesKey, int] = {}
+        with self._connect() as conn:
+            if conn is None:
+                return out
+            for _, key, params in self._ranges(conn, query):
                 n = int(self._fetch(conn, _COUNT_SQL, params)[0][0])
                 if n:
-                    out[host] = max(out.get(host, 0), n)
+                    out[key] = max(out.get(key, 0), n)
         return out
 
     def rows(self, query: Query, step_ms: int | None = None) -> list[Series]:
         width = len(query.metrics)
-        columns: dict[str, list[list[tuple[int, float]]]] = {}
+        columns: dict[SeriesKey, list[list[tuple[int, float]]]] = {}
         sql = _RAW_SQL if step_ms is None else _BUCKET_SQL
         with self._connect() as conn:
             if conn is None:
                 return []
-            for i, host, params in self._pairs(conn, query):
+            for i, key, params in self._ranges(conn, query):
                 fetched = self._fetch(conn, sql, {**params, "step": step_ms} if step_ms else params)
                 if fetched:
-                    columns.setdefault(host, [[] for _ in range(width)])[i] = fetched
-        return [Series(host, _pivot(cols)) for host, cols in sorted(columns.items())]
+                    columns.setdefault(key, [[] for _ in range(width)])[i] = fetched
+        return [Series(host, _pivot(cols), tags) for (host, tags), cols in sorted(columns.items())]
 
     def aggregate(
-        self, metric: str, fn: Aggregation, start_ms: int, end_ms: int, host: str | None
+        self,
+        metric: str,
+        fn: Aggregation,
+        start_ms: int,
+        end_ms: int,
+        host: str | None,
+        *,
+        tags: Tags = (),
     ) -> Aggregate:
-        if not is_metric(metric):
+        if not catalog.is_metric(metric):
             raise QueryFailed(self.name, f"not an allow-listed metric: {metric!r}")
-        query = Query((metric,), start_ms, end_ms, host)
+        if fn not in AGGREGATES:
+            raise QueryFailed(self.name, f"not an aggregate: {fn!r}")
+        query = Query((metric,), start_ms, end_ms, host, tags)
         partials: list[Partial] = []
         with self._connect() as conn:
             if conn is None:
                 return combine(fn, [])
-            for _, name, params in self._pairs(conn, query):
+            for _, (name, series_tags), params in self._ranges(conn, query):
                 if fn == "last":
                     for ts_ms, value in self._fetch(conn, _LAST_SQL, params):
                         n = int(self._fetch(conn, _COUNT_SQL, params)[0][0])
-                        partials.append(Partial(name, n, float(value), int(ts_ms)))
+                        partials.append(Partial(name, n, float(value), int(ts_ms), series_tags))
                 else:
                     for value, n in self._fetch(conn, _AGGREGATE_SQL[fn], params):
-                        partials.append(Partial(name, int(n), None if value is None else float(value)))
+                        v = None if value is None else float(value)
+                        partials.append(Partial(name, int(n), v, tags=series_tags))
         return combine(fn, partials)
 
 
