@@ -179,6 +179,10 @@ class _Api:
         params.no_params(_query_string())
         return _json_response(views.names_body(self.store.kind, self.store.describe()))
 
+    def hosts(self) -> bottle.HTTPResponse:
+        params.no_params(_query_string())
+        return _json_response(views.hosts_body(self.store.kind, self.store.hosts(), self.now_ms()))
+
     def health(self) -> bottle.HTTPResponse:
         params.no_params(_query_string())
         status, body = views.health(
@@ -205,6 +209,7 @@ def make_app(
     app.route("/metrics", "GET", api.endpoint(api.metrics))
     app.route("/metrics/aggregate", "GET", api.endpoint(api.aggregate))
     app.route("/metrics/names", "GET", api.endpoint(api.names))
+    app.route("/hosts", "GET", api.endpoint(api.hosts))
     app.route("/health", "GET", api.endpoint(api.health))
     app.route("/openapi.json", "GET", api.endpoint(api.openapi, public=True))
     app.default_error_handler = _bottle_error

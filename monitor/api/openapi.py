@@ -281,6 +281,21 @@ def _schemas() -> dict[str, Any]:
             "detail": {"type": "string"},
         }
     )
+    host_seen = _object(
+        {
+            "host": {"type": "string"},
+            "last_sample": {"type": "string", "format": "date-time"},
+            "last_sample_ms": {"type": "integer"},
+            "age_s": _described("number", "Seconds from the newest sample to the API's clock."),
+        }
+    )
+    hosts = _object(
+        {
+            "store": {"type": "string"},
+            "time": {"type": "string", "format": "date-time"},
+            "hosts": {"type": "array", "items": host_seen},
+        }
+    )
     health = _object(
         {
             "status": {"type": "string", "enum": ["ok", "unhealthy"]},
@@ -299,6 +314,7 @@ def _schemas() -> dict[str, Any]:
         "Metrics": metrics,
         "Aggregate": aggregate,
         "Names": names,
+        "Hosts": hosts,
         "Health": health,
     }
 
@@ -399,6 +415,16 @@ def document(config: ApiConfig) -> dict[str, Any]:
                 "summary": "Every metric the store holds: family, unit, tag key and tag values",
                 "operationId": "getMetricNames",
                 "responses": {"200": _json(_ref("Names"), "Metric names."), **_errors(400, *auth, 502, 503)},
+            }
+        },
+        "/hosts": {
+            "get": {
+                "summary": "Every host the store holds, with the time of its newest sample",
+                "operationId": "getHosts",
+                "responses": {
+                    "200": _json(_ref("Hosts"), "Hosts in name order."),
+                    **_errors(400, *auth, 502, 503),
+                },
             }
         },
         "/health": {

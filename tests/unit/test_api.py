@@ -261,12 +261,23 @@ def test_names_lists_what_the_store_holds(app):
     }
 
 
+def test_hosts_lists_every_host_with_its_newest_sample_and_its_age(app):
+    body = call(app, "/hosts").json()
+    newest = max(range(NOW_MS - 30 * MINUTE_MS, NOW_MS, INTERVAL_MS))
+    assert [h["host"] for h in body["hosts"]] == ["web1", "web2"]
+    assert {h["last_sample_ms"] for h in body["hosts"]} == {newest}
+    assert body["hosts"][0]["age_s"] == (NOW_MS - newest) / 1000
+    assert body["hosts"][0]["last_sample"].endswith("Z")
+    assert call(app, "/hosts?x=1").status == 400
+
+
 def test_a_store_with_no_file_yet_answers_empty_not_500(tmp_path):
     cfg = make_config(tmp_path)
     app = make_app(cfg, SQLiteStore(cfg.sink.path), clock=lambda: NOW_S)
     assert call(app, "/metrics?start=10&end=2").json()["series"] == []
     assert call(app, "/metrics/aggregate?metric=cpu_usage_overall").json()["value"] is None
     assert call(app, "/metrics/names").json()["metrics"] == []
+    assert call(app, "/hosts").json()["hosts"] == []
     assert call(app, "/health").status == 200
 
 
