@@ -29,7 +29,7 @@ from monitor.config import Config
 from tests import servers
 from tests.hostile import HostileClients
 from tests.integration.helpers import hostmon
-from tests.integration.test_api_serve import TOKEN, serving, sqlite_config
+from tests.integration.test_api_serve import NOW_S, TOKEN, serving, sqlite_config
 from tests.tlscerts import Issued, make_ca_and_server_cert
 
 pytestmark = pytest.mark.integration
@@ -38,6 +38,12 @@ HOSTILE = 500
 NORMAL_REQUESTS = 15
 STARVED_S = 5.0  # far above a normal answer (milliseconds), far below the old 120 s idle timeout
 REPO = Path(__file__).resolve().parents[2]
+
+
+def fixed_now() -> float:
+    """The API's clock: the stores hold 15 minutes up to NOW_S (fixed at import), so a window
+    of "the last 15 minutes" holds all of them however long the suite ran before this test."""
+    return NOW_S
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -104,7 +110,7 @@ def test_hundreds_of_idle_and_slow_connections_from_one_client_do_not_starve_the
 ):
     config = tls_config(tmp_path, certs) if scheme == "https" else sqlite_config(tmp_path)
     context = client_context(certs) if scheme == "https" else None
-    with serving(config) as url:
+    with serving(config, clock=fixed_now) as url:
         port = int(url.rsplit(":", 1)[1])
         with HostileClients(port, idle=HOSTILE // 2, slow=HOSTILE // 2, max_seconds=90) as attack:
             assert_answers_while_attacked(url, context, attack)
@@ -116,7 +122,7 @@ def test_hundreds_of_idle_and_slow_connections_from_one_client_do_not_starve_the
 
 def test_without_a_per_client_cap_the_limits_and_the_request_deadline_still_hold(tmp_path):
     config = sqlite_config(tmp_path, max_connections_per_client=0, request_timeout_s=2.0)
-    with serving(config) as url:
+    with serving(config, clock=fixed_now) as url:
         port = int(url.rsplit(":", 1)[1])
         with HostileClients(port, idle=HOSTILE // 2, slow=HOSTILE // 2, max_seconds=90) as attack:
             assert_answers_while_attacked(url, None, attack)
@@ -130,7 +136,7 @@ def test_without_a_per_client_cap_the_limits_and_the_request_deadline_still_hold
 
 
 def test_a_client_over_its_cap_gets_a_503_in_the_error_shape_and_the_others_are_kept(tmp_path):
-    with serving(sqlite_config(tmp_path, max_connections_per_client=3)) as url:
+    with serving(sqlite_config(tmp_path, max_connections_per_client=3), clock=fixed_now) as url:
         held = [connection(url, None, source="127.0.0.2") for _ in range(3)]
         try:
             for conn in held:  # keep-alive: each stays open after its answer
@@ -156,7 +162,7 @@ def test_a_client_over_its_cap_gets_a_503_in_the_error_shape_and_the_others_are_
 
 def test_tls_handshake_verified_against_the_test_ca_and_keep_alive_with_large_answers(tmp_path, certs):
     config = tls_config(tmp_path, certs, token_env="API_TOKEN")
-    with serving(config) as url:
+    with serving(config, clock=fixed_now) as url:
         assert url.startswith("https://127.0.0.1:")
         conn = connection(url, client_context(certs))
         try:
@@ -253,7 +259,7 @@ def parse_port(cfg: Path) -> int:
 
 @contextmanager
 def served(tmp_path: Path, **api: Any) -> Iterator[int]:
-    with serving(sqlite_config(tmp_path, **api)) as url:
+    with serving(sqlite_config(tmp_path, **api), clock=fixed_now) as url:
         yield int(url.rsplit(":", 1)[1])
 
 
