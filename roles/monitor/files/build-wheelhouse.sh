@@ -18,6 +18,10 @@
 set -euo pipefail
 python="$1" src="$2" out="$3" arch="${4:-}" pyver="${5:-}" manylinux="${6:-2_34}"
 export SOURCE_DATE_EPOCH=315532800 PIP_DISABLE_PIP_VERSION_CHECK=1
+if [[ -n "$arch" && -z "$pyver" ]]; then
+    echo "build-wheelhouse: ARCH needs PYTHON_VERSION too" >&2
+    exit 2
+fi
 
 mkdir -p "$out"
 tmp="$(mktemp -d)"
@@ -32,7 +36,6 @@ rm -f "$out"/hostmon-*.whl
 "$python" -m pip wheel --quiet --no-deps --wheel-dir "$out" "$tmp"
 wheel="$(ls "$out"/hostmon-*.whl)"
 if [[ -n "$arch" ]]; then
-    [[ -n "$pyver" ]] || { echo "build-wheelhouse: ARCH needs PYTHON_VERSION too" >&2; exit 2; }
     # pip matches --platform tags exactly: name every glibc level up to MANYLINUX.
     target=(--only-binary=:all: --python-version "$pyver" --implementation cp --dest "$out")
     for level in 2_17 2_24 2_26 2_27 2_28 2_31 2_34 2_35 2_36 2_39; do
