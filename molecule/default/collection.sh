@@ -22,7 +22,9 @@ arch="$(dpkg --print-architecture)"
 deb="$work/mirror/influxdb_1.6.7-standin_${arch}.deb"
 if [[ ! -f "$deb" ]]; then
     tmp="$(mktemp -d)"
-    (cd "$tmp" && apt-get download -q influxdb >/dev/null)
+    # A fresh machine may have no package lists yet.
+    (cd "$tmp" && apt-get download -q influxdb >/dev/null 2>&1) \
+        || (apt-get update -qq && cd "$tmp" && apt-get download -q influxdb >/dev/null)
     mv "$tmp"/influxdb_*.deb "$deb"
     rm -rf "$tmp"
 fi
