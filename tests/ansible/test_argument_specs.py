@@ -45,9 +45,9 @@ def used_variables(role: str) -> set[str]:
 
 
 def filter_names(role: str) -> set[str]:
-    """Names of the role's own Jinja filters (filter_plugins/*.py), which are not variables."""
+    """Names of the collection's filters named after the role (plugins/filter/*.py): not variables."""
     names: set[str] = set()
-    for path in (REPO / "roles" / role / "filter_plugins").glob("*.py"):
+    for path in (REPO / "plugins" / "filter").glob("*.py"):
         names |= set(re.findall(rf'"({role}_[a-z0-9_]+)":', path.read_text()))
     return names
 

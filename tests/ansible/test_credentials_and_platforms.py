@@ -113,12 +113,14 @@ def test_an_unsupported_platform_is_refused_by_name(tmp_path, facts, role):
     assert "Supported: Debian 12 and EL 9" in done.stdout
 
 
-def test_el9_passes_the_influxdb_preflight(tmp_path):
+@pytest.mark.parametrize("architecture", ["x86_64", "aarch64"])
+def test_el9_passes_the_influxdb_preflight(tmp_path, architecture):
     facts = {
         "distribution": "Rocky",
         "distribution_major_version": "9",
         "distribution_version": "9.4",
         "os_family": "RedHat",
+        "architecture": architecture,
     }
     extra = {
         "influxdb_preflight": True,
@@ -129,3 +131,25 @@ def test_el9_passes_the_influxdb_preflight(tmp_path):
     done, hosts = run(tmp_path, {"influxdb": ["db"], "monitored": ["web1"]}, facts, **extra)
     assert done.returncode == 0, done.stdout[-4000:]
     assert hosts["web1"]["secrets"] == {"sink_token": "the-write-token"}
+
+
+def test_a_cpu_influxdata_builds_no_package_for_is_refused_by_name(tmp_path):
+    facts = {
+        "distribution": "Rocky",
+        "distribution_major_version": "9",
+        "distribution_version": "9.4",
+        "os_family": "RedHat",
+        "architecture": "ppc64le",
+    }
+    extra = {
+        "influxdb_preflight": True,
+        "influxdb_admin_password": "a-good-admin-pw",
+        "influxdb_operator_token": "o" * 40,
+        "influxdb_official_package_checksum": "sha256:" + "0" * 64,
+    }
+    done, _ = run(tmp_path, {"influxdb": ["db"], "monitored": ["web1"]}, facts, **extra)
+    assert done.returncode != 0
+    assert (
+        "db is ppc64le; InfluxData's packages (the official flavour) exist for x86_64 and aarch64"
+        in done.stdout
+    )

@@ -24,7 +24,6 @@ from tests import servers
 from tests.ansible.helpers import REPO, ansible_playbook
 from tests.ansible.test_argument_specs import defaults, spec, used_variables
 
-SHARED = REPO / "roles" / "hostmon_firewall"
 SYSTEM_PYTHON = "/usr/bin/python3"
 # role: its switch, then its port, sources and zone variables
 CALLERS = {
@@ -43,7 +42,7 @@ CALLERS = {
 
 
 def load_filters() -> ModuleType:
-    path = SHARED / "filter_plugins" / "hostmon_firewall.py"
+    path = REPO / "plugins" / "filter" / "hostmon_firewall.py"
     spec = importlib.util.spec_from_file_location("hostmon_firewall_filters", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -229,7 +228,7 @@ def task_files(role: str, name: str) -> list[dict]:
 def test_each_role_converges_its_port_through_the_shared_role(role):
     switch, port, sources, zone = CALLERS[role]
     [task] = task_files(role, "firewall.yml")
-    assert task["ansible.builtin.import_role"] == {"name": "hostmon_firewall"}
+    assert task["ansible.builtin.import_role"] == {"name": "hostmon.hostmon.hostmon_firewall"}
     assert task["when"] == switch
     assert task["vars"]["hostmon_firewall_port"] == f"{{{{ {port} }}}}"
     assert task["vars"]["hostmon_firewall_sources"] == f"{{{{ {sources} }}}}"
@@ -240,7 +239,8 @@ def test_each_role_converges_its_port_through_the_shared_role(role):
 def test_each_roles_preflight_checks_its_sources_through_the_shared_role(role):
     _, _, sources, _ = CALLERS[role]
     [task] = [t for t in task_files(role, "preflight.yml") if "ansible.builtin.import_role" in t]
-    assert task["ansible.builtin.import_role"] == {"name": "hostmon_firewall", "tasks_from": "validate"}
+    shared = {"name": "hostmon.hostmon.hostmon_firewall", "tasks_from": "validate"}
+    assert task["ansible.builtin.import_role"] == shared
     assert task["vars"] == {
         "hostmon_firewall_sources": f"{{{{ {sources} }}}}",
         "hostmon_firewall_sources_var": sources,

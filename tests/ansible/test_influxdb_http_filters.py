@@ -1,4 +1,4 @@
-"""The influxdb role's HTTP helpers (roles/influxdb/filter_plugins/influxdb_http.py)."""
+"""The influxdb role's HTTP helpers (plugins/filter/influxdb_http.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from tests.ansible.helpers import REPO
 
 
 def load() -> ModuleType:
-    path = REPO / "roles" / "influxdb" / "filter_plugins" / "influxdb_http.py"
+    path = REPO / "plugins" / "filter" / "influxdb_http.py"
     spec = importlib.util.spec_from_file_location("influxdb_http_filters", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

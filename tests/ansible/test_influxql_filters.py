@@ -1,4 +1,4 @@
-"""The influxdb role's InfluxQL quoting and result helpers (roles/influxdb/filter_plugins)."""
+"""The influxdb role's InfluxQL quoting and result helpers (plugins/filter/influxql.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from tests.ansible.helpers import REPO
 
 
 def load() -> ModuleType:
-    path = REPO / "roles" / "influxdb" / "filter_plugins" / "influxql.py"
+    path = REPO / "plugins" / "filter" / "influxql.py"
     spec = importlib.util.spec_from_file_location("influxql_filters", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
