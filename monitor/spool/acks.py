@@ -68,9 +68,10 @@ class Acks:
         try:
             for i, piece in enumerate(pieces):
                 with transaction(self._conn) as conn:
-                    removed += _delete(conn, [piece])
+                    deleted = _delete(conn, [piece])
                     if i == 0:
                         also(conn)
+                removed += deleted  # committed (a piece whose COMMIT failed is kept unwritten below)
                 done = i + 1
         except sqlite3.OperationalError as exc:
             if not is_disk_full(exc):
