@@ -15,10 +15,13 @@ more WAL than a checkpoint frees (a crash between two pieces re-sends the rest o
 batch, no more).
 
 On a full disk (SQLITE_FULL) an ack that cannot be written is kept in memory instead: its
-rows are *unwritten* (:meth:`Acks.unwritten`), out of the queue for this process, never
-handed out or evicted again, and their delete is retried by every :meth:`Acks.settle`. The
-spool hands out nothing while any remain, so a crash meanwhile re-sends that one batch, no
-more. (Other processes see them as waiting until the delete is written.)
+rows are *unwritten*, out of the queue for this process, and their delete is retried by every
+:meth:`Acks.settle`; a crash meanwhile re-sends that one batch, no more. (Other processes see
+them as waiting until the delete is written.) A deferred ack's delete that a full disk stops
+(after some of its pieces, or before the first) leaves its rows marked and in the queue table
+until a later settle deletes them. Both kinds are *undeleted* (:meth:`Acks.undeleted`): the
+queue table still holds delivered rows that its reads would return, so the spool hands out
+nothing while any remain and the overflow policy never takes them.
 """
 
 from __future__ import annotations
@@ -65,9 +68,10 @@ class Acks:
         try:
             for i, piece in enumerate(pieces):
                 with transaction(self._conn) as conn:
-                    removed += _delete(conn, [piece])
+                    deleted = _delete(conn, [piece])
                     if i == 0:
                         also(conn)
+                removed += deleted  # committed (a piece whose COMMIT failed is kept unwritten below)
                 done = i + 1
         except sqlite3.OperationalError as exc:
             if not is_disk_full(exc):
@@ -114,20 +118,31 @@ class Acks:
 
     @property
     def any_unwritten(self) -> bool:
+        """An ack is kept in memory only: neither its delete nor its mark is on disk."""
         return bool(self._unwritten)
 
-    def unwritten(self, seq: int) -> bool:
-        """SEQ was delivered and its delete is not written yet."""
-        return any(lo <= seq <= hi for lo, hi in self._unwritten)
+    @property
+    def any_undeleted(self) -> bool:
+        """Delivered rows are still in the queue table: an unwritten ack's, or those of a
+        deferred ack whose delete a full disk stopped (after :meth:`settle`, only on a full disk)."""
+        return bool(self._unwritten or self._deferred)
+
+    def undeleted(self, seq: int) -> bool:
+        """SEQ was delivered and its row is not deleted yet."""
+        return any(lo <= seq <= hi for lo, hi in (*self._unwritten, *self._deferred))
 
     def unwritten_rows(self) -> int:
-        """How many rows the unwritten acks still hold."""
-        return sum(int(self._conn.execute(_COUNT, r).fetchone()[0]) for r in self._unwritten)
+        """How many rows the unwritten acks still hold (other readers count them as waiting)."""
+        return _count(self._conn, self._unwritten)
+
+    def undeleted_rows(self) -> int:
+        """How many delivered rows the queue table still holds."""
+        return _count(self._conn, [*self._unwritten, *self._deferred])
 
     def _keep_unwritten(self, ranges: Ranges) -> int:
         """Keep RANGES as unwritten (the disk is full); the rows they hold."""
         self._unwritten.extend(ranges)
-        return sum(int(self._conn.execute(_COUNT, r).fetchone()[0]) for r in ranges)
+        return _count(self._conn, ranges)
 
     def _delete_pieces(self, ranges: list[tuple[int, int]]) -> None:
         """Delete the rows of RANGES piece by piece; each piece done is taken off RANGES."""
@@ -168,15 +183,19 @@ def _overlap(a: Ranges, b: Ranges) -> bool:
     return any(lo <= other_hi and other_lo <= hi for lo, hi in a for other_lo, other_hi in b)
 
 
+def _count(conn: sqlite3.Connection, ranges: Ranges) -> int:
+    return sum(int(conn.execute(_COUNT, r).fetchone()[0]) for r in ranges)
+
+
 def _delete(conn: sqlite3.Connection, ranges: Ranges) -> int:
     return sum(conn.execute(_DELETE, r).rowcount for r in ranges)
 
 
 def _mark(conn: sqlite3.Connection, ranges: Ranges) -> int:
     """Record RANGES in ``acked``; the rows they still hold."""
-    present = sum(conn.execute(_COUNT, r).fetchone()[0] for r in ranges)
+    present = _count(conn, ranges)
     conn.executemany("INSERT INTO acked (lo, hi) VALUES (?, ?)", ranges)
-    return int(present)
+    return present
 
 
 def _delete_marked(conn: sqlite3.Connection, ranges: Ranges) -> int:

@@ -18,7 +18,8 @@ On a full disk the spill file only writes into the file system's free space abov
 budget's reserve; beyond it the samples are dropped. Rows are deleted in pieces of at most
 ``piece_rows``, each its own transaction with its counter, so a delete never needs more WAL
 than a checkpoint frees; rows an ack delivered but could not delete yet
-(:meth:`monitor.spool.acks.Acks.unwritten`) are never taken.
+(:meth:`monitor.spool.acks.Acks.undeleted`) are never taken. Only rows whose delete committed
+count as dropped, for ``dropped_total`` and for :class:`InFlight` alike.
 """
 
 from __future__ import annotations
@@ -115,14 +116,12 @@ class Overflow:
         first piece it cannot delete (the pieces before stay deleted and counted).
         """
         policy, spill_path = config.overflow, config.spill_path
-        skipped = self._acks.unwritten_rows()
+        skipped = self._acks.undeleted_rows()
         rows = self._conn.execute(schema.OLDEST, (n + skipped,)).fetchall()
-        rows = [row for row in rows if not self._acks.unwritten(row[0])][:n]
+        rows = [row for row in rows if not self._acks.undeleted(row[0])][:n]
         if policy == SPILL:
             policy = self._spill(spill_path, [text for _, _, text in rows])
         counter: Counter = "spilled_total" if policy == SPILL else "dropped_total"
-        if policy == DROP_OLDEST:
-            self._in_flight.dropped(seq for seq, _, _ in rows)
         where = f"spilled to {spill_path}" if policy == SPILL else "dropped"
         removed = 0
         try:
@@ -133,6 +132,8 @@ class Overflow:
                     self._state.add(conn, counter, deleted.rowcount)
                     self._state.touch(conn)
                 removed += deleted.rowcount
+                if policy == DROP_OLDEST:  # committed: these were dropped
+                    self._in_flight.dropped(seq for seq, _, _ in piece)
         except sqlite3.OperationalError as exc:
             if not is_disk_full(exc):
                 raise

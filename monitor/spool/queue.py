@@ -16,8 +16,9 @@
 * A full disk never raises: a sample that cannot be stored even then is counted in
   ``dropped_total`` and reported (``Overflowed(disk_full=True)``); a counter that cannot be
   written is kept in memory and written with the next transaction that commits; an ack that
-  cannot be written is kept in memory (:mod:`~monitor.spool.acks`) and ``peek`` hands out
-  nothing until its delete is written.
+  cannot be written is kept in memory (:mod:`~monitor.spool.acks`). While any delivered row's
+  delete is not written (that ack's, or a deferred ack's that a full disk stopped partway),
+  ``peek`` hands out nothing: a row is never handed out twice unless its delivery failed.
 * Acks delete at once (``ack``) or mark the rows and delete them beside the next send
   (``ack_deferred``, :mod:`~monitor.spool.acks`).
 * One agent per spool file: the row count is kept in memory.
@@ -124,7 +125,7 @@ class Spool:
             return []
         with self._lock:
             self._settle()
-            if self._acks.any_unwritten:  # its delete is not on disk: ship nothing more meanwhile
+            if self._acks.any_undeleted:  # delivered rows a full disk left in the table: it would read them
                 return []
             if after is None:
                 cursor = self._conn.execute(schema.OLDEST, (limit,))
@@ -139,7 +140,8 @@ class Spool:
 
         With ``success_ms`` the write's success is recorded in the same transaction (one
         fsync per shipped batch, not two). False if the disk is full and the ack is only kept
-        in memory: ``peek`` returns nothing until its delete is written.
+        in memory: ``peek`` returns nothing until its delete is written (as it does while an
+        earlier deferred ack's rows are not deleted).
         """
         if not seqs:
             return True

@@ -3,20 +3,33 @@
 The fake file system has a fixed capacity; what it has free is that capacity less what the
 spool's files (and the spill file) really take on disk, so the spool meets exactly the limit a
 real small file system would set. (The real thing, a tmpfs, is in tests/integration/test_disk_full.py.)
+The last tests put the spool on a real tmpfs, to meet SQLITE_FULL itself at a chosen statement.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 from monitor.config import MiB, SpoolConfig
-from monitor.spool import Spool
+from monitor.spool import Overflowed, Spool
 from monitor.spool.budget import DISK_RESERVE_BYTES
-from tests.unit.spool_helpers import NOW_S, Overflows, disk_bytes, line
+from tests.tmpfs import fill, skip_unless_mountable, small_filesystem
+from tests.unit.spool_helpers import (
+    NOW_S,
+    FillWhen,
+    Overflows,
+    count_rows,
+    deletes_seqs_in,
+    disk_bytes,
+    keys,
+    line,
+    seqs_of,
+)
 
 BLOCK = 4096
 W = 30  # fields per line: ~700 bytes, so that a few thousand samples fill the disk
@@ -166,3 +179,103 @@ def test_a_sample_that_cannot_be_stored_at_all_is_counted_as_dropped_never_raise
     assert 20 not in [ts for _, ts, _ in spool.peek(100)]
     disk_events = [e for e in overflows.events if e.disk_full]
     assert disk_events and "could not be stored" in disk_events[-1].reason
+
+
+# -- on a real full disk (a tmpfs): deletes that SQLite cannot write (SQLITE_FULL) --------------
+
+BACKLOG = 1500  # rows of ~700 bytes: ~1 MiB, several pieces per delete
+
+
+@pytest.fixture
+def tiny_dir(tmp_path: Path) -> Iterator[Path]:
+    """A 3 MiB tmpfs (root only; skipped elsewhere, failed in CI) with BACKLOG rows in spool.db
+    and its WAL checkpointed away, so that every delete needs new space for its WAL."""
+    skip_unless_mountable()
+    with small_filesystem(tmp_path / "state", 3 * MiB) as directory:
+        spool = Spool(_config(directory), clock=lambda: NOW_S)
+        for ts in range(BACKLOG):
+            spool.append(ts, line(ts, width=W))
+        spool.close()
+        yield directory
+
+
+def _config(directory: Path) -> SpoolConfig:
+    return SpoolConfig(path=directory / "spool.db", spill_path=directory / "spill.lp")
+
+
+def test_delivered_rows_whose_delete_a_full_disk_cut_short_are_never_handed_out_again(tiny_dir: Path) -> None:
+    """The order the agent's log showed: a full batch in flight with the next one read ahead,
+    its ack deferred; the disk fills; the read-ahead's ack is only kept in memory; later the
+    kept delete commits but the deferred one stops after its first pieces."""
+    spool = Spool(_config(tiny_dir), clock=lambda: NOW_S)
+    try:
+        first = spool.peek(600)
+        ahead = spool.peek(300, after=keys(first)[-1])
+        assert spool.ack_deferred(seqs_of(first))
+        filler = fill(tiny_dir, leave_free_bytes=0)
+        assert spool.ack(seqs_of(ahead)) is False  # kept in memory
+        assert spool._depth == BACKLOG - 900  # a piece whose COMMIT failed is not taken off twice
+        assert spool.peek(600) == []
+        filler.unlink()
+        disk = FillWhen(spool, tiny_dir, deletes_seqs_in(first[0][0], first[-1][0], after_the_first=True))
+
+        handed_out = spool.peek(600)  # the kept delete commits; the deferred one stops partway
+
+        assert disk.filler is not None, "the disk never filled during the deferred ack's delete"
+        assert handed_out == []  # (its undeleted rows were handed out again: sent twice)
+        assert 0 < count_rows(tiny_dir / "spool.db") - 600 < 600  # some of its pieces committed
+        assert spool.status().depth == BACKLOG - 900
+        disk.filler.unlink()
+        rest = spool.peek(600)
+        assert [ts for _, ts, _ in rest] == list(range(900, BACKLOG))  # each row once, in order
+        assert count_rows(tiny_dir / "spool.db") == BACKLOG - 900
+    finally:
+        spool.close()
+
+
+def test_rows_a_full_disk_kept_from_being_evicted_are_not_uncounted_when_their_batch_is_acked(
+    tiny_dir: Path,
+) -> None:
+    """drop_oldest picks rows of the batch in flight, but the disk refuses their delete: they
+    were never dropped, so delivering them takes nothing off dropped_total."""
+    spool = Spool(_config(tiny_dir), clock=lambda: NOW_S)
+    try:
+        batch = spool.peek(100)
+        filler = fill(tiny_dir, leave_free_bytes=0)
+        spool.append(BACKLOG, line(BACKLOG, width=W))  # neither an eviction nor the insert commits
+        assert spool.status().dropped_total == 1  # the sample that could not be stored
+        filler.unlink()
+
+        assert spool.ack(seqs_of(batch)) is True
+
+        status = spool.status()
+        assert status.dropped_total == 1
+        assert status.depth == BACKLOG - 100
+        assert [ts for _, ts, _ in spool.peek(1)] == [100]
+    finally:
+        spool.close()
+
+
+def test_a_deferred_delete_the_full_disk_stopped_keeps_its_rows_from_eviction(tiny_dir: Path) -> None:
+    """Rows of a delivered batch whose delete is not written yet are not the oldest samples to
+    drop: evicting them would count delivered samples as lost (and take them off depth twice)."""
+    events: list[Overflowed] = []
+    spool = Spool(_config(tiny_dir), clock=lambda: NOW_S, on_overflow=events.append)
+    try:
+        first = spool.peek(300)
+        assert spool.ack_deferred(seqs_of(first))
+        disk = FillWhen(spool, tiny_dir, deletes_seqs_in(first[0][0], first[-1][0]))
+        assert spool.peek(10) == []  # the deferred delete could not be written
+        assert disk.filler is not None
+        disk.filler.unlink()
+        spool._conn.set_trace_callback(None)
+        spool.reconfigure(dataclasses.replace(_config(tiny_dir), buffer_size=BACKLOG - 300))
+
+        spool._evict(50, "a test's eviction", [])  # what the budget does past a limit
+
+        status = spool.status()
+        assert status.dropped_total == 50
+        assert status.depth == BACKLOG - 300 - 50
+        assert [ts for _, ts, _ in spool.peek(1)] == [350]  # the 50 oldest undelivered went
+    finally:
+        spool.close()
