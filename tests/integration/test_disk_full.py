@@ -165,11 +165,16 @@ def test_collect_on_a_full_disk_drops_the_oldest_alerts_once_ships_once_and_reco
     backlog_points = [point_of(line) for line in backlog]
     first_new_ms = backlog_points[-1][0] + 1
     stored_backlog = [p for p in stored if p[0] < first_new_ms]
-    assert 0 < final.dropped_total < len(backlog)
-    assert stored_backlog == backlog_points[final.dropped_total :], "not exactly the oldest were dropped"
+    old_dropped = len(backlog) - len(stored_backlog)
+    assert 0 < old_dropped < len(backlog)
+    assert stored_backlog == backlog_points[old_dropped:], "not exactly the oldest were dropped"
     new_ticks = [ts for ts, _ in stored if ts >= first_new_ms]
     expected = expected_ticks_ms(new_ticks[0], new_ticks[-1], 0.1, agent.skipped_ticks_ms())
-    assert new_ticks == expected, "a sample the agent took is missing although only old ones were counted"
+    lost = sorted(set(expected) - set(new_ticks))
+    assert set(new_ticks) <= set(expected) and len(new_ticks) == len(set(new_ticks))
+    # A new sample may be lost when not even the oldest could be evicted ("could not be stored
+    # (counted as dropped)"): every sample is stored or counted, none both, none neither.
+    assert final.dropped_total == old_dropped + len(lost), (old_dropped, lost, final.dropped_total)
     assert "Traceback" not in agent.log()
 
 
