@@ -25,7 +25,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol, get_args
 
+from monitor import catalog
 from monitor.catalog import is_metric, metric_order
+from monitor.errors import QueryFailed
 
 if TYPE_CHECKING:
     from monitor.config import Config
@@ -113,6 +115,20 @@ class HostSeen:
 
     host: str
     last_ms: int
+
+
+def query_family(store: str, metrics: Sequence[str]) -> catalog.Family:
+    """The one family of METRICS, for STORE's error: an unknown metric or a mix of families is
+    refused before any query (no metrics: the host family)."""
+    families = []
+    for metric in metrics:
+        family = catalog.family_of(metric)
+        if family is None:
+            raise QueryFailed(store, f"not an allow-listed metric: {metric!r}")
+        families.append(family)
+    if len(set(families)) > 1:
+        raise QueryFailed(store, f"metrics of more than one family: {', '.join(metrics)}")
+    return families[0] if families else "host"
 
 
 def combine(fn: Aggregation, partials: Sequence[Partial]) -> Aggregate:
@@ -226,4 +242,5 @@ __all__ = [
     "known_metrics",
     "make_store",
     "metric_order",
+    "query_family",
 ]

@@ -39,6 +39,7 @@ from monitor.api.stores import (
     Tags,
     combine,
     known_metrics,
+    query_family,
 )
 from monitor.errors import QueryFailed, StoreUnavailable
 from monitor.influxhttp import Endpoint, authorization, describe, tls_context
@@ -143,15 +144,7 @@ class InfluxQLStore:
 
     def _family(self, metrics: Sequence[str]) -> catalog.Family:
         """The one family of METRICS (allow-listed); a mix is refused before any query."""
-        families = {catalog.family_of(m) for m in metrics}
-        if None in families:
-            bad = next(m for m in metrics if catalog.family_of(m) is None)
-            raise QueryFailed(self.name, f"not an allow-listed metric: {bad!r}")
-        if len(families) != 1:
-            raise QueryFailed(self.name, f"metrics of more than one family: {', '.join(metrics)}")
-        family = families.pop()
-        assert family is not None
-        return family
+        return query_family(self.name, metrics)
 
     def _source(self, family: catalog.Family = "host") -> str:
         measurement = ident(catalog.measurement_of(family, self.measurement))

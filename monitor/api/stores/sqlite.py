@@ -34,6 +34,7 @@ from monitor.api.stores import (
     Tags,
     combine,
     known_metrics,
+    query_family,
 )
 from monitor.errors import QueryFailed, StoreUnavailable
 
@@ -157,15 +158,7 @@ class SQLiteStore:
 
     def _family(self, metrics: Sequence[str]) -> catalog.Family:
         """The one family of METRICS (allow-listed); a mix is refused before any query."""
-        families = []
-        for metric in metrics:
-            family = catalog.family_of(metric)
-            if family is None:
-                raise QueryFailed(self.name, f"not an allow-listed metric: {metric!r}")
-            families.append(family)
-        if len(set(families)) > 1:
-            raise QueryFailed(self.name, f"metrics of more than one family: {', '.join(metrics)}")
-        return families[0] if families else "host"
+        return query_family(self.name, metrics)
 
     def _tag_filter(self, family: catalog.Family, tags: Tags) -> str | None:
         """The stored tag text TAGS select (a family has one key: a filter names the whole set),
