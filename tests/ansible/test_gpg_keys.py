@@ -72,7 +72,10 @@ def show(path: Path) -> str:
 def keyring(tmp_path):
     if shutil.which("gpg") is None:
         pytest.fail("gpg is not installed (Debian: gnupg)")
-    return Keyring(tmp_path / "gnupg")
+    ring = Keyring(tmp_path / "gnupg")
+    yield ring
+    # gpg starts a gpg-agent daemon per home directory; it would outlive the test run.
+    subprocess.run(["gpgconf", "--homedir", str(ring.home), "--kill", "gpg-agent"], check=False, timeout=30)
 
 
 def test_fingerprints_of_a_key_file_are_the_primary_then_its_subkeys(tmp_path, keyring):
