@@ -17,8 +17,12 @@ collectors' switches say. Then one sample per series of the tagged families
   available), where used = total - free; ``filesystem_free_bytes``, the space available to
   unprivileged users (``f_bavail``); ``filesystem_total_bytes``; ``filesystem_inodes_used_percent``
   (0 on filesystems without inode counts: btrfs, vfat). One ``statvfs`` per mount gives all four.
-  Mounts come from ``psutil.disk_partitions(all=False)`` (filesystems backed by a device), minus
-  the types in ``filesystem_exclude_types`` (tmpfs, overlay, squashfs, ...). Bind mounts are
+  Mounts come from the whole mount table (``psutil.disk_partitions(all=True)``; mount points
+  that are not directories, such as a container's bind-mounted ``/etc/hosts``, left out), minus
+  the types in ``filesystem_exclude_types`` (pseudo filesystems, tmpfs, overlay, squashfs, and
+  network filesystems, whose ``statvfs`` blocks while their server is away) and, as df does,
+  filesystems of zero size. The type list alone decides: a container's overlay ``/`` is sampled
+  once ``overlay`` is taken off the list. Bind mounts are
   deduplicated: a device mounted at several places is reported once, at its shortest mount
   point (``/`` rather than ``/srv/chroot/etc``; in a container, the host disk's bind-mounted
   ``/etc/hosts`` counts once); the same space would otherwise be counted — and alerted — twice.
@@ -154,7 +158,7 @@ class SystemStats(Protocol):
     def swap(self) -> SwapUsage: ...
 
     def mounts(self) -> Sequence[Mount]:
-        """Mounted filesystems backed by a device (psutil's ``all=False``); [] when unknown."""
+        """Every mounted filesystem whose mount point is a directory; [] when unknown."""
         ...
 
     def fs_usage(self, mountpoint: str) -> FsUsage:
@@ -232,10 +236,13 @@ class PsutilStats:
         if table and table == self._mount_table:
             return self._mounts
         try:
-            parts = self._psutil.disk_partitions(all=False)
+            parts = self._psutil.disk_partitions(all=True)
         except OSError:
             return []
-        self._mount_table, self._mounts = table, [Mount(p.device, p.mountpoint, p.fstype) for p in parts]
+        # all=True: the type list decides what is a real filesystem, not psutil's "backed by a
+        # device" rule (which drops an overlay / even when the user asked for it).
+        mounts = [Mount(p.device, p.mountpoint, p.fstype) for p in parts if os.path.isdir(p.mountpoint)]
+        self._mount_table, self._mounts = table, mounts
         return self._mounts
 
     def fs_usage(self, mountpoint: str) -> FsUsage:
@@ -471,6 +478,8 @@ class Collector:
             except OSError as exc:
                 log.debug("skipping %s this tick: %s", m.mountpoint, exc)
                 continue
+            if u.total_bytes <= 0:
+                continue  # a pseudo filesystem the type list does not know (df hides these too)
             used = u.total_bytes - u.free_bytes
             fields = {
                 "filesystem_used_percent": _used_percent(used, used + u.avail_bytes),

@@ -125,22 +125,31 @@ class ApiConfig:
     allow_insecure: bool = False
 
 
-# Filesystem types never worth a series: memory, kernel and container-layer filesystems.
+# Filesystem types never worth a series: memory, kernel and container-layer filesystems, and
+# network filesystems (a statvfs on one whose server is away blocks the collector's tick).
 DEFAULT_EXCLUDE_FS_TYPES = (
+    "afs",
     "autofs",
     "binfmt_misc",
     "bpf",
+    "ceph",
     "cgroup*",
+    "cifs",
     "configfs",
     "debugfs",
     "devpts",
     "devtmpfs",
     "efivarfs",
+    "fuse.glusterfs",
     "fuse.lxcfs",
+    "fuse.sshfs",
     "fusectl",
+    "glusterfs",
     "hugetlbfs",
     "iso9660",
     "mqueue",
+    "nfs",
+    "nfs4",
     "nsfs",
     "overlay",
     "proc",
@@ -149,6 +158,8 @@ DEFAULT_EXCLUDE_FS_TYPES = (
     "rpc_pipefs",
     "securityfs",
     "selinuxfs",
+    "smb3",
+    "smbfs",
     "squashfs",
     "sysfs",
     "tmpfs",

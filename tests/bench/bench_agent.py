@@ -51,8 +51,9 @@ while True:
     psutil.disk_io_counters(); psutil.net_io_counters(pernic=True)
     psutil.getloadavg(); psutil.swap_memory(); os.listdir("/sys/block")
     psutil.disk_io_counters(perdisk=True); psutil.net_io_counters(pernic=True)
-    for part in psutil.disk_partitions(all=False):
-        os.statvfs(part.mountpoint)
+    for part in psutil.disk_partitions(all=True):
+        if os.path.isdir(part.mountpoint):
+            os.statvfs(part.mountpoint)
     now = time.time()
     time.sleep(interval - now % interval)
 """

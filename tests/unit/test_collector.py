@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections import namedtuple
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -354,13 +355,23 @@ def test_filesystem_used_percent_is_dfs_used_over_used_plus_available() -> None:
     }
 
 
-def test_filesystems_without_inode_counts_or_size_report_zero_not_an_error() -> None:
+def test_filesystems_without_inode_counts_report_zero_not_an_error() -> None:
     stats = FakeStats(
-        mount_table=[Mount("/dev/sdb1", "/boot/efi", "vfat")], usage={"/boot/efi": FsUsage(0, 0, 0, 0, 0)}
+        mount_table=[Mount("/dev/sdb1", "/boot/efi", "vfat")],
+        usage={"/boot/efi": FsUsage(512 * 2**20, 256 * 2**20, 256 * 2**20, 0, 0)},
     )
     fs = _series(_ticks(stats, [lambda s: None])[0], "filesystem")
-    assert fs["/boot/efi"]["filesystem_used_percent"] == 0.0
+    assert fs["/boot/efi"]["filesystem_used_percent"] == 50.0
     assert fs["/boot/efi"]["filesystem_inodes_used_percent"] == 0.0
+
+
+def test_a_filesystem_of_zero_size_is_left_out_as_df_does() -> None:
+    # A pseudo filesystem the type list does not name (a new kernel's) has no blocks at all.
+    stats = FakeStats(
+        mount_table=[Mount("/dev/vda", "/", "ext4"), Mount("none", "/sys/fs/newfs", "newfs")],
+        usage={"/": FsUsage(10 * GIB, 5 * GIB, 5 * GIB, 10, 5), "/sys/fs/newfs": FsUsage(0, 0, 0, 0, 0)},
+    )
+    assert list(_series(_ticks(stats, [lambda s: None])[0], "filesystem")) == ["/"]
 
 
 def test_pseudo_filesystems_are_excluded_and_bind_mounts_count_once_at_the_shortest_path() -> None:
@@ -373,6 +384,7 @@ def test_pseudo_filesystems_are_excluded_and_bind_mounts_count_once_at_the_short
             Mount("overlay", "/var/lib/containers/x", "overlay"),
             Mount("/dev/loop0", "/snap/core/1", "squashfs"),
             Mount("cgroup2", "/sys/fs/cgroup", "cgroup2"),
+            Mount("nas:/export", "/mnt/nas", "nfs4"),  # network: its statvfs can hang
             Mount("/dev/vdb", "/data", "xfs"),
         ],
         usage=dict.fromkeys(
@@ -383,6 +395,7 @@ def test_pseudo_filesystems_are_excluded_and_bind_mounts_count_once_at_the_short
                 "/var/lib/containers/x",
                 "/snap/core/1",
                 "/sys/fs/cgroup",
+                "/mnt/nas",
                 "/data",
             ],
             usage,
@@ -423,7 +436,11 @@ def test_a_mount_that_vanishes_between_ticks_is_absent_and_one_failing_statvfs_i
     def unmounted_after_listing(s: FakeStats) -> None:  # still in the table, gone when read
         del s.usage["/"]
 
-    ticks = _ticks(stats, [lambda s: None, unmount_data, nfs_dies, unmounted_after_listing])
+    # NFS is off the default type list (a hung server blocks statvfs); this host opted in.
+    opted_in = CollectorsConfig(
+        filesystem_exclude_types=tuple(t for t in CollectorsConfig().filesystem_exclude_types if t != "nfs4")
+    )
+    ticks = _ticks(stats, [lambda s: None, unmount_data, nfs_dies, unmounted_after_listing], opted_in)
     assert [sorted(_series(t, "filesystem")) for t in ticks] == [
         ["/", "/data", "/nfs"],
         ["/", "/nfs"],
@@ -569,17 +586,31 @@ def test_a_bare_container_reports_what_exists_and_never_fails_the_tick() -> None
     assert [s.family for s in _ticks(stats, [lambda s: None])[0]] == ["host"]
 
 
-def test_one_real_filesystem_in_a_container_is_reported() -> None:
-    stats = FakeStats(
-        mount_table=[Mount("/dev/vda", "/etc/hosts", "ext4"), Mount("/dev/vda", "/etc/hostname", "ext4")],
-        usage={
-            "/etc/hosts": FsUsage(10 * GIB, 5 * GIB, 5 * GIB, 10, 5),
-            "/etc/hostname": FsUsage(1, 1, 1, 1, 1),
-        },
-    )
-    fs = _series(_ticks(stats, [lambda s: None])[0], "filesystem")
-    assert list(fs) == ["/etc/hosts"]
-    assert fs["/etc/hosts"]["filesystem_used_percent"] == 50.0
+def test_a_containers_overlay_root_is_reported_once_overlay_is_off_the_type_list() -> None:
+    mounts = [
+        Mount("overlay", "/", "overlay"),
+        Mount("proc", "/proc", "proc"),
+        Mount("tmpfs", "/dev", "tmpfs"),
+    ]
+    usage = {m.mountpoint: FsUsage(10 * GIB, 5 * GIB, 5 * GIB, 10, 5) for m in mounts}
+
+    def filesystems(config: CollectorsConfig) -> dict:
+        stats = FakeStats(mount_table=mounts, usage=usage)
+        return _series(_ticks(stats, [lambda s: None], config)[0], "filesystem")
+
+    assert filesystems(CollectorsConfig()) == {}
+    types = tuple(t for t in CollectorsConfig().filesystem_exclude_types if t != "overlay")
+    fs = filesystems(CollectorsConfig(filesystem_exclude_types=types))
+    assert list(fs) == ["/"]
+    assert fs["/"]["filesystem_used_percent"] == 50.0
+
+
+def test_psutil_stats_list_the_whole_mount_table_but_only_directories() -> None:
+    # /proc is a nodev filesystem psutil's all=False would drop: its presence shows the type
+    # list, not psutil, decides; a bind-mounted file (a container's /etc/hosts) is no mount here.
+    mounts = PsutilStats().mounts()
+    assert any(m.mountpoint == "/proc" and m.fstype == "proc" for m in mounts)
+    assert mounts and all(os.path.isdir(m.mountpoint) for m in mounts)
 
 
 def test_a_mount_point_the_line_protocol_cannot_carry_is_skipped() -> None:
