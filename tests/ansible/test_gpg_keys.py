@@ -1,19 +1,29 @@
-"""Pinned signing keys (plugins/filter/gpg_keys.py) against real keys made by gpg for the test.
+"""Pinned signing keys (plugins/filter/gpg_keys.py, roles/hostmon_signing_key) against real keys
+made by gpg for the test.
 
 The case rpm_key gets wrong: a key file that gained a signing subkey under the same primary key.
+And the grafana role's key tasks run for real on this machine: a key with the pinned fingerprint
+reaches the host's keyring path (fetched once on the controller, or by the host), an impostor
+with the same name is refused.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+import yaml
 
-from tests.ansible.helpers import REPO
+from tests.ansible.helpers import REPO, ansible_playbook
+
+RENDER_CFG = Path(__file__).resolve().parent / "render" / "ansible.cfg"
 
 
 def load() -> ModuleType:
@@ -122,3 +132,51 @@ def test_every_key_of_several_armored_blocks_is_listed(tmp_path, keyring):
 def test_no_key_gives_no_fingerprints():
     assert gpg_keys.gpg_fingerprints("") == []
     assert gpg_keys.gpg_missing_fingerprints(["AB" * 20], []) == ["AB" * 20]
+
+
+def run_grafana_key_tasks(
+    tmp_path: Path, key_url: str, pinned: list[str], source: str
+) -> tuple[int, str, Path]:
+    """The grafana role's key tasks on this machine: (exit code, output, where the host's key went)."""
+    host_key = tmp_path / "host" / "etc" / "apt" / "keyrings" / "grafana.asc"
+    extra = {
+        "_grafana_gpg_key_url": key_url,
+        "_grafana_gpg_key_path": str(host_key),
+        "_grafana_gpg_key_rpm_import": False,
+        "grafana_key_source": source,
+        "grafana_artifacts_dir": str(tmp_path / "controller-artifacts"),
+        "grafana_gpg_key_fingerprints": pinned,
+        "ansible_python_interpreter": sys.executable,
+    }
+    env = {**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_CONFIG": str(RENDER_CFG)}
+    play = Path(__file__).resolve().parent / "signing_key" / "grafana_key.yml"
+    cmd = [ansible_playbook(), "-i", "localhost,", str(play), "-e", json.dumps(extra)]
+    done = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, cwd=REPO, timeout=240)
+    return done.returncode, done.stdout + done.stderr, host_key
+
+
+@pytest.mark.parametrize("source", ["controller", "download"])
+def test_grafana_key_with_the_pinned_fingerprint_is_brought_to_the_host(tmp_path, keyring, source):
+    genuine = keyring.new_key("Grafana Labs <engineering@grafana.example>")
+    published = keyring.export(tmp_path / "gpg.key", genuine)
+    rc, out, host_key = run_grafana_key_tasks(tmp_path, published.as_uri(), [genuine], source)
+    assert rc == 0, out[-3000:]
+    assert host_key.read_text() == published.read_text()
+    fetched_once = tmp_path / "controller-artifacts" / "gpg.key"
+    assert fetched_once.exists() == (source == "controller")
+
+
+def test_grafana_key_without_the_pinned_fingerprint_is_refused_naming_both(tmp_path, keyring):
+    genuine = keyring.new_key("Grafana Labs <engineering@grafana.example>")
+    impostor = keyring.new_key("Grafana Labs <engineering@grafana.example>")  # same name, another key
+    served = keyring.export(tmp_path / "gpg.key", impostor)
+    rc, out, _ = run_grafana_key_tasks(tmp_path, served.as_uri(), [genuine], "controller")
+    assert rc != 0
+    assert f"lacks the pinned fingerprint(s) {genuine}" in out and impostor in out
+    assert "grafana_gpg_key_fingerprints" in out and "Refusing to trust it" in out
+
+
+def test_grafana_default_pin_is_grafana_labs_current_key():
+    # The key apt.grafana.com and rpm.grafana.com sign with since the 2023 rotation.
+    defaults = yaml.safe_load((REPO / "roles" / "grafana" / "defaults" / "main.yml").read_text())
+    assert defaults["grafana_gpg_key_fingerprints"] == ["B53AE77BADB630A683046005963FA27710458545"]
