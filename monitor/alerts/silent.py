@@ -3,13 +3,14 @@
 An agent cannot report its own death, so the API evaluates this rule on the fleet the store
 knows (``store.hosts()``: every host and the time of its newest sample):
 
-- A host FIRES ``host_silent`` once when its newest sample has not advanced for
-  ``api.silent_after_s`` seconds, and RESOLVES once at the first evaluation that sees a newer
-  sample (or when the host is gone from the store: its samples expired).
-- "Has not advanced for" is measured on the monotonic clock from the evaluation that last saw
-  the newest sample change (or first saw the host), so a step of the wall clock neither fires
-  every host at once nor hides a dead one. A host already silent when the API starts fires
-  ``silent_after_s`` after the start.
+- A host FIRES ``host_silent`` once when its newest sample is older than ``api.silent_after_s``
+  by the wall clock *and* has not advanced for that long by the monotonic clock (measured from
+  the evaluation that last saw it advance, or first saw the host); it RESOLVES once at the first
+  evaluation that sees a newer sample (or when the host is gone from the store: its samples
+  expired). So a step of the wall clock never fires a live host: forward, the samples keep
+  advancing; back (the agents on the stepped machine write older times), the newest sample is
+  "younger" than ever. A dead host's alert is delayed by a backward step, not lost; one
+  already silent when the API starts fires ``silent_after_s`` after the start.
 - The state survives a restart of the API: a host whose last ``host_silent`` event in the alert
   log is a fire is firing; it resolves when its samples are seen to advance, or at once when
   its newest sample is younger than ``silent_after_s`` by the wall clock.
@@ -105,7 +106,12 @@ class SilentHosts:
                 if state.firing:
                     self._change(h.host, state, RESOLVED, now_ms, mono_s, why="sends samples again")
                 continue
-            if not state.firing and mono_s - state.changed_s >= self.silent_after_s:
+            silent_ms = self.silent_after_s * 1000
+            if (
+                not state.firing
+                and mono_s - state.changed_s >= self.silent_after_s
+                and now_ms - h.last_ms >= silent_ms
+            ):
                 self._change(h.host, state, FIRING, now_ms, mono_s)
         for name in [n for n in self._hosts if n not in present]:
             state = self._hosts.pop(name)
