@@ -179,7 +179,9 @@ def watching(
     def loop() -> None:
         while not stop.is_set():
             try:
-                rule.evaluate(hosts(), round(clock() * 1000), monotonic())
+                seen = hosts()
+                rule.evaluate(seen, round(clock() * 1000), monotonic())
+                log.debug("silent-host rule evaluated: %d hosts, firing for %s", len(seen), rule.firing())
             except MonitorError as exc:  # the store down: the next evaluation tries again
                 log.warning("silent-host rule: cannot read the hosts: %s", exc)
             except Exception:
