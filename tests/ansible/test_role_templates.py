@@ -148,7 +148,7 @@ def test_the_api_beyond_loopback_gets_its_token_tls_and_client_limits(rendered, 
 def test_the_silent_host_rule_defaults_to_three_intervals_and_takes_the_role_variables(rendered, tmp_path):
     secrets = json.loads(rendered["monitor-sqlite/secrets.json"])
     default = load_hostmon_config(rendered["monitor-sqlite/hostmon.toml"], secrets, tmp_path).api
-    assert (default.silent_after_s, default.silent_severity, default.silent_webhook) == (30.0, "warning", "")
+    assert (default.silent_after_s, default.silent_severity, default.silent_webhook) == (40.0, "warning", "")
     assert "silent_after_s" not in rendered["monitor-sqlite/hostmon.toml"]  # 0: the agent's own default
     files = render(
         tmp_path / "rendered.json",
