@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
-from monitor.alerts.history import AlertHistory, firing
+from monitor.alerts.history import AlertHistory
 from monitor.alerts.log import FIRING, RESOLVED, AlertEvent, AlertState
 from monitor.alerts.notify import Notifier
 from monitor.config import Config, Severity
@@ -151,7 +151,7 @@ class SilentHosts:
 
 def restored_hosts(history: AlertHistory) -> list[str]:
     """Hosts whose last ``host_silent`` event in the alert log is a fire."""
-    return sorted({last.host for _, last in firing(history.events()) if last.rule == RULE})
+    return sorted({f.last.host for f in history.firing() if f.last.rule == RULE})
 
 
 @contextmanager
