@@ -9,6 +9,7 @@ agent started again, one RESOLVED line and one POST follow. Every wait is on the
 from __future__ import annotations
 
 import json
+import os
 import queue
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from typing import Any
 import pytest
 
 from monitor import metricsdb
-from monitor.alerts.silent import RULE
+from monitor.alerts.silent import RULE, check_interval_s
 from tests import servers
 from tests.integration.helpers import (
     HOST,
@@ -31,6 +32,8 @@ from tests.integration.helpers import (
     write_config,
 )
 from tests.integration.test_alert_webhook import _serve
+from tests.integration.test_clock_steps import LIBFAKETIME
+from tests.servers import IN_CI
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +45,14 @@ class ApiProcess:
     """``python -m monitor --config CFG --log-level DEBUG api`` (or ``run``), its log in a file,
     ended by its PID."""
 
-    def __init__(self, config_path: Path, log_path: Path, port: int, command: str = "api") -> None:
+    def __init__(
+        self,
+        config_path: Path,
+        log_path: Path,
+        port: int,
+        command: str = "api",
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.log_path = log_path
         self.url = f"http://127.0.0.1:{port}"
         with log_path.open("ab") as log:
@@ -60,6 +70,7 @@ class ApiProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=REPO,
+                env={**os.environ, **(env or {})},
             )
 
     def log(self) -> str:
@@ -88,8 +99,10 @@ def receiver() -> Iterator[tuple[str, queue.Queue[tuple[str, dict[str, str], byt
 def api(tmp_path: Path) -> Iterator[Callable[..., ApiProcess]]:
     started: list[ApiProcess] = []
 
-    def start(config_path: Path, port: int, command: str = "api") -> ApiProcess:
-        started.append(ApiProcess(config_path, tmp_path / f"{command}.log", port, command))
+    def start(
+        config_path: Path, port: int, command: str = "api", env: dict[str, str] | None = None
+    ) -> ApiProcess:
+        started.append(ApiProcess(config_path, tmp_path / f"{command}.log", port, command, env))
         return started[-1]
 
     yield start
@@ -101,12 +114,14 @@ def api(tmp_path: Path) -> Iterator[Callable[..., ApiProcess]]:
         print(process.log()[-20000:])
 
 
-def settings(state_dir: Path, port: int, webhook: str) -> dict[str, dict[str, Any]]:
+def settings(
+    state_dir: Path, port: int, webhook: str, flush_s: float = 0.1, silent_s: float = SILENT_AFTER_S
+) -> dict[str, dict[str, Any]]:
     return {
         "collectors": {"filesystem": False, "disk": False, "network": False},
         "agent": {"host": HOST, "interval_s": 0.2, "state_dir": str(state_dir)},
-        "shipper": {"flush_interval_s": 0.1},
-        "api": {"port": port, "silent_after_s": SILENT_AFTER_S, "silent_webhook": webhook},
+        "shipper": {"flush_interval_s": flush_s},
+        "api": {"port": port, "silent_after_s": silent_s, "silent_webhook": webhook},
     }
 
 
@@ -178,3 +193,51 @@ def test_hostmon_run_fires_for_another_host_of_its_store_that_went_silent(tmp_pa
     assert (server.host("gone") or {})["status"] == "silent"
     server.proc.terminate()
     assert server.proc.wait(20) == 0
+
+
+def test_an_hour_step_of_the_apis_clock_fires_no_live_host_and_still_fires_a_dead_one(
+    tmp_path, state_dir, start_agent, api, receiver
+):
+    """The API under libfaketime (its wall clock stepped when the test says, the monotonic clock
+    real): an hour forward makes every sample look an hour old, yet nothing fires while the agent
+    writes; stopped, the agent's host fires as before. The agent flushes once a second and the
+    rule looks every 0.6 s, so most evaluations see no new sample: only the monotonic clock can
+    tell them that the host is not silent."""
+    if LIBFAKETIME is None:
+        if IN_CI:
+            pytest.fail("libfaketime is not installed (apt-get install faketime)")
+        pytest.skip("libfaketime is not installed (apt-get install faketime)")
+    url, received = receiver
+    offset = tmp_path / "faketime"
+    offset.write_text("+0\n")
+    env = {
+        "LD_PRELOAD": LIBFAKETIME,
+        "FAKETIME_TIMESTAMP_FILE": str(offset),
+        "FAKETIME_NO_CACHE": "1",
+        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+    }
+    port = servers.free_port()
+    silent_s = 3.0
+    config = write_config(tmp_path / "hostmon.toml", settings(state_dir, port, url, 1.0, silent_s))
+    agent = start_agent(config)
+    server = api(config, port, "api", env)
+    wait_for(
+        lambda: (server.host() or {}).get("status") == "ok", "the agent's host in /hosts", explain=server.log
+    )
+    offset.write_text("+3600\n")
+    wait_for(lambda: (server.host() or {}).get("age_s", 0) > 3000, "the API's clock an hour ahead")
+    evaluations = server.log().count(EVALUATED)
+    per_silent_time = int(silent_s / check_interval_s(silent_s))
+    wait_for(
+        lambda: server.log().count(EVALUATED) >= evaluations + 2 * per_silent_time,
+        "evaluations over twice the silent time",
+    )
+    assert alert_events(state_dir / "alerts.log", RULE) == []
+    assert (server.host() or {})["status"] == "silent"  # /hosts goes by the wall clock: an hour old
+
+    assert agent.terminate() == 0
+    fired = wait_for(
+        lambda: alert_events(state_dir / "alerts.log", RULE), "a host_silent line", explain=server.log
+    )
+    assert [(e["host"], e["state"]) for e in fired] == [(HOST, "FIRING")]
+    assert json.loads(received.get(timeout=20)[2])["state"] == "FIRING"
