@@ -126,6 +126,8 @@ def _unquote(text: str) -> str:
     if not (len(text) >= 2 and text[0] == text[-1] == '"'):
         return text
     body = text[1:-1]
+    if "\\" not in body:
+        return body
     return re.sub(
         r"\\x([0-9a-f]{2})|\\u([0-9a-f]{4})|\\U([0-9a-f]{8})|\\(.)",
         lambda m: chr(int(m[1] or m[2] or m[3], 16)) if m[4] is None else _UNESCAPES.get(m[4], m[4]),
@@ -135,7 +137,19 @@ def _unquote(text: str) -> str:
 
 def parse_line(line: str) -> dict[str, str]:
     """Inverse of :func:`format_line`: key -> value (unquoted), in line order."""
-    return {m[1]: _unquote(m[2]) for m in _TOKEN.finditer(line)}
+    cut = line.find(" message=")
+    head = line if cut < 0 else line[:cut]
+    if '"' in head:  # a quoted value before the message: tokenize the whole line
+        return {m[1]: _unquote(m[2]) for m in _TOKEN.finditer(line)}
+    # Bare values hold no space or quote, so the fields before the message split on spaces.
+    out = {}
+    for token in head.split():
+        key, eq, value = token.partition("=")
+        if key and eq:
+            out[key] = value
+    if cut >= 0:
+        out["message"] = _unquote(line[cut + len(" message=") :].rstrip())
+    return out
 
 
 class ReopeningRotatingFileHandler(logging.handlers.RotatingFileHandler):
