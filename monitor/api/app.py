@@ -191,8 +191,8 @@ class _Api:
         return _json_response(body, status)
 
     def static(self, name: str) -> bottle.HTTPResponse:
-        """The dashboard's files (monitor/api/page.py); public, like the page itself."""
-        params.no_params(_query_string())
+        """The dashboard's files (monitor/api/page.py); public, like the page itself. A query
+        string is ignored (a link may carry one), the file is the same."""
         file = page.lookup(name)
         if file is None:
             raise ApiError(404, f"no such file: /static/{name}")
