@@ -93,6 +93,7 @@ async function route() {
   const hostview = document.getElementById("hostview");
   const match = path.match(/^\/host\/(.+)$/);
   hostmon.ready = false;
+  hostmon.charts = {};
   if (!match) {
     crumbs(null);
     hostview.hidden = true;
