@@ -14,7 +14,8 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from monitor import __version__, access
@@ -110,7 +111,8 @@ def _api(config: Config) -> int:
     while True:
         stop.clear()
         reload.clear()
-        serve(config, stop=stop)  # in the main thread SIGTERM and SIGINT set stop
+        with _silent_hosts(config):
+            serve(config, stop=stop)  # in the main thread SIGTERM and SIGINT set stop
         if not reload.is_set():
             return 0
         try:
@@ -139,11 +141,26 @@ def _run(config: Config) -> int:
 
     _on_signals(reload=agent.request_reload, stop=stop)
     try:
-        agent.run()
+        with _silent_hosts(config):
+            agent.run()
     finally:
         api_stop.set()
         api.join(10)
     return 0
+
+
+@contextmanager
+def _silent_hosts(config: Config) -> Iterator[None]:
+    """The silent-host rule on the fleet of the API's store, on a thread and a store of its own."""
+    from monitor.alerts.silent import watching
+    from monitor.api.stores import make_store
+
+    store = make_store(config)
+    try:
+        with watching(config, store.hosts):
+            yield
+    finally:
+        store.close()
 
 
 def _selftest(config: Config) -> int:

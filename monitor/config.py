@@ -36,7 +36,13 @@ OVERFLOW_POLICIES: tuple[Overflow, ...] = get_args(Overflow)
 COMPARISONS: tuple[Comparison, ...] = get_args(Comparison)
 SEVERITIES: tuple[Severity, ...] = get_args(Severity)
 MiB = 1024 * 1024
+SILENT_AFTER_MIN_S = 30.0
 D = TypeVar("D", bound="DataclassInstance")
+
+
+def default_silent_after_s(interval_s: float) -> float:
+    """``api.silent_after_s`` when not set: three agent intervals, at least 30 s."""
+    return max(SILENT_AFTER_MIN_S, 3 * interval_s)
 
 
 def default_state_dir(environ: Mapping[str, str] = os.environ) -> Path:
@@ -123,6 +129,11 @@ class ApiConfig:
     tls_key_file: Path | None = None
     # Serve beyond loopback without a token and TLS anyway (e.g. behind a TLS proxy).
     allow_insecure: bool = False
+    # A host whose newest sample is older than this is silent (/hosts) and fires host_silent.
+    # 0 means the default: 3 agent intervals, at least SILENT_AFTER_MIN_S (see silent_after_s()).
+    silent_after_s: float = 0.0
+    silent_severity: Severity = "warning"
+    silent_webhook: str = ""
 
 
 # Filesystem types never worth a series: memory, kernel and container-layer filesystems.
@@ -439,6 +450,21 @@ def _validate(r: _Reader, c: Config) -> None:
     )
     _check(
         r,
+        "api.silent_after_s",
+        c.agent.interval_s < a.silent_after_s <= 7 * 86_400,
+        f"must be more than agent.interval_s ({c.agent.interval_s:g}) and at most 604800 seconds (7 days)",
+    )
+    _check(
+        r, "api.silent_severity", a.silent_severity in SEVERITIES, f"must be one of {', '.join(SEVERITIES)}"
+    )
+    _check(
+        r,
+        "api.silent_webhook",
+        not a.silent_webhook or a.silent_webhook.startswith(("http://", "https://")),
+        "must be an http:// or https:// URL",
+    )
+    _check(
+        r,
         "api.tls_key_file",
         (a.tls_cert_file is None) == (a.tls_key_file is None),
         "api.tls_cert_file and api.tls_key_file go together: set both or neither",
@@ -542,12 +568,15 @@ def parse(
     rules = _rules(r, alerts_raw.get("rules", []))
     alerts = r.section(raw, AlertsConfig, "alerts", rules=rules)
     alerts = _default_paths(alerts, log_path=state / "alerts.log")
+    api = r.section(raw, ApiConfig, "api")
+    if api.silent_after_s == 0:
+        api = replace(api, silent_after_s=default_silent_after_s(agent.interval_s))
     config = Config(
         agent,
         spool,
         r.section(raw, ShipperConfig, "shipper"),
         sink,
-        r.section(raw, ApiConfig, "api"),
+        api,
         alerts,
         None if source == "<defaults>" else Path(source),
         r.section(raw, CollectorsConfig, "collectors"),

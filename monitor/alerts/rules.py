@@ -46,8 +46,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from monitor.alerts.log import FIRING, RESOLVED, AlertEvent, AlertLog, AlertState, quote
-from monitor.alerts.webhook import RETRY_DELAYS_S, Post, WebhookSender, post_json
+from monitor.alerts.log import FIRING, RESOLVED, AlertEvent, AlertState
+from monitor.alerts.notify import Notifier
+from monitor.alerts.webhook import RETRY_DELAYS_S, Post
 from monitor.config import AlertRule, AlertsConfig, Comparison, Severity
 from monitor.formats import number
 from monitor.lineprotocol import Sample, Tags
@@ -166,10 +167,7 @@ class Alerts:
         self._lock = threading.Lock()
         self._rules = {rule.name: _Rule(rule) for rule in config.rules}
         self._conditions: dict[str, bool] = {}
-        self._log = AlertLog(config.log_path, config.max_bytes, config.backup_count)
-        self._webhooks = WebhookSender(
-            post if post is not None else post_json, retry_delays_s=webhook_retry_delays_s
-        )
+        self._notifier = Notifier(config, post=post, webhook_retry_delays_s=webhook_retry_delays_s)
         self._closed = False
 
     def observe(self, sample: Sample) -> None:
@@ -202,7 +200,7 @@ class Alerts:
                             state.message(change, value, sample.tags),
                             sample.tags,
                         )
-                        self._emit(event, r.webhook)
+                        self._notifier.emit(event, r.webhook)
 
     def set_condition(self, name: str, active: bool, severity: Severity, message: str) -> None:
         """A system alert: FIRING once when it becomes active, RESOLVED once when it clears."""
@@ -212,7 +210,8 @@ class Alerts:
             self._conditions[name] = active
             now_ms = round(self._clock() * 1000)
             state = FIRING if active else RESOLVED
-            self._emit(AlertEvent(now_ms, self._host, name, severity, state, None, "", None, message), "")
+            event = AlertEvent(now_ms, self._host, name, severity, state, None, "", None, message)
+            self._notifier.emit(event, "")
 
     def firing(self) -> list[str]:
         """Names of the rules and system conditions firing now, sorted."""
@@ -220,13 +219,6 @@ class Alerts:
             names = {n for n, s in self._rules.items() if s.firing}
             names |= {n for n, active in self._conditions.items() if active}
         return sorted(names)
-
-    def _emit(self, event: AlertEvent, webhook: str) -> None:
-        self._log.write(event)
-        level = logging.WARNING if event.state == FIRING else logging.INFO
-        log.log(level, "alert %s %s (%s): %s", event.rule, event.state, event.severity, quote(event.message))
-        if webhook:
-            self._webhooks.send(webhook, event.payload(), self._config.webhook_timeout_s)
 
     def reconfigure(self, config: AlertsConfig, host: str | None = None) -> None:
         """SIGHUP: new rules and log settings (and ``host``, if given); unchanged rules keep their state."""
@@ -242,11 +234,8 @@ class Alerts:
                 else:
                     rules[rule.name] = _Rule(rule)
             self._rules = rules
-            old_config, self._config = self._config, config
-            log_settings = (config.log_path, config.max_bytes, config.backup_count)
-            if log_settings != (old_config.log_path, old_config.max_bytes, old_config.backup_count):
-                self._log.close()
-                self._log = AlertLog(*log_settings)
+            self._config = config
+            self._notifier.reconfigure(config)
 
     def close(self) -> None:
         """Close the log and deliver queued webhooks (waiting a bounded time)."""
@@ -254,5 +243,4 @@ class Alerts:
             if self._closed:
                 return
             self._closed = True
-            self._log.close()
-        self._webhooks.close(timeout_s=2 * self._config.webhook_timeout_s + 1.0)
+        self._notifier.close()

@@ -19,7 +19,8 @@ from typing import Any
 import bottle
 
 from monitor import catalog
-from monitor.api import page, params, views
+from monitor.alerts.history import AlertHistory, firing
+from monitor.api import fleet, page, params, views
 from monitor.api.openapi import document
 from monitor.api.stores import Query, Store
 from monitor.config import Config
@@ -87,6 +88,7 @@ class _Api:
         self.store = store
         self.clock = clock
         self.spool_status = spool_status
+        self.history = AlertHistory(config.alerts.log_path)
         self._token = config.api.token.encode()
 
     def now_ms(self) -> int:
@@ -181,7 +183,22 @@ class _Api:
 
     def hosts(self) -> bottle.HTTPResponse:
         params.no_params(_query_string())
-        return _json_response(views.hosts_body(self.store.kind, self.store.hosts(), self.now_ms()))
+        now_ms, silent_after_s = self.now_ms(), self.config.api.silent_after_s
+        seen = self.store.hosts()
+        body = fleet.hosts_body(
+            self.store.kind,
+            seen,
+            now_ms,
+            silent_after_s=silent_after_s,
+            firing=firing(self.history.events()),
+            now=fleet.newest_values(self.store, seen, now_ms, silent_after_s),
+        )
+        return _json_response(body)
+
+    def alerts(self) -> bottle.HTTPResponse:
+        limit = params.alerts_limit(_query_string())
+        events = self.history.events()
+        return _json_response(fleet.alerts_body(self.now_ms(), events, firing(events), limit))
 
     def health(self) -> bottle.HTTPResponse:
         params.no_params(_query_string())
@@ -223,6 +240,7 @@ def make_app(
     app.route("/metrics/aggregate", "GET", api.endpoint(api.aggregate))
     app.route("/metrics/names", "GET", api.endpoint(api.names))
     app.route("/hosts", "GET", api.endpoint(api.hosts))
+    app.route("/alerts", "GET", api.endpoint(api.alerts))
     app.route("/health", "GET", api.endpoint(api.health))
     app.route("/openapi.json", "GET", api.endpoint(api.openapi, public=True))
     app.route("/", "GET", api.endpoint(lambda: api.static(page.INDEX), public=True))

@@ -10,6 +10,8 @@ from typing import Any
 
 from monitor import __version__
 from monitor.api.params import (
+    ALERTS_DEFAULT_LIMIT,
+    ALERTS_MAX_LIMIT,
     DEFAULT_END_MINUTES,
     DEFAULT_START_MINUTES,
     MAX_HOST_CHARS,
@@ -281,21 +283,6 @@ def _schemas() -> dict[str, Any]:
             "detail": {"type": "string"},
         }
     )
-    host_seen = _object(
-        {
-            "host": {"type": "string"},
-            "last_sample": {"type": "string", "format": "date-time"},
-            "last_sample_ms": {"type": "integer"},
-            "age_s": _described("number", "Seconds from the newest sample to the API's clock."),
-        }
-    )
-    hosts = _object(
-        {
-            "store": {"type": "string"},
-            "time": {"type": "string", "format": "date-time"},
-            "hosts": {"type": "array", "items": host_seen},
-        }
-    )
     health = _object(
         {
             "status": {"type": "string", "enum": ["ok", "unhealthy"]},
@@ -314,9 +301,83 @@ def _schemas() -> dict[str, Any]:
         "Metrics": metrics,
         "Aggregate": aggregate,
         "Names": names,
-        "Hosts": hosts,
         "Health": health,
+        **_fleet_schemas(tags),
     }
+
+
+FLEET_DESCRIPTION = """\
+`status` is `silent` when the host's newest sample is older than `silent_after_s`
+(`api.silent_after_s`; default 3 * `agent.interval_s`, at least 30 s), else `alerting` when a rule
+fires for the host in the alert log, else `ok`. `now` holds the host's newest CPU and memory
+values and its fullest filesystem, read within `silent_after_s` before its newest sample (for a
+silent host: its last known values); null where the store has none.
+"""
+
+ALERTS_DESCRIPTION = """\
+Read from the alert log (`alerts.log_path`) and its rotated files; a missing log is empty lists.
+`firing`: every (rule, host, tags) whose last event is a fire, with the time of the fire that
+started it (`since`). `history`: the newest `limit` events, newest first. The API's own rule
+`host_silent` fires once when a host's newest sample has not advanced for `api.silent_after_s`
+(its `value`: the silence in seconds) and resolves once when samples come back.
+"""
+
+
+def _fleet_schemas(tags: dict[str, Any]) -> dict[str, Any]:
+    now = _object(
+        {
+            "cpu_usage_overall": NUMBER_OR_NULL,
+            "memory_usage": NUMBER_OR_NULL,
+            "filesystem_used_percent": NUMBER_OR_NULL,
+            "filesystem_mount": STRING_OR_NULL,
+        }
+    )
+    host_seen = _object(
+        {
+            "host": {"type": "string"},
+            "last_sample": {"type": "string", "format": "date-time"},
+            "last_sample_ms": {"type": "integer"},
+            "age_s": _described("number", "Seconds from the newest sample to the API's clock."),
+            "status": {"type": "string", "enum": ["ok", "alerting", "silent"]},
+            "silent_after_s": {"type": "number"},
+            "firing": {"type": "array", "items": {"type": "string"}},
+            "now": now,
+        }
+    )
+    hosts = _object(
+        {
+            "store": {"type": "string"},
+            "time": {"type": "string", "format": "date-time"},
+            "silent_after_s": {"type": "number"},
+            "hosts": {"type": "array", "items": host_seen},
+        }
+    )
+    common = {
+        "rule": {"type": "string"},
+        "host": {"type": "string"},
+        "tags": tags,
+        "value": NUMBER_OR_NULL,
+        "message": {"type": "string"},
+    }
+    fire = _object(
+        {**common, "since": {"type": "string", "format": "date-time"}, "since_ms": {"type": "integer"}}
+    )
+    event = _object(
+        {
+            "time": {"type": "string", "format": "date-time"},
+            "time_ms": {"type": "integer"},
+            "state": {"type": "string", "enum": ["fire", "resolve"]},
+            **common,
+        }
+    )
+    alerts = _object(
+        {
+            "time": {"type": "string", "format": "date-time"},
+            "firing": {"type": "array", "items": fire},
+            "history": {"type": "array", "items": event},
+        }
+    )
+    return {"Hosts": hosts, "Alerts": alerts}
 
 
 def _errors(*codes: int) -> dict[str, Any]:
@@ -419,12 +480,33 @@ def document(config: ApiConfig) -> dict[str, Any]:
         },
         "/hosts": {
             "get": {
-                "summary": "Every host the store holds, with the time of its newest sample",
+                "summary": "Every host the store holds: its newest sample, status and newest values",
+                "description": FLEET_DESCRIPTION,
                 "operationId": "getHosts",
                 "responses": {
                     "200": _json(_ref("Hosts"), "Hosts in name order."),
                     **_errors(400, *auth, 502, 503),
                 },
+            }
+        },
+        "/alerts": {
+            "get": {
+                "summary": "The alerts firing now and the recent alert history",
+                "description": ALERTS_DESCRIPTION,
+                "operationId": "getAlerts",
+                "parameters": [
+                    _param(
+                        "limit",
+                        f"History events to return, newest first. Default {ALERTS_DEFAULT_LIMIT}.",
+                        {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": ALERTS_MAX_LIMIT,
+                            "default": ALERTS_DEFAULT_LIMIT,
+                        },
+                    )
+                ],
+                "responses": {"200": _json(_ref("Alerts"), "Alerts."), **_errors(400, *auth)},
             }
         },
         "/health": {

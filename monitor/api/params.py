@@ -247,6 +247,24 @@ def aggregate_params(query_string: str, config: ApiConfig, now_ms: int) -> Aggre
     return AggregateParams(span, name, fn, host(params), tags(params, family))
 
 
+ALERTS_DEFAULT_LIMIT = 100
+ALERTS_MAX_LIMIT = 1000
+
+
+def alerts_limit(query_string: str) -> int:
+    """/alerts' ``limit``: how many history events, 1 to ALERTS_MAX_LIMIT (default 100)."""
+    params = parse_query_string(query_string, frozenset({"limit"}))
+    text = params.get("limit")
+    if text is None:
+        return ALERTS_DEFAULT_LIMIT
+    if not _INTEGER.fullmatch(text.strip()):
+        raise bad("limit", f"expected a whole number, got {text!r}")
+    value = int(text)
+    if not 1 <= value <= ALERTS_MAX_LIMIT:
+        raise bad("limit", f"must be 1 to {ALERTS_MAX_LIMIT}, got {text!r}")
+    return value
+
+
 def no_params(query_string: str) -> None:
     parse_query_string(query_string, frozenset())
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from monitor import catalog
 from monitor.api.params import Window
-from monitor.api.stores import Aggregate, Aggregation, HostSeen, MetricInfo, Series, Store, Tags
+from monitor.api.stores import Aggregate, Aggregation, MetricInfo, Series, Store, Tags
 from monitor.errors import ApiError, StoreError
 from monitor.formats import DAY_MS, iso_ms
 from monitor.status import SpoolStatus
@@ -173,23 +173,6 @@ def aggregate_body(
         "value_host": result.value_host,
         "value_tags": None if result.value_host is None else dict(result.value_tags),
         "reason": reason,
-    }
-
-
-def hosts_body(kind: str, seen: Sequence[HostSeen], now_ms: int) -> dict[str, Any]:
-    """/hosts: every host the store holds, its newest sample's time and how old that is."""
-    return {
-        "store": kind,
-        "time": iso_ms(now_ms),
-        "hosts": [
-            {
-                "host": h.host,
-                "last_sample": iso_ms(h.last_ms),
-                "last_sample_ms": h.last_ms,
-                "age_s": round((now_ms - h.last_ms) / 1000, 3),
-            }
-            for h in seen
-        ],
     }
 
 

@@ -1,0 +1,138 @@
+"""The fleet at a glance: /hosts (status and the newest values per host) and /alerts.
+
+A host is ``silent`` when its newest sample is older than ``api.silent_after_s`` by the API's
+clock, else ``alerting`` when a rule (or the silent-host rule) fires for it in the alert log,
+else ``ok``. Its "now" values (:data:`NOW_METRICS`, and the fullest filesystem) are the newest
+sample within ``silent_after_s`` before its newest sample: one query per family for every
+host heard from lately, one per family for each silent host.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from monitor.alerts.history import Record
+from monitor.alerts.log import FIRING
+from monitor.api.stores import HostSeen, Query, Series, Store
+from monitor.formats import iso_ms
+
+NOW_METRICS = ("cpu_usage_overall", "memory_usage")
+FILESYSTEM_METRIC = "filesystem_used_percent"
+
+
+@dataclass(frozen=True)
+class Now:
+    """A host's newest values; None where the store holds no such sample."""
+
+    cpu_usage_overall: float | None = None
+    memory_usage: float | None = None
+    filesystem_used_percent: float | None = None
+    filesystem_mount: str | None = None
+
+
+def newest_values(
+    store: Store, seen: Sequence[HostSeen], now_ms: int, silent_after_s: float
+) -> dict[str, Now]:
+    """Every host's :class:`Now`, read with few queries (see the module docstring)."""
+    lookback_ms = round(silent_after_s * 1000)
+    recent = [h for h in seen if now_ms - h.last_ms <= lookback_ms]
+    recent_names = {h.host for h in recent}
+    windows: list[tuple[int, int, str | None]] = []
+    if recent:
+        windows.append(
+            (min(h.last_ms for h in recent) - lookback_ms, max(h.last_ms for h in recent) + 1, None)
+        )
+    windows += [(h.last_ms - lookback_ms, h.last_ms + 1, h.host) for h in seen if h.host not in recent_names]
+    host_rows: dict[str, list[float | None]] = {}
+    fullest: dict[str, tuple[float, str]] = {}
+    for start_ms, end_ms, host in windows:
+        for s in store.rows(Query(NOW_METRICS, start_ms, end_ms, host)):
+            host_rows[s.host] = _last_values(s, len(NOW_METRICS))
+        for s in store.rows(Query((FILESYSTEM_METRIC,), start_ms, end_ms, host)):
+            value = _last_values(s, 1)[0]
+            mount = dict(s.tags).get("mount", "")
+            if value is not None and (s.host not in fullest or value > fullest[s.host][0]):
+                fullest[s.host] = (value, mount)
+    out = {}
+    for h in seen:
+        cpu, memory = host_rows.get(h.host, [None, None])
+        fs = fullest.get(h.host)
+        out[h.host] = Now(cpu, memory, None if fs is None else fs[0], None if fs is None else fs[1])
+    return out
+
+
+def _last_values(series: Series, width: int) -> list[float | None]:
+    """Per metric, its newest value in SERIES (rows in time order)."""
+    values: list[float | None] = [None] * width
+    for _, row in series.rows:
+        for i, value in enumerate(row):
+            if value is not None:
+                values[i] = value
+    return values
+
+
+def status(age_s: float, silent_after_s: float, firing_rules: Sequence[str]) -> str:
+    if age_s > silent_after_s:
+        return "silent"
+    return "alerting" if firing_rules else "ok"
+
+
+def hosts_body(
+    kind: str,
+    seen: Sequence[HostSeen],
+    now_ms: int,
+    *,
+    silent_after_s: float,
+    firing: Sequence[tuple[Record, Record]] = (),
+    now: dict[str, Now] | None = None,
+) -> dict[str, Any]:
+    """/hosts: every host the store holds, its newest sample's time, age, status and values."""
+    rules: dict[str, set[str]] = {}
+    for _, last in firing:
+        rules.setdefault(last.host, set()).add(last.rule)
+    hosts = []
+    for h in seen:
+        age_s = round((now_ms - h.last_ms) / 1000, 3)
+        firing_rules = sorted(rules.get(h.host, ()))
+        values = (now or {}).get(h.host, Now())
+        hosts.append(
+            {
+                "host": h.host,
+                "last_sample": iso_ms(h.last_ms),
+                "last_sample_ms": h.last_ms,
+                "age_s": age_s,
+                "status": status(age_s, silent_after_s, firing_rules),
+                "silent_after_s": silent_after_s,
+                "firing": firing_rules,
+                "now": asdict(values),
+            }
+        )
+    return {"store": kind, "time": iso_ms(now_ms), "silent_after_s": silent_after_s, "hosts": hosts}
+
+
+def _record_common(r: Record) -> dict[str, Any]:
+    return {"rule": r.rule, "host": r.host, "tags": dict(r.tags), "value": r.value, "message": r.message}
+
+
+def alerts_body(
+    now_ms: int, events: Sequence[Record], firing: Sequence[tuple[Record, Record]], limit: int
+) -> dict[str, Any]:
+    """/alerts: what fires now (since its first fire) and the newest LIMIT events, newest first."""
+    return {
+        "time": iso_ms(now_ms),
+        "firing": [
+            {**_record_common(last), "since": iso_ms(since.time_ms), "since_ms": since.time_ms}
+            for since, last in firing
+        ],
+        "history": [
+            {
+                "time": iso_ms(r.time_ms),
+                "time_ms": r.time_ms,
+                **_record_common(r),
+                "state": "fire" if r.state == FIRING else "resolve",
+            }
+            for r in reversed(events[-limit:] if limit else [])
+        ],
+    }

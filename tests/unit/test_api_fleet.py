@@ -1,0 +1,213 @@
+"""/hosts' status and newest values, and /alerts, in-process over a real SQLite store and alert log."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from monitor import metricsdb
+from monitor.alerts import FIRING, RESOLVED, AlertEvent, AlertLog
+from monitor.api import make_app
+from monitor.api.stores.sqlite import SQLiteStore
+from tests.unit.test_api import NOW_MS, NOW_S, call, make_config
+
+S = 1000
+
+
+def write_points(path: Path, rows: list[tuple[str, str, str, int, float]]) -> None:
+    """(metric, host, tags text, ts_ms, value) rows into the embedded store at PATH."""
+    conn = metricsdb.connect(path)
+    conn.executemany("INSERT INTO points (metric, host, tags, ts_ms, value) VALUES (?, ?, ?, ?, ?)", rows)
+    conn.commit()
+    conn.close()
+
+
+def host_rows(host: str, last_ms: int, cpu: float, memory: float, fs: dict[str, float]) -> list:
+    rows = []
+    for i, ts in enumerate((last_ms - 20 * S, last_ms - 10 * S, last_ms)):
+        rows += [("cpu_usage_overall", host, "", ts, cpu + i), ("memory_usage", host, "", ts, memory + i)]
+        rows += [("filesystem_used_percent", host, f"mount={m}", ts, v + i) for m, v in fs.items()]
+    return rows
+
+
+def event(t_ms: int, host: str, rule: str, state: str, value: float | None = 95.0, tags=()) -> AlertEvent:
+    return AlertEvent(t_ms, host, rule, "warning", state, value, ">" if value is not None else "",
+                      90.0 if value is not None else None, f"{rule} {state}", tags)  # fmt: skip
+
+
+def write_log(path: Path, *events: AlertEvent, max_bytes: int = 10 * 1024 * 1024) -> None:
+    log = AlertLog(path, max_bytes, 5)
+    for e in events:
+        log.write(e)
+    log.close()
+
+
+@pytest.fixture
+def fleet(tmp_path):
+    cfg = make_config(tmp_path, silent_after_s=60)
+    write_points(
+        cfg.sink.path,
+        host_rows("web1", NOW_MS - 5 * S, 10.0, 40.0, {"/": 50.0, "/var": 80.0})
+        + host_rows("web2", NOW_MS - 7 * S, 20.0, 30.0, {"/": 60.0})
+        + host_rows("db1", NOW_MS - 3600 * S, 5.0, 70.0, {"/": 91.0}),
+    )
+    return cfg, make_app(cfg, SQLiteStore(cfg.sink.path), clock=lambda: NOW_S)
+
+
+def test_hosts_status_is_silent_past_silent_after_s_and_alerting_while_a_rule_fires(fleet):
+    cfg, app = fleet
+    write_log(
+        cfg.alerts.log_path,
+        event(NOW_MS - 100 * S, "web2", "cpu_high", FIRING),
+        event(NOW_MS - 90 * S, "db1", "cpu_high", FIRING),
+        event(NOW_MS - 80 * S, "web1", "cpu_high", FIRING),
+        event(NOW_MS - 70 * S, "web1", "cpu_high", RESOLVED),
+    )
+    body = call(app, "/hosts").json()
+    by_host = {h["host"]: h for h in body["hosts"]}
+    assert {h: v["status"] for h, v in by_host.items()} == {"db1": "silent", "web1": "ok", "web2": "alerting"}
+    assert by_host["web2"]["firing"] == ["cpu_high"]
+    assert by_host["db1"]["firing"] == ["cpu_high"]  # silent wins over alerting
+    assert body["silent_after_s"] == by_host["web1"]["silent_after_s"] == 60.0
+
+
+def test_hosts_now_holds_the_newest_cpu_memory_and_the_fullest_filesystem(fleet):
+    _, app = fleet
+    by_host = {h["host"]: h["now"] for h in call(app, "/hosts").json()["hosts"]}
+    assert by_host["web1"] == {
+        "cpu_usage_overall": 12.0,
+        "memory_usage": 42.0,
+        "filesystem_used_percent": 82.0,
+        "filesystem_mount": "/var",
+    }
+    assert by_host["web2"]["filesystem_mount"] == "/"
+    # a silent host shows its last known values
+    assert by_host["db1"] == {
+        "cpu_usage_overall": 7.0,
+        "memory_usage": 72.0,
+        "filesystem_used_percent": 93.0,
+        "filesystem_mount": "/",
+    }
+
+
+def test_hosts_now_is_null_for_a_family_the_host_has_no_samples_of(tmp_path):
+    cfg = make_config(tmp_path)
+    write_points(cfg.sink.path, [("cpu_usage_overall", "web1", "", NOW_MS - S, 3.0)])
+    app = make_app(cfg, SQLiteStore(cfg.sink.path), clock=lambda: NOW_S)
+    host = call(app, "/hosts").json()["hosts"][0]
+    assert host["now"] == {
+        "cpu_usage_overall": 3.0,
+        "memory_usage": None,
+        "filesystem_used_percent": None,
+        "filesystem_mount": None,
+    }
+    assert host["status"] == "ok"
+    assert host["silent_after_s"] == 30.0  # the default: 3 x 10 s, at least 30 s
+
+
+def test_alerts_without_a_log_is_empty_not_an_error(fleet):
+    _, app = fleet
+    assert call(app, "/alerts").json() == {"time": "2023-11-14T22:13:20.000Z", "firing": [], "history": []}
+
+
+def test_alerts_lists_what_fires_since_its_first_fire_and_the_history_newest_first(fleet):
+    cfg, app = fleet
+    root = (("mount", "/"),)
+    write_log(
+        cfg.alerts.log_path,
+        event(NOW_MS - 50 * S, "web1", "disk_full", FIRING, 91.0, root),
+        event(NOW_MS - 40 * S, "web1", "disk_full", FIRING, 92.0, root),  # the agent restarted
+        event(NOW_MS - 30 * S, "web2", "cpu_high", FIRING),
+        event(NOW_MS - 20 * S, "web2", "cpu_high", RESOLVED, 10.0),
+        event(NOW_MS - 10 * S, "web1", "sink_unreachable", FIRING, None),
+    )
+    body = call(app, "/alerts").json()
+    assert body["firing"] == [
+        {
+            "rule": "disk_full",
+            "host": "web1",
+            "tags": {"mount": "/"},
+            "since": "2023-11-14T22:12:30.000Z",
+            "since_ms": NOW_MS - 50 * S,
+            "value": 92.0,
+            "message": "disk_full FIRING",
+        },
+        {
+            "rule": "sink_unreachable",
+            "host": "web1",
+            "tags": {},
+            "since": "2023-11-14T22:13:10.000Z",
+            "since_ms": NOW_MS - 10 * S,
+            "value": None,
+            "message": "sink_unreachable FIRING",
+        },
+    ]
+    history = body["history"]
+    assert [(h["rule"], h["state"]) for h in history] == [
+        ("sink_unreachable", "fire"),
+        ("cpu_high", "resolve"),
+        ("cpu_high", "fire"),
+        ("disk_full", "fire"),
+        ("disk_full", "fire"),
+    ]
+    assert history[1] == {
+        "time": "2023-11-14T22:13:00.000Z",
+        "time_ms": NOW_MS - 20 * S,
+        "rule": "cpu_high",
+        "state": "resolve",
+        "host": "web2",
+        "tags": {},
+        "value": 10.0,
+        "message": "cpu_high RESOLVED",
+    }
+    assert [h["time_ms"] for h in call(app, "/alerts?limit=2").json()["history"]] == [
+        NOW_MS - 10 * S,
+        NOW_MS - 20 * S,
+    ]
+
+
+def test_alerts_reads_the_rotated_files_and_new_lines_appended_since_the_last_call(fleet):
+    cfg, app = fleet
+    events = [event(NOW_MS - (100 - i) * S, f"h{i}", "cpu_high", FIRING) for i in range(40)]
+    write_log(cfg.alerts.log_path, *events, max_bytes=1024)  # rotates into alerts.log.1 .. .5
+    assert Path(f"{cfg.alerts.log_path}.1").exists()
+    first = call(app, "/alerts?limit=1000").json()
+    times = [h["time_ms"] for h in first["history"]]
+    assert times == sorted(times, reverse=True) and times[0] == events[-1].time_ms
+    kept = len(times)
+    write_log(cfg.alerts.log_path, event(NOW_MS - S, "h0", "cpu_high", RESOLVED))
+    second = call(app, "/alerts?limit=1000").json()
+    assert second["history"][0]["host"] == "h0" and second["history"][0]["state"] == "resolve"
+    assert "h0" not in {f["host"] for f in second["firing"]}
+    assert len(second["history"]) >= kept  # the oldest may have rotated out, nothing else lost
+
+
+def test_alerts_skips_lines_that_are_not_events(fleet):
+    cfg, app = fleet
+    write_log(cfg.alerts.log_path, event(NOW_MS - 2 * S, "web1", "cpu_high", FIRING))
+    with open(cfg.alerts.log_path, "a", encoding="utf-8") as fh:
+        fh.write("garbage line\ntime=bad host=x rule=y state=FIRING message=m\n")
+        fh.write("time=2023-11-14T22:13:19.000Z host=web1 rule=cpu_high state=RESOL")  # being written
+    assert len(call(app, "/alerts").json()["history"]) == 1
+
+
+@pytest.mark.parametrize("limit", ["0", "1001", "-1", "ten", "1.5", ""])
+def test_alerts_limit_out_of_range_or_not_a_whole_number_is_a_400_naming_it(fleet, limit):
+    _, app = fleet
+    response = call(app, f"/alerts?limit={limit}")
+    assert response.status == 400
+    assert response.json()["error"]["parameter"] == "limit"
+
+
+def test_alerts_refuses_unknown_parameters_and_needs_the_token_when_one_is_set(tmp_path):
+    cfg = make_config(tmp_path)
+    cfg = replace(cfg, api=replace(cfg.api, token="s3"))
+    app = make_app(cfg, SQLiteStore(cfg.sink.path), clock=lambda: NOW_S)
+    assert call(app, "/alerts").status == 401
+    assert call(app, "/hosts").status == 401
+    ok = call(app, "/alerts", headers={"Authorization": "Bearer s3"})
+    assert ok.status == 200
+    bad = call(app, "/alerts?limt=5", headers={"Authorization": "Bearer s3"})
+    assert bad.status == 400 and bad.json()["error"]["parameter"] == "limt"
