@@ -10,6 +10,7 @@ HOSTMON_SCREENSHOTS=DIR the run writes overview.png, host.png, host-dark.png and
 
 from __future__ import annotations
 
+import statistics
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,11 @@ def drawn(driver: Any, route: str, charts: int = 0) -> dict[str, Any]:
         return state if ok and len(state.get("charts", {})) >= charts else None
 
     return wait(driver, done, f"the page at {route} with {charts} charts")
+
+
+def drawn_at_ms(driver: Any) -> float:
+    """When the page set its "hostmon:drawn" mark: ms from the navigation's start."""
+    return float(driver.execute_script("return performance.getEntriesByName('hostmon:drawn')[0].startTime"))
 
 
 def severe_logs(driver: Any) -> list[dict[str, Any]]:
@@ -121,9 +127,7 @@ def test_a_host_view_draws_every_family_with_at_most_a_point_per_pixel(
     route = "/host/web1?range=1440"
     open_page(browser, f"{api.url}/#{route}")
     state = drawn(browser, route, charts=len(FAMILY_SERIES))
-    first_render_ms = browser.execute_script(
-        "return performance.getEntriesByName('hostmon:drawn')[0].startTime"
-    )
+    first_render_ms = [drawn_at_ms(browser)]
     charts = state["charts"]
     for chart_id, series in FAMILY_SERIES.items():
         chart = charts[chart_id]
@@ -132,11 +136,16 @@ def test_a_host_view_draws_every_family_with_at_most_a_point_per_pixel(
         # a day of 10 s samples, one bucket per step: at most a point per pixel, and most buckets filled
         assert all(0.9 * 86_400 / chart["step_s"] <= n <= chart["width_px"] for n in chart["points"]), chart
     total = sum(sum(c["points"]) for c in charts.values())
-    print(
-        f"\nfirst render of a 24 h host view: {first_render_ms:.0f} ms from navigation to "
-        f"{len(charts)} charts drawn ({total} points)"
-    )
     screenshot(browser, screenshot_dir, "host.png")
+    for _ in range(2):  # two more fresh loads: the figure is the median of three
+        open_page(browser, f"{api.url}/#{route}")
+        drawn(browser, route, charts=len(FAMILY_SERIES))
+        first_render_ms.append(drawn_at_ms(browser))
+    runs = ", ".join(f"{ms:.0f}" for ms in first_render_ms)
+    print(
+        f"\nfirst render of a 24 h host view: median {statistics.median(first_render_ms):.0f} ms "
+        f"(runs: {runs}) from navigation to {len(charts)} charts drawn ({total} points)"
+    )
     assert severe_logs(browser) == []
 
 

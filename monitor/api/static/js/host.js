@@ -116,6 +116,7 @@ export class HostView {
     if (parts.uplot) parts.uplot.destroy();
     parts.plot.replaceChildren();
     parts.uplot = draw(parts.plot, chart, cols, widthPx, xRange, (fromMs, toMs) => this.zoom(fromMs, toMs));
+    if (!cols.labels.length) parts.plot.append(el("p", { class: "empty" }, "No samples in this window."));
     hostmon.charts[chart.id] = {
       title: chart.title,
       request: path,
