@@ -77,10 +77,25 @@ def start_api(workdir: Path, *, token: str = "") -> Api:
     env = {**os.environ, "HOSTMON_TEST_API_TOKEN": token}
     config = config_mod.load(cfg, environ=env)
     hosts = fleet.load(config.sink.path, config.alerts.log_path, int(time.time() * 1000))
-    log_path = workdir / "api.log"
+    return _start(cfg, "api", port, env, workdir / "api.log", hosts)
+
+
+def start_run(workdir: Path, host: str, interval_s: float) -> Api:
+    """``hostmon run`` (the agent and the API, as ``make run``) on a fresh state directory."""
+    port = servers.free_port()
+    cfg = workdir / "hostmon.toml"
+    agent = f'state_dir = "{workdir / "state"}"\nhost = "{host}"\ninterval_s = {interval_s}\n'
+    cfg.write_text(f"[agent]\n{agent}\n[api]\nport = {port}\n")
+    return _start(cfg, "run", port, dict(os.environ), workdir / "run.log", [])
+
+
+def _start(
+    cfg: Path, command: str, port: int, env: dict[str, str], log_path: Path, hosts: list[fleet.HostData]
+) -> Api:
+    """``python -m monitor --config CFG COMMAND``, waited for until its API answers."""
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "monitor", "--config", str(cfg), "api"],
+            [sys.executable, "-m", "monitor", "--config", str(cfg), command],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
@@ -89,14 +104,14 @@ def start_api(workdir: Path, *, token: str = "") -> Api:
     deadline = time.monotonic() + 30
     while True:
         if proc.poll() is not None:
-            raise RuntimeError(f"hostmon api exited with {proc.returncode}:\n{server.log()}")
+            raise RuntimeError(f"hostmon {command} exited with {proc.returncode}:\n{server.log()}")
         try:
             with urllib.request.urlopen(f"{server.url}/openapi.json", timeout=2):
                 return server
         except (urllib.error.URLError, OSError):
             if time.monotonic() > deadline:
                 server.stop()
-                raise RuntimeError(f"hostmon api not ready after 30 s:\n{server.log()}") from None
+                raise RuntimeError(f"hostmon {command} not ready after 30 s:\n{server.log()}") from None
             time.sleep(0.1)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import TOKEN, Api
+from tests.browser.conftest import TOKEN, Api, start_run
 
 pytestmark = pytest.mark.integration
 
@@ -243,3 +243,25 @@ def test_keyboard_phone_width_and_dark_theme(api: Api, browser: Any, screenshot_
     assert browser.execute_script(theme) == "dark"
     screenshot(browser, screenshot_dir, "host-dark.png")
     assert severe_logs(browser) == []
+
+
+def test_hostmon_run_fills_in_the_local_hosts_charts(tmp_path: Path, browser: Any):
+    """``make run``, then the page: opened before the first sample is stored, it shows the
+    local host's charts once the agent has shipped, and their points grow as it samples."""
+    run = start_run(tmp_path, host="localbox", interval_s=1.0)
+    try:
+        route = "/host/localbox?range=15"
+        open_page(browser, f"{run.url}/#{route}")
+        drawn(browser, route)
+
+        def cpu_points(d: Any) -> int:
+            return int(d.execute_script("const c = window.__hostmon.charts.cpu; return c ? c.points[0] : 0"))
+
+        first = wait(browser, cpu_points, "the CPU chart's first points", timeout_s=60)
+        wait(browser, lambda d: cpu_points(d) > first, "more points at the next refresh", timeout_s=60)
+        charts = browser.execute_script("return window.__hostmon.charts")
+        assert {"cpu", "memory", "load", "filesystem_used_percent"} <= set(charts), sorted(charts)
+        assert severe_logs(browser) == []
+    finally:
+        run.stop()
+    assert "Traceback" not in run.log(), run.log()

@@ -79,20 +79,28 @@ export class HostView {
   async start() {
     document.getElementById("host-title").textContent = this.host;
     toolbar(this.host, this.range);
-    const names = await getJson("metrics/names");
-    this.charts = chartsFor(names);
+    await this.refresh();
+  }
+
+  // The charts of what the store holds now (a fresh store gains metrics as the agent ships).
+  async layout() {
+    const charts = chartsFor(await getJson("metrics/names"));
+    const ids = charts.map((c) => c.id).join();
+    if (ids === this.charts.map((c) => c.id).join() && this.plots.size === charts.length) return;
+    this.stop();
+    this.charts = charts;
     const container = document.getElementById("charts");
     container.replaceChildren();
-    for (const chart of this.charts) {
+    for (const chart of charts) {
       const parts = chartBox(chart);
       container.append(parts.box);
       this.plots.set(chart.id, parts);
     }
-    if (!this.charts.length) container.append(el("p", { class: "empty" }, "The store holds no metrics yet."));
-    await this.refresh();
+    if (!charts.length) container.append(el("p", { class: "empty" }, "The store holds no metrics yet."));
   }
 
   async refresh() {
+    await this.layout();
     const win = apiWindow(this.range);
     const first = this.plots.values().next().value;
     const widthPx = first ? plotWidthPx(first.plot) : 600;
