@@ -216,26 +216,38 @@ def test_keyboard_phone_width_and_dark_theme(api: Api, browser: Any, screenshot_
     from selenium.webdriver.common.keys import Keys
 
     viewport(browser, 390, 844, mobile=True)
+    browser.execute_cdp_cmd(
+        "Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": "dark"}]}
+    )
     open_page(browser, api.url + "/")
     drawn(browser, "/")
-    for _ in range(12):  # Tab through the page to the first host's link, then Enter
-        if browser.execute_script("return document.activeElement.textContent") == "old1":
+    body_background = "return getComputedStyle(document.body).backgroundColor"
+    system_dark = browser.execute_script(body_background)
+    assert browser.find_element("id", "theme-toggle").text == "Light"  # the system's dark, untouched
+    browser.execute_cdp_cmd(
+        "Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": "light"}]}
+    )
+    overflow_script = "return document.documentElement.scrollWidth - window.innerWidth"
+    assert browser.execute_script(overflow_script) <= 0, "the overview is wider than a phone's screen"
+    for _ in range(12):  # Tab through the page to a host's link, then Enter
+        if browser.execute_script("return document.activeElement.textContent") == "web1":
             break
         ActionChains(browser).send_keys(Keys.TAB).perform()
     else:
         pytest.fail("the host link is not reachable with Tab")
     ActionChains(browser).send_keys(Keys.ENTER).perform()
-    drawn(browser, "/host/old1", charts=len(FAMILY_SERIES))
-    overflow = browser.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
+    drawn(browser, "/host/web1", charts=len(FAMILY_SERIES))
+    overflow = browser.execute_script(overflow_script)
     assert overflow <= 0, f"the host view is {overflow} px wider than a phone's screen"
     widths = browser.execute_script("return Object.values(window.__hostmon.charts).map(c => c.width_px)")
     assert max(widths) <= 390
     screenshot(browser, screenshot_dir, "phone.png")
-    light = browser.execute_script("return getComputedStyle(document.body).backgroundColor")
+    light = browser.execute_script(body_background)
+    assert light != system_dark
     browser.find_element("id", "theme-toggle").click()
     theme = "return document.documentElement.dataset.theme"
     wait(browser, lambda d: d.execute_script(theme) == "dark", "the dark theme")
-    assert browser.execute_script("return getComputedStyle(document.body).backgroundColor") != light
+    assert browser.execute_script(body_background) == system_dark
     viewport(browser, 1280, 800)
     route = "/host/web1?range=360"
     open_page(browser, f"{api.url}/#{route}")  # the choice is kept (localStorage)

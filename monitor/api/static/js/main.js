@@ -30,6 +30,11 @@ function initTheme() {
     /* no storage: follow the system */
   }
   let dark = setTheme(stored);
+  matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => {
+    if (document.documentElement.dataset.theme) return; // the toggle's choice wins
+    dark = setTheme(null);
+    if (current && current.kind === "host") current.view.refresh().catch(showError);
+  });
   document.getElementById("theme-toggle").addEventListener("click", () => {
     dark = setTheme(dark ? "light" : "dark");
     try {
