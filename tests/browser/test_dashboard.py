@@ -10,6 +10,7 @@ HOSTMON_SCREENSHOTS=DIR the run writes overview.png, host.png, host-dark.png and
 
 from __future__ import annotations
 
+import re
 import statistics
 import urllib.parse
 from pathlib import Path
@@ -141,11 +142,27 @@ def test_a_host_view_draws_every_family_with_at_most_a_point_per_pixel(
         open_page(browser, f"{api.url}/#{route}")
         drawn(browser, route, charts=len(FAMILY_SERIES))
         first_render_ms.append(drawn_at_ms(browser))
+    assert browser.find_element("id", "host-status").text.startswith("ok · last sample")
     runs = ", ".join(f"{ms:.0f}" for ms in first_render_ms)
     print(
         f"\nfirst render of a 24 h host view: median {statistics.median(first_render_ms):.0f} ms "
         f"(runs: {runs}) from navigation to {len(charts)} charts drawn ({total} points)"
     )
+    assert severe_logs(browser) == []
+
+
+def test_a_silent_hosts_view_says_so_and_why_its_charts_are_empty(api: Api, browser: Any):
+    route = "/host/old1?range=60"
+    open_page(browser, f"{api.url}/#{route}")
+    charts = drawn(browser, route, charts=len(FAMILY_SERIES))["charts"]
+    status = browser.find_element("id", "host-status").text
+    assert re.fullmatch(r"silent · last sample 3\.\d h ago", status), status
+    assert all(c["series"] == [] for c in charts.values())
+    assert "No samples in this window." in browser.find_element("id", "chart-cpu").text
+    route = "/host/old1?range=360"  # a window that reaches back to its last hour
+    open_page(browser, f"{api.url}/#{route}")
+    charts = drawn(browser, route, charts=len(FAMILY_SERIES))["charts"]
+    assert charts["cpu"]["series"] == FAMILY_SERIES["cpu"] and min(charts["cpu"]["points"]) > 0
     assert severe_logs(browser) == []
 
 

@@ -3,7 +3,7 @@
 
 import { getJson, hostmon, query } from "./api.js";
 import { chartsFor, columns, draw, familyRequests, stepFor } from "./charts.js";
-import { clock, duration, el } from "./format.js";
+import { age, clock, duration, el } from "./format.js";
 
 export const PRESETS_MIN = [15, 60, 360, 1440, 10080, 43200]; // 15 min … 30 d
 const MIN_WINDOW_MS = 30_000;
@@ -82,6 +82,25 @@ export class HostView {
     await this.refresh();
   }
 
+  // The host's status and last sample, as the overview shows them (a silent host's charts
+  // are empty in a window that ends now: this says why).
+  async showStatus() {
+    const line = document.getElementById("host-status");
+    line.replaceChildren();
+    const seen = (await getJson("hosts")).hosts.find((h) => h.host === this.host);
+    if (!seen) {
+      line.append("The store holds no samples of this host.");
+      return;
+    }
+    const status = seen.status || "ok";
+    const firing = (seen.firing || []).length ? ` (${seen.firing.join(", ")})` : "";
+    line.append(
+      el("span", { class: `status status-${status}` }, status),
+      `${firing} · last sample `,
+      el("time", { datetime: seen.last_sample, title: clock(seen.last_sample_ms) }, age(seen.age_s)),
+    );
+  }
+
   // The charts of what the store holds now (a fresh store gains metrics as the agent ships).
   async layout() {
     const charts = chartsFor(await getJson("metrics/names"));
@@ -100,6 +119,10 @@ export class HostView {
   }
 
   async refresh() {
+    await Promise.all([this.drawAll(), this.showStatus()]);
+  }
+
+  async drawAll() {
     await this.layout();
     const win = apiWindow(this.range);
     const first = this.plots.values().next().value;
