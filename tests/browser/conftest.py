@@ -12,10 +12,7 @@ import os
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +37,8 @@ CHROMIUM_FLAGS = (
     "--disable-sync",
 )
 TOKEN = "browser-test-token"
+SILENT_AFTER_S = 3600
+Api = servers.Server  # a hostmon process: its URL, log and stop() (by its PID)
 
 
 def _missing(reason: str) -> None:
@@ -48,36 +47,19 @@ def _missing(reason: str) -> None:
     pytest.skip(reason)
 
 
-@dataclass
-class Api:
-    url: str
-    proc: subprocess.Popen[bytes]
-    log_path: Path
-    hosts: list[fleet.HostData]
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-
-
 def start_api(workdir: Path, *, token: str = "") -> Api:
     """``hostmon api`` on a free loopback port over a store loaded with the test fleet."""
     port = servers.free_port()
     cfg = workdir / "hostmon.toml"
-    api = f"port = {port}\n" + ('token_env = "HOSTMON_TEST_API_TOKEN"\n' if token else "")
+    # The loaded samples stop at load time: web1 and web2 must stay "ok" for the whole module
+    # (old1, hours old, is silent anyway).
+    api = f"port = {port}\nsilent_after_s = {SILENT_AFTER_S}\n"
+    api += 'token_env = "HOSTMON_TEST_API_TOKEN"\n' if token else ""
     cfg.write_text(f'[agent]\nstate_dir = "{workdir / "state"}"\n\n[api]\n{api}')
     env = {**os.environ, "HOSTMON_TEST_API_TOKEN": token}
     config = config_mod.load(cfg, environ=env)
-    hosts = fleet.load(config.sink.path, config.alerts.log_path, int(time.time() * 1000))
-    return _start(cfg, "api", port, env, workdir / "api.log", hosts)
+    fleet.load(config.sink.path, config.alerts.log_path, int(time.time() * 1000))
+    return _start(cfg, "api", port, env, workdir / "api.log")
 
 
 def start_run(workdir: Path, host: str, interval_s: float) -> Api:
@@ -86,33 +68,17 @@ def start_run(workdir: Path, host: str, interval_s: float) -> Api:
     cfg = workdir / "hostmon.toml"
     agent = f'state_dir = "{workdir / "state"}"\nhost = "{host}"\ninterval_s = {interval_s}\n'
     cfg.write_text(f"[agent]\n{agent}\n[api]\nport = {port}\n")
-    return _start(cfg, "run", port, dict(os.environ), workdir / "run.log", [])
+    return _start(cfg, "run", port, dict(os.environ), workdir / "run.log")
 
 
-def _start(
-    cfg: Path, command: str, port: int, env: dict[str, str], log_path: Path, hosts: list[fleet.HostData]
-) -> Api:
-    """``python -m monitor --config CFG COMMAND``, waited for until its API answers."""
+def _start(cfg: Path, command: str, port: int, env: dict[str, str], log_path: Path) -> Api:
+    """``python -m monitor --config CFG COMMAND``, waited for (with a deadline) until it answers."""
+    args = [sys.executable, "-m", "monitor", "--config", str(cfg), command]
     with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "monitor", "--config", str(cfg), command],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    server = Api(f"http://127.0.0.1:{port}", proc, log_path, hosts)
-    deadline = time.monotonic() + 30
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"hostmon {command} exited with {proc.returncode}:\n{server.log()}")
-        try:
-            with urllib.request.urlopen(f"{server.url}/openapi.json", timeout=2):
-                return server
-        except (urllib.error.URLError, OSError):
-            if time.monotonic() > deadline:
-                server.stop()
-                raise RuntimeError(f"hostmon {command} not ready after 30 s:\n{server.log()}") from None
-            time.sleep(0.1)
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
+    server = Api(f"hostmon {command}", f"http://127.0.0.1:{port}", port, cfg.parent, proc, log_path, args)
+    servers.wait_ready(server, "/openapi.json", 30)
+    return server
 
 
 @pytest.fixture(scope="module")

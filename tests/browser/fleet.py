@@ -13,7 +13,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from monitor import metricsdb
+from monitor import catalog, metricsdb
 from monitor.alerts.log import AlertEvent, format_line
 
 INTERVAL_S = 10
@@ -23,27 +23,16 @@ CORES = 2
 MOUNTS = ("/", "/var")
 DEVICES = ("sda",)
 INTERFACES = ("eth0",)
+TAG_VALUES = {"mount": MOUNTS, "device": DEVICES, "interface": INTERFACES}
 HOST_METRICS = (
-    "cpu_usage_overall",
+    *(m.name for m in catalog.METRICS if m.family == "host"),
     *(f"cpu_usage_{n}" for n in range(1, CORES + 1)),
-    "memory_usage",
-    "disk_read",
-    "disk_write",
-    "network_sent",
-    "network_recv",
-    "load_1",
-    "load_5",
-    "load_15",
-    "swap_used_percent",
-    "swap_used_bytes",
 )
+# Each tag key, its values, and every metric of its family (monitor/catalog.py).
 TAGGED = {
-    "mount": (MOUNTS, ("filesystem_used_percent", "filesystem_free_bytes", "filesystem_inodes_used_percent")),
-    "device": (DEVICES, ("disk_read_bytes_per_s", "disk_write_bytes_per_s", "disk_busy_percent")),
-    "interface": (
-        INTERFACES,
-        ("network_sent_bytes_per_s", "network_recv_bytes_per_s", "network_errors_in_per_s"),
-    ),
+    key: (TAG_VALUES[key], tuple(m.name for m in catalog.METRICS if m.family == family))
+    for family, key in catalog.TAG_KEY.items()
+    if key is not None
 }
 Row = tuple[str, str, str, int, float]
 

@@ -99,8 +99,14 @@ export function columns(chart, body) {
   };
 }
 
+// The colour custom property NAME stands for now (canvas cannot read light-dark() itself).
 function cssVar(name) {
-  return getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+  const probe = document.createElement("span");
+  probe.style.color = `var(${name})`;
+  document.body.append(probe);
+  const colour = getComputedStyle(probe).color;
+  probe.remove();
+  return colour;
 }
 
 function seriesStyle(label, i, total) {
