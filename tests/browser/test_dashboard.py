@@ -202,9 +202,16 @@ def test_a_live_view_refreshes_with_a_new_request(api: Api, browser: Any):
     route = "/host/web2?range=15"
     open_page(browser, f"{api.url}/#{route}")
     drawn(browser, route, charts=len(FAMILY_SERIES))
-    first = len(metrics_requests(browser))
-    wait(browser, lambda d: len(metrics_requests(d)) > first, "a refresh (every 10 s while live)")
+    browser.execute_script("document.querySelector('#chart-cpu canvas').dataset.before = 'refresh'")
+    requests = len(metrics_requests(browser))
+    loads = "return window.__hostmon.loads"
+    first = browser.execute_script(loads)
+    wait(browser, lambda d: d.execute_script(loads) > first, "a refresh drawn (every 10 s while live)")
+    assert len(metrics_requests(browser)) > requests
     assert all(q["end"] == "0" and q["start"] == "15" for q in metrics_requests(browser))
+    # new data into the same chart (a hover or a drag in progress survives the refresh)
+    canvas = "return document.querySelector('#chart-cpu canvas').dataset.before || null"
+    assert browser.execute_script(canvas) == "refresh"
 
 
 def test_the_page_asks_for_the_token_once_and_sends_it_in_a_header(token_api: Api, browser: Any):
@@ -271,6 +278,10 @@ def test_keyboard_phone_width_and_dark_theme(api: Api, browser: Any, screenshot_
     drawn(browser, route, charts=len(FAMILY_SERIES))
     assert browser.execute_script(theme) == "dark"
     screenshot(browser, screenshot_dir, "host-dark.png")
+    stroke = "return window.__hostmon.charts.cpu.stroke"
+    dark_stroke = browser.execute_script(stroke)
+    browser.find_element("id", "theme-toggle").click()  # on a host view: the charts are redrawn
+    wait(browser, lambda d: d.execute_script(stroke) != dark_stroke, "the charts in light colours")
     assert severe_logs(browser) == []
 
 

@@ -115,7 +115,8 @@ function seriesStyle(label, i, total) {
   return { label, stroke: colour, width: core ? 1 : 2, alpha: core && total > 4 ? 0.6 : 1, spanGaps: false };
 }
 
-// A uPlot in TARGET for CHART with COLS; ON_ZOOM(startMs, endMs) after a drag selection.
+// A uPlot in TARGET for CHART with COLS; its x scale spans X_RANGE() (seconds), read at every
+// redraw, so new data (setData) keeps the window; ON_ZOOM(startMs, endMs) after a drag.
 export function draw(target, chart, cols, widthPx, xRange, onZoom) {
   const axis = cssVar("--chart-axis");
   const grid = { stroke: cssVar("--chart-grid"), width: 1 };
@@ -125,7 +126,7 @@ export function draw(target, chart, cols, widthPx, xRange, onZoom) {
     height: HEIGHT_PX,
     series: [{}, ...cols.labels.map((label, i) => ({ ...seriesStyle(label, i, cols.labels.length), value: format }))],
     scales: {
-      x: { time: true, range: () => xRange },
+      x: { time: true, range: () => xRange() },
       y: chart.unit === "percent" ? { range: (u, min, max) => [0, Math.max(100, max || 0)] } : { auto: true },
     },
     axes: [

@@ -74,6 +74,12 @@ export class HostView {
     this.range = range;
     this.plots = new Map(); // chart id -> {box, plot, uplot}
     this.charts = [];
+    this.theme = 0; // bumped when the colours change: every chart is drawn anew
+  }
+
+  recolour() {
+    this.theme += 1;
+    return this.refresh();
   }
 
   async start() {
@@ -143,17 +149,27 @@ export class HostView {
   drawChart(chart, path, body, widthPx) {
     const parts = this.plots.get(chart.id);
     const cols = columns(chart, body);
-    const xRange = [body.window.start_ms / 1000, body.window.end_ms / 1000];
-    if (parts.uplot) parts.uplot.destroy();
-    parts.plot.replaceChildren();
-    parts.uplot = draw(parts.plot, chart, cols, widthPx, xRange, (fromMs, toMs) => this.zoom(fromMs, toMs));
-    if (!cols.labels.length) parts.plot.append(el("p", { class: "empty" }, "No samples in this window."));
+    parts.xRange = [body.window.start_ms / 1000, body.window.end_ms / 1000];
+    // Same lines, same width, same colours: new data into the same chart (a hover or a drag
+    // in progress survives a refresh); otherwise a new chart.
+    const key = `${cols.labels.join("\n")}|${widthPx}|${this.theme}`;
+    if (parts.uplot && parts.key === key) {
+      parts.uplot.setData(cols.data);
+    } else {
+      if (parts.uplot) parts.uplot.destroy();
+      parts.plot.replaceChildren();
+      const onZoom = (fromMs, toMs) => this.zoom(fromMs, toMs);
+      parts.uplot = draw(parts.plot, chart, cols, widthPx, () => parts.xRange, onZoom);
+      parts.key = key;
+      if (!cols.labels.length) parts.plot.append(el("p", { class: "empty" }, "No samples in this window."));
+    }
     hostmon.charts[chart.id] = {
       title: chart.title,
       request: path,
       window: body.window,
       step_s: body.step_s,
       width_px: widthPx,
+      stroke: parts.uplot.series[1]?.stroke?.() ?? null, // the first line's colour
       series: cols.labels,
       points: cols.data.slice(1).map((ys) => ys.filter((v) => v !== null).length),
     };
@@ -166,12 +182,6 @@ export class HostView {
       toMs = mid + MIN_WINDOW_MS / 2;
     }
     location.hash = rangeHash(this.host, { live: false, fromMs: Math.round(fromMs), toMs: Math.round(toMs) });
-  }
-
-  resize() {
-    for (const parts of this.plots.values()) {
-      if (parts.uplot) parts.uplot.setSize({ width: plotWidthPx(parts.plot), height: parts.uplot.height });
-    }
   }
 
   stop() {

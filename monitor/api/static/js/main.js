@@ -33,7 +33,7 @@ function initTheme() {
   matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => {
     if (document.documentElement.dataset.theme) return; // the toggle's choice wins
     dark = setTheme(null);
-    if (current && current.kind === "host") current.view.refresh().catch(showError);
+    if (current && current.kind === "host") current.view.recolour().catch(showError);
   });
   document.getElementById("theme-toggle").addEventListener("click", () => {
     dark = setTheme(dark ? "light" : "dark");
@@ -42,7 +42,7 @@ function initTheme() {
     } catch {
       /* kept for this page only */
     }
-    if (current && current.kind === "host") current.view.refresh().catch(showError); // canvas colours
+    if (current && current.kind === "host") current.view.recolour().catch(showError); // canvas colours
   });
 }
 
@@ -78,7 +78,10 @@ function schedule(mine, load, live) {
   const tick = async () => {
     if (mine !== generation) return;
     try {
-      if (!document.hidden) await load();
+      if (!document.hidden) {
+        await load();
+        hostmon.loads = (hostmon.loads || 0) + 1; // every finished (re)load, for the browser test
+      }
       document.getElementById("error").hidden = true;
       status(live ? `updated ${new Date().toLocaleTimeString()}` : "fixed window: not refreshing");
     } catch (error) {

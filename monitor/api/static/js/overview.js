@@ -26,7 +26,9 @@ function hostRow(h) {
 async function renderHosts() {
   const body = await getJson("hosts");
   const tbody = document.querySelector("#hosts-table tbody");
+  const focused = document.activeElement?.closest?.("tr[data-host]")?.dataset.host; // keep Tab's place
   tbody.replaceChildren(...body.hosts.map(hostRow));
+  if (focused) [...tbody.rows].find((r) => r.dataset.host === focused)?.querySelector("a")?.focus();
   document.getElementById("hosts-empty").hidden = body.hosts.length > 0;
   hostmon.overview = { hosts: body.hosts.map((h) => ({ host: h.host, status: h.status })) };
 }
