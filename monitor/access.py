@@ -70,10 +70,12 @@ def check_agent(config: Config) -> None:
 
 
 def check_api(config: Config) -> None:
-    """Every file the API reads (``api``, ``run``) that exists can be read: it never writes."""
+    """Every file the API reads (``api``, ``run``) that exists can be read, and the alert log,
+    the one file it writes (the silent-host rule's events), can be written."""
     require_readable(config.spool.path, SQLITE_COMPANIONS)
     if config.sink.kind == "sqlite":
         require_readable(config.sink.path, SQLITE_COMPANIONS)
+    require_writable(config.alerts.log_path)
 
 
 def _make_directory(directory: Path) -> Path:

@@ -40,9 +40,10 @@ SILENT_AFTER_MIN_S = 30.0
 D = TypeVar("D", bound="DataclassInstance")
 
 
-def default_silent_after_s(interval_s: float) -> float:
-    """``api.silent_after_s`` when not set: three agent intervals, at least 30 s."""
-    return max(SILENT_AFTER_MIN_S, 3 * interval_s)
+def default_silent_after_s(interval_s: float, flush_interval_s: float) -> float:
+    """``api.silent_after_s`` when not set: three agent intervals, at least 30 s, and at least
+    twice the longest a live agent's newest sample waits to be stored (a tick and a flush)."""
+    return max(SILENT_AFTER_MIN_S, 3 * interval_s, 2 * (interval_s + flush_interval_s))
 
 
 def default_state_dir(environ: Mapping[str, str] = os.environ) -> Path:
@@ -130,7 +131,7 @@ class ApiConfig:
     # Serve beyond loopback without a token and TLS anyway (e.g. behind a TLS proxy).
     allow_insecure: bool = False
     # A host whose newest sample is older than this is silent (/hosts) and fires host_silent.
-    # 0 means the default: 3 agent intervals, at least SILENT_AFTER_MIN_S (see silent_after_s()).
+    # 0 means the default (default_silent_after_s(): 3 agent intervals, at least 30 s).
     silent_after_s: float = 0.0
     silent_severity: Severity = "warning"
     silent_webhook: str = ""
@@ -448,11 +449,13 @@ def _validate(r: _Reader, c: Config) -> None:
     _check(
         r, "api.request_timeout_s", 0 < a.request_timeout_s <= 600, "must be more than 0, at most 600 seconds"
     )
+    lag_s = c.agent.interval_s + c.shipper.flush_interval_s
     _check(
         r,
         "api.silent_after_s",
-        c.agent.interval_s < a.silent_after_s <= 7 * 86_400,
-        f"must be more than agent.interval_s ({c.agent.interval_s:g}) and at most 604800 seconds (7 days)",
+        lag_s < a.silent_after_s <= 7 * 86_400,
+        f"must be more than agent.interval_s + shipper.flush_interval_s ({lag_s:g} s: how old a live "
+        "agent's newest stored sample can be) and at most 604800 seconds (7 days)",
     )
     _check(
         r, "api.silent_severity", a.silent_severity in SEVERITIES, f"must be one of {', '.join(SEVERITIES)}"
@@ -569,12 +572,13 @@ def parse(
     alerts = r.section(raw, AlertsConfig, "alerts", rules=rules)
     alerts = _default_paths(alerts, log_path=state / "alerts.log")
     api = r.section(raw, ApiConfig, "api")
+    shipper = r.section(raw, ShipperConfig, "shipper")
     if api.silent_after_s == 0:
-        api = replace(api, silent_after_s=default_silent_after_s(agent.interval_s))
+        api = replace(api, silent_after_s=default_silent_after_s(agent.interval_s, shipper.flush_interval_s))
     config = Config(
         agent,
         spool,
-        r.section(raw, ShipperConfig, "shipper"),
+        shipper,
         sink,
         api,
         alerts,

@@ -126,6 +126,8 @@ def _unquote(text: str) -> str:
     if not (len(text) >= 2 and text[0] == text[-1] == '"'):
         return text
     body = text[1:-1]
+    if "\\" not in body:
+        return body
     return re.sub(
         r"\\x([0-9a-f]{2})|\\u([0-9a-f]{4})|\\U([0-9a-f]{8})|\\(.)",
         lambda m: chr(int(m[1] or m[2] or m[3], 16)) if m[4] is None else _UNESCAPES.get(m[4], m[4]),

@@ -38,7 +38,6 @@ the new path and rotation settings.
 
 from __future__ import annotations
 
-import logging
 import math
 import operator
 import threading
@@ -52,8 +51,6 @@ from monitor.alerts.webhook import RETRY_DELAYS_S, Post
 from monitor.config import AlertRule, AlertsConfig, Comparison, Severity
 from monitor.formats import number
 from monitor.lineprotocol import Sample, Tags
-
-log = logging.getLogger(__name__)
 
 _OPS: dict[Comparison, Callable[[float, float], bool]] = {
     ">": operator.gt,
@@ -161,7 +158,6 @@ class Alerts:
         post: Post | None = None,
         webhook_retry_delays_s: Sequence[float] = RETRY_DELAYS_S,
     ) -> None:
-        self._config = config
         self._host = host
         self._clock = clock
         self._lock = threading.Lock()
@@ -234,7 +230,6 @@ class Alerts:
                 else:
                     rules[rule.name] = _Rule(rule)
             self._rules = rules
-            self._config = config
             self._notifier.reconfigure(config)
 
     def close(self) -> None:

@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
-from monitor.alerts.history import AlertHistory, firing
+from monitor.alerts.history import AlertHistory
 from monitor.alerts.log import FIRING, RESOLVED, AlertEvent, AlertState
 from monitor.alerts.notify import Notifier
 from monitor.config import Config, Severity
@@ -59,7 +59,6 @@ class _Host:
     last_ms: int
     changed_s: float  # monotonic time the evaluation saw last_ms advance (or first saw the host)
     firing: bool = False
-    restored: bool = False  # firing according to the log, not yet seen by this process
 
 
 def check_interval_s(silent_after_s: float) -> float:
@@ -83,7 +82,7 @@ class SilentHosts:
         self.silent_after_s = silent_after_s
         self._severity = severity
         self._webhook = webhook
-        self._restored = set(firing_hosts)
+        self._restored = set(firing_hosts)  # firing by the log; cleared by the first evaluation
         self._hosts: dict[str, _Host] = {}
 
     def firing(self) -> list[str]:
@@ -91,58 +90,40 @@ class SilentHosts:
 
     def evaluate(self, seen: Sequence[Seen], now_ms: int, mono_s: float) -> None:
         """One evaluation over SEEN (every host of the store) at wall NOW_MS, monotonic MONO_S."""
-        present = set()
+        silent_ms = self.silent_after_s * 1000
         for h in seen:
-            present.add(h.host)
             state = self._hosts.get(h.host)
             if state is None:
-                restored = h.host in self._restored
-                state = self._hosts[h.host] = _Host(h.last_ms, mono_s, restored, restored)
-                if restored and now_ms - h.last_ms < self.silent_after_s * 1000:
-                    self._change(h.host, state, RESOLVED, now_ms, mono_s, why="sends samples again")
-                continue
-            if h.last_ms > state.last_ms:
+                state = self._hosts[h.host] = _Host(h.last_ms, mono_s, h.host in self._restored)
+                if state.firing and now_ms - h.last_ms < silent_ms:  # came back while we were down
+                    self._resolve(h.host, state, now_ms, "sends samples again")
+            elif h.last_ms > state.last_ms:
                 state.last_ms, state.changed_s = h.last_ms, mono_s
                 if state.firing:
-                    self._change(h.host, state, RESOLVED, now_ms, mono_s, why="sends samples again")
-                continue
-            silent_ms = self.silent_after_s * 1000
-            if (
+                    self._resolve(h.host, state, now_ms, "sends samples again")
+            elif (
                 not state.firing
                 and mono_s - state.changed_s >= self.silent_after_s
                 and now_ms - h.last_ms >= silent_ms
             ):
-                self._change(h.host, state, FIRING, now_ms, mono_s)
-        for name in [n for n in self._hosts if n not in present]:
+                state.firing = True
+                silent_s = round(mono_s - state.changed_s, 3)
+                message = f"no sample from {h.host} for {number(silent_s)} s (newest {iso_ms(h.last_ms)})"
+                self._emit(h.host, FIRING, silent_s, now_ms, message)
+        present = {h.host for h in seen}
+        for name in sorted(set(self._hosts) - present):
             state = self._hosts.pop(name)
             if state.firing:
-                self._change(name, state, RESOLVED, now_ms, mono_s, why="is no longer in the store")
+                self._resolve(name, state, now_ms, "is no longer in the store")
         for name in sorted(self._restored - present):  # fired before a restart, gone since
-            gone = AlertEvent(
-                now_ms,
-                name,
-                RULE,
-                self._severity,
-                RESOLVED,
-                0.0,
-                ">=",
-                self.silent_after_s,
-                f"{name} is no longer in the store",
-            )
-            self._notifier.emit(gone, self._webhook)
+            self._emit(name, RESOLVED, 0.0, now_ms, f"{name} is no longer in the store")
         self._restored.clear()
 
-    def _change(
-        self, host: str, state: _Host, change: AlertState, now_ms: int, mono_s: float, *, why: str = ""
-    ) -> None:
-        state.firing, state.restored = change == FIRING, False
-        silent_s = round(max(0.0, mono_s - state.changed_s), 3)
-        newest = iso_ms(state.last_ms)
-        if change == FIRING:
-            message = f"no sample from {host} for {number(silent_s)} s (newest {newest})"
-        else:
-            message = f"{host} {why} (newest {newest})"
-        value = silent_s if change == FIRING else 0.0
+    def _resolve(self, host: str, state: _Host, now_ms: int, why: str) -> None:
+        state.firing = False
+        self._emit(host, RESOLVED, 0.0, now_ms, f"{host} {why} (newest {iso_ms(state.last_ms)})")
+
+    def _emit(self, host: str, change: AlertState, value: float, now_ms: int, message: str) -> None:
         event = AlertEvent(
             now_ms, host, RULE, self._severity, change, value, ">=", self.silent_after_s, message
         )
@@ -151,7 +132,7 @@ class SilentHosts:
 
 def restored_hosts(history: AlertHistory) -> list[str]:
     """Hosts whose last ``host_silent`` event in the alert log is a fire."""
-    return sorted({last.host for _, last in firing(history.events()) if last.rule == RULE})
+    return sorted({f.last.host for f in history.firing() if f.last.rule == RULE})
 
 
 @contextmanager
@@ -177,15 +158,23 @@ def watching(
     interval_s = check_interval_s(rule.silent_after_s)
 
     def loop() -> None:
+        failing = False  # say a store outage once, and its end
         while not stop.is_set():
             try:
                 seen = hosts()
-                rule.evaluate(seen, round(clock() * 1000), monotonic())
-                log.debug("silent-host rule evaluated: %d hosts, firing for %s", len(seen), rule.firing())
             except MonitorError as exc:  # the store down: the next evaluation tries again
-                log.warning("silent-host rule: cannot read the hosts: %s", exc)
-            except Exception:
-                log.exception("silent-host rule: evaluation failed (a bug)")
+                if not failing:
+                    log.warning("silent-host rule: cannot read the hosts, not evaluating: %s", exc)
+                failing = True
+            else:
+                if failing:
+                    log.info("silent-host rule: the hosts can be read again")
+                failing = False
+                try:
+                    rule.evaluate(seen, round(clock() * 1000), monotonic())
+                except Exception:
+                    log.exception("silent-host rule: evaluation failed (a bug)")
+                log.debug("silent-host rule evaluated: %d hosts, firing for %s", len(seen), rule.firing())
             stop.wait(interval_s)
 
     thread = threading.Thread(target=loop, name="hostmon-silent-hosts", daemon=True)

@@ -19,7 +19,7 @@ from typing import Any
 import bottle
 
 from monitor import catalog
-from monitor.alerts.history import AlertHistory, firing
+from monitor.alerts.history import AlertHistory
 from monitor.api import fleet, page, params, views
 from monitor.api.openapi import document
 from monitor.api.stores import Query, Store
@@ -190,15 +190,15 @@ class _Api:
             seen,
             now_ms,
             silent_after_s=silent_after_s,
-            firing=firing(self.history.events()),
+            firing=self.history.firing(),
             now=fleet.newest_values(self.store, seen, now_ms, silent_after_s),
         )
         return _json_response(body)
 
     def alerts(self) -> bottle.HTTPResponse:
         limit = params.alerts_limit(_query_string())
-        events = self.history.events()
-        return _json_response(fleet.alerts_body(self.now_ms(), events, firing(events), limit))
+        body = fleet.alerts_body(self.now_ms(), self.history.recent(limit), self.history.firing())
+        return _json_response(body)
 
     def health(self) -> bottle.HTTPResponse:
         params.no_params(_query_string())

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from monitor.alerts.history import Record
+from monitor.alerts.history import Firing, Record
 from monitor.alerts.log import FIRING
 from monitor.api.stores import HostSeen, Query, Series, Store
 from monitor.formats import iso_ms
@@ -85,13 +85,13 @@ def hosts_body(
     now_ms: int,
     *,
     silent_after_s: float,
-    firing: Sequence[tuple[Record, Record]] = (),
+    firing: Sequence[Firing] = (),
     now: dict[str, Now] | None = None,
 ) -> dict[str, Any]:
     """/hosts: every host the store holds, its newest sample's time, age, status and values."""
     rules: dict[str, set[str]] = {}
-    for _, last in firing:
-        rules.setdefault(last.host, set()).add(last.rule)
+    for f in firing:
+        rules.setdefault(f.last.host, set()).add(f.last.rule)
     hosts = []
     for h in seen:
         age_s = round((now_ms - h.last_ms) / 1000, 3)
@@ -116,15 +116,13 @@ def _record_common(r: Record) -> dict[str, Any]:
     return {"rule": r.rule, "host": r.host, "tags": dict(r.tags), "value": r.value, "message": r.message}
 
 
-def alerts_body(
-    now_ms: int, events: Sequence[Record], firing: Sequence[tuple[Record, Record]], limit: int
-) -> dict[str, Any]:
-    """/alerts: what fires now (since its first fire) and the newest LIMIT events, newest first."""
+def alerts_body(now_ms: int, recent: Sequence[Record], firing: Sequence[Firing]) -> dict[str, Any]:
+    """/alerts: what fires now (since the fire that began it) and RECENT (oldest first) newest first."""
     return {
         "time": iso_ms(now_ms),
         "firing": [
-            {**_record_common(last), "since": iso_ms(since.time_ms), "since_ms": since.time_ms}
-            for since, last in firing
+            {**_record_common(f.last), "since": iso_ms(f.since.time_ms), "since_ms": f.since.time_ms}
+            for f in firing
         ],
         "history": [
             {
@@ -133,6 +131,6 @@ def alerts_body(
                 **_record_common(r),
                 "state": "fire" if r.state == FIRING else "resolve",
             }
-            for r in reversed(events[-limit:] if limit else [])
+            for r in reversed(recent)
         ],
     }

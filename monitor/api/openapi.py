@@ -308,7 +308,8 @@ def _schemas() -> dict[str, Any]:
 
 FLEET_DESCRIPTION = """\
 `status` is `silent` when the host's newest sample is older than `silent_after_s`
-(`api.silent_after_s`; default 3 * `agent.interval_s`, at least 30 s), else `alerting` when a rule
+(`api.silent_after_s`; default the largest of 30 s, 3 * `agent.interval_s` and
+2 * (`agent.interval_s` + `shipper.flush_interval_s`)), else `alerting` when a rule
 fires for the host in the alert log, else `ok`. `now` holds the host's newest CPU and memory
 values and its fullest filesystem, read within `silent_after_s` before its newest sample (for a
 silent host: its last known values); null where the store has none.

@@ -145,6 +145,25 @@ def test_the_api_beyond_loopback_gets_its_token_tls_and_client_limits(rendered, 
     assert "tls_cert_file" not in rendered["monitor-v1/hostmon.toml"]  # no TLS given: none configured
 
 
+def test_the_silent_host_rule_defaults_to_three_intervals_and_takes_the_role_variables(rendered, tmp_path):
+    secrets = json.loads(rendered["monitor-sqlite/secrets.json"])
+    default = load_hostmon_config(rendered["monitor-sqlite/hostmon.toml"], secrets, tmp_path).api
+    assert (default.silent_after_s, default.silent_severity, default.silent_webhook) == (40.0, "warning", "")
+    assert "silent_after_s" not in rendered["monitor-sqlite/hostmon.toml"]  # 0: the agent's own default
+    files = render(
+        tmp_path / "rendered.json",
+        monitor_api_silent_after_s=45,
+        monitor_api_silent_severity="critical",
+        monitor_api_silent_webhook="https://hooks.example/silent",
+    )
+    api = load_hostmon_config(files["monitor-sqlite/hostmon.toml"], secrets, tmp_path).api
+    assert (api.silent_after_s, api.silent_severity, api.silent_webhook) == (
+        45.0,
+        "critical",
+        "https://hooks.example/silent",
+    )
+
+
 @pytest.mark.parametrize("case", ["v1", "tls"])
 def test_the_api_unit_holds_a_descriptor_per_connection(rendered, case, tmp_path):
     secrets = json.loads(rendered[f"monitor-{case}/secrets.json"])

@@ -12,6 +12,7 @@ from tests.bench import (
     bench_api_clients,
     bench_diskfull,
     bench_fleet,
+    bench_fleet_view,
     bench_replay,
     bench_soak,
 )
@@ -41,6 +42,9 @@ def main() -> None:
     fleet = bench_fleet.run(bench_fleet.QUICK_LADDER, bench_fleet.QUICK_SECONDS)
     print(bench_fleet.table(fleet), flush=True)
     reports.append(fleet)
+    fleet_view = bench_fleet_view.run()
+    print(bench_fleet_view.table(fleet_view), flush=True)
+    reports.append(fleet_view)
     path = out / f"bench-{stamp}.json"
     path.write_text(json.dumps(reports, indent=2))
     print(f"reports: {path}")

@@ -251,6 +251,31 @@ def test_a_store_the_api_cannot_read_is_one_line_and_exit_2(shared_dir, command)
     assert result.stderr == f"hostmon {command}: cannot {verb} {store} as user nobody: Permission denied\n"
 
 
+def test_an_alert_log_the_api_cannot_write_is_one_line_and_exit_2(shared_dir):
+    """The API writes the silent-host rule's events to alerts.log: it checks it can, as the agent does."""
+    need_root()
+    state = shared_dir / "state"
+    state.mkdir(mode=0o777)
+    state.chmod(0o777)
+    logs = shared_dir / "logs"
+    logs.mkdir(mode=0o755)  # root's
+    config = write_config(
+        shared_dir / "hostmon.toml",
+        {
+            **settings(state),
+            "api": {"host": "127.0.0.1", "port": 0},
+            "alerts": {"log_path": str(logs / "alerts.log")},
+        },
+    )
+    config.chmod(0o644)
+    result = run_as(AS_NOBODY, config, "api")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == (
+        f"hostmon api: cannot write {logs}/alerts.log as user nobody: Permission denied"
+        f" (no new file can be made in {logs})\n"
+    )
+
+
 @pytest.fixture
 def read_only_mount(shared_dir: Path) -> Iterator[Path]:
     """A real tmpfs holding a spool, remounted read-only; unmounted at the end."""

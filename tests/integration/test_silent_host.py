@@ -12,6 +12,7 @@ import json
 import queue
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from monitor import metricsdb
 from monitor.alerts.silent import RULE
 from tests import servers
 from tests.integration.helpers import (
@@ -37,9 +39,10 @@ EVALUATED = "silent-host rule evaluated"
 
 
 class ApiProcess:
-    """``python -m monitor --config CFG --log-level DEBUG api``, its log in a file, ended by its PID."""
+    """``python -m monitor --config CFG --log-level DEBUG api`` (or ``run``), its log in a file,
+    ended by its PID."""
 
-    def __init__(self, config_path: Path, log_path: Path, port: int) -> None:
+    def __init__(self, config_path: Path, log_path: Path, port: int, command: str = "api") -> None:
         self.log_path = log_path
         self.url = f"http://127.0.0.1:{port}"
         with log_path.open("ab") as log:
@@ -52,7 +55,7 @@ class ApiProcess:
                     str(config_path),
                     "--log-level",
                     "DEBUG",
-                    "api",
+                    command,
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -70,9 +73,9 @@ class ApiProcess:
         except OSError:
             return None  # not listening yet
 
-    def host(self) -> dict[str, Any] | None:
+    def host(self, name: str = HOST) -> dict[str, Any] | None:
         body = self.get("/hosts")
-        return next((h for h in body["hosts"] if h["host"] == HOST), None) if body else None
+        return next((h for h in body["hosts"] if h["host"] == name), None) if body else None
 
 
 @pytest.fixture
@@ -82,11 +85,11 @@ def receiver() -> Iterator[tuple[str, queue.Queue[tuple[str, dict[str, str], byt
 
 
 @pytest.fixture
-def api(tmp_path: Path) -> Iterator[Callable[[Path, int], ApiProcess]]:
+def api(tmp_path: Path) -> Iterator[Callable[..., ApiProcess]]:
     started: list[ApiProcess] = []
 
-    def start(config_path: Path, port: int) -> ApiProcess:
-        started.append(ApiProcess(config_path, tmp_path / "api.log", port))
+    def start(config_path: Path, port: int, command: str = "api") -> ApiProcess:
+        started.append(ApiProcess(config_path, tmp_path / f"{command}.log", port, command))
         return started[-1]
 
     yield start
@@ -94,8 +97,17 @@ def api(tmp_path: Path) -> Iterator[Callable[[Path, int], ApiProcess]]:
         if process.proc.poll() is None:
             process.proc.kill()
             process.proc.wait(10)
-        print(f"----- api log (pid {process.proc.pid}, exit {process.proc.returncode}) -----")
+        print(f"----- {process.log_path.name} (pid {process.proc.pid}, exit {process.proc.returncode}) -----")
         print(process.log()[-20000:])
+
+
+def settings(state_dir: Path, port: int, webhook: str) -> dict[str, dict[str, Any]]:
+    return {
+        "collectors": {"filesystem": False, "disk": False, "network": False},
+        "agent": {"host": HOST, "interval_s": 0.2, "state_dir": str(state_dir)},
+        "shipper": {"flush_interval_s": 0.1},
+        "api": {"port": port, "silent_after_s": SILENT_AFTER_S, "silent_webhook": webhook},
+    }
 
 
 def test_a_stopped_agent_fires_host_silent_once_and_resolves_once_when_it_runs_again(
@@ -103,15 +115,7 @@ def test_a_stopped_agent_fires_host_silent_once_and_resolves_once_when_it_runs_a
 ):
     url, received = receiver
     port = servers.free_port()
-    config = write_config(
-        tmp_path / "hostmon.toml",
-        {
-            "collectors": {"filesystem": False, "disk": False, "network": False},
-            "agent": {"host": HOST, "interval_s": 0.2, "state_dir": str(state_dir)},
-            "shipper": {"flush_interval_s": 0.1},
-            "api": {"port": port, "silent_after_s": SILENT_AFTER_S, "silent_webhook": url},
-        },
-    )
+    config = write_config(tmp_path / "hostmon.toml", settings(state_dir, port, url))
     log_path = state_dir / "alerts.log"
     agent = start_agent(config)
     server = api(config, port)
@@ -149,3 +153,28 @@ def test_a_stopped_agent_fires_host_silent_once_and_resolves_once_when_it_runs_a
     assert server.proc.wait(20) == 0
     assert received.empty()  # every queued delivery was made at shutdown: none was a duplicate
     assert [e["state"] for e in alert_events(log_path, RULE)] == ["FIRING", "RESOLVED"]
+
+
+def test_hostmon_run_fires_for_another_host_of_its_store_that_went_silent(tmp_path, state_dir, api, receiver):
+    """``make run``: the agent and the API in one process; a host that stopped writing to the same
+    store (here its samples of an hour ago) fires, the running local host stays ok."""
+    url, received = receiver
+    gone_ms = int(time.time() * 1000) - 3_600_000
+    conn = metricsdb.connect(state_dir / "metrics.db")
+    conn.execute(
+        "INSERT INTO points (metric, host, ts_ms, value) VALUES ('cpu_usage_overall', 'gone', ?, 1)",
+        (gone_ms,),
+    )
+    conn.commit()
+    conn.close()
+    port = servers.free_port()
+    server = api(write_config(tmp_path / "hostmon.toml", settings(state_dir, port, url)), port, "run")
+    fired = wait_for(
+        lambda: alert_events(state_dir / "alerts.log", RULE), "a host_silent line", explain=server.log
+    )
+    assert [(e["host"], e["state"]) for e in fired] == [("gone", "FIRING")]
+    assert json.loads(received.get(timeout=20)[2])["host"] == "gone"
+    wait_for(lambda: (server.host() or {}).get("status") == "ok", "the local host ok", explain=server.log)
+    assert (server.host("gone") or {})["status"] == "silent"
+    server.proc.terminate()
+    assert server.proc.wait(20) == 0

@@ -104,7 +104,7 @@ def test_hosts_now_is_null_for_a_family_the_host_has_no_samples_of(tmp_path):
         "filesystem_mount": None,
     }
     assert host["status"] == "ok"
-    assert host["silent_after_s"] == 30.0  # the default: 3 x 10 s, at least 30 s
+    assert host["silent_after_s"] == 40.0  # the default: 2 x (10 s interval + 10 s flush)
 
 
 def test_alerts_without_a_log_is_empty_not_an_error(fleet):

@@ -328,3 +328,40 @@ def test_a_rule_matcher_is_one_series_every_series_or_none_for_host_metrics():
     ]
     c = config.parse({"alerts": {"rules": rules}}, environ=ENV)
     assert [r.matcher for r in c.alerts.rules] == [("mount", "/"), ("mount", "*"), ("interface", "*"), None]
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected_s"),
+    [
+        ({}, 40.0),  # 2 x (10 s interval + 10 s flush)
+        ({"agent": {"interval_s": 1}, "shipper": {"flush_interval_s": 1}}, 30.0),  # at least 30 s
+        ({"agent": {"interval_s": 60}}, 180.0),  # 3 intervals
+        ({"agent": {"interval_s": 1}, "api": {"silent_after_s": 12.5}}, 12.5),
+    ],
+)
+def test_silent_after_s_defaults_to_a_few_intervals_and_flushes(raw, expected_s):
+    assert config.parse(raw, environ=ENV).api.silent_after_s == expected_s
+
+
+@pytest.mark.parametrize(
+    ("api", "expected"),
+    [
+        (
+            {"silent_after_s": 15},
+            "cfg.toml: api.silent_after_s: must be more than agent.interval_s + shipper.flush_interval_s "
+            "(20 s: how old a live agent's newest stored sample can be) and at most 604800 seconds (7 days)",
+        ),
+        ({"silent_after_s": -1}, "cfg.toml: api.silent_after_s: must be more than"),
+        ({"silent_after_s": 604801}, "cfg.toml: api.silent_after_s: must be more than"),
+        (
+            {"silent_severity": "fatal"},
+            "cfg.toml: api.silent_severity: must be one of info, warning, critical",
+        ),
+        (
+            {"silent_webhook": "hooks.example"},
+            "cfg.toml: api.silent_webhook: must be an http:// or https:// URL",
+        ),
+    ],
+)
+def test_the_silent_host_settings_are_validated_naming_the_key(api, expected):
+    assert any(p.startswith(expected) for p in problems({"api": api})), problems({"api": api})

@@ -54,7 +54,7 @@ class Fleet:
         self.rule.evaluate(seen, self.wall_ms, self.mono_s)
 
     def events(self) -> list[tuple[str, str]]:
-        return [(r.host, r.state) for r in AlertHistory(self.log_path).events()]
+        return [(r.host, r.state) for r in AlertHistory(self.log_path).recent()]
 
     def webhooks(self) -> list[tuple[str, str]]:
         self.notifier.close()  # delivers what is queued
@@ -82,7 +82,7 @@ def test_the_alert_line_names_the_rule_the_silence_and_the_configured_time(tmp_p
     fleet = Fleet(tmp_path, silent_after_s=10)
     fleet.tick(0)
     fleet.tick(12, alive=("web1",))
-    (record,) = AlertHistory(fleet.log_path).events()
+    (record,) = AlertHistory(fleet.log_path).recent()
     assert (record.rule, record.host, record.value, record.severity) == (RULE, "web2", 12.0, "warning")
     assert record.message == "no sample from web2 for 12 s (newest 2023-11-14T22:13:20.000Z)"
     assert "op=>= threshold=10 " in fleet.log_path.read_text()
@@ -159,7 +159,7 @@ def test_a_firing_host_whose_samples_expired_from_the_store_resolves(tmp_path):
     del fleet.last_ms["web2"]
     fleet.tick(5, alive=("web1",))
     assert fleet.events() == [("web2", FIRING), ("web2", RESOLVED)]
-    (_, resolved) = AlertHistory(fleet.log_path).events()
+    (_, resolved) = AlertHistory(fleet.log_path).recent()
     assert "no longer in the store" in resolved.message
 
 
