@@ -143,6 +143,12 @@ def test_a_host_view_draws_every_family_with_at_most_a_point_per_pixel(
         drawn(browser, route, charts=len(FAMILY_SERIES))
         first_render_ms.append(drawn_at_ms(browser))
     assert browser.find_element("id", "host-status").text.startswith("ok · last sample")
+    label = browser.find_element("css selector", "#chart-filesystem_used_percent .plot").get_attribute(
+        "aria-label"
+    )
+    assert re.fullmatch(
+        r"Filesystem space in use, per mount, newest: mount=/ [\d.]+ %, mount=/var [\d.]+ %", label
+    )
     runs = ", ".join(f"{ms:.0f}" for ms in first_render_ms)
     print(
         f"\nfirst render of a 24 h host view: median {statistics.median(first_render_ms):.0f} ms "

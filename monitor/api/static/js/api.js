@@ -3,6 +3,7 @@
 // 401, and records every request for the browser test (window.__hostmon.requests).
 
 const TOKEN_KEY = "hostmon.token";
+const MAX_RECORDED = 500; // the newest requests only: a page left open for days stays small
 export const hostmon = (window.__hostmon = window.__hostmon || { requests: [], charts: {} });
 
 export class ApiError extends Error {
@@ -67,6 +68,7 @@ export async function getJson(path, { accept = [200] } = {}) {
     const headers = { Accept: "application/json" };
     if (memoryToken) headers.Authorization = `Bearer ${memoryToken}`;
     hostmon.requests.push(path);
+    if (hostmon.requests.length > MAX_RECORDED) hostmon.requests.splice(0, hostmon.requests.length - MAX_RECORDED);
     const response = await fetch(path, { headers, cache: "no-store" });
     if (response.status === 401) {
       await askToken(refused || Boolean(memoryToken));

@@ -3,7 +3,7 @@
 
 import { getJson, hostmon, query } from "./api.js";
 import { chartsFor, columns, draw, familyRequests, stepFor } from "./charts.js";
-import { age, clock, duration, el } from "./format.js";
+import { age, byUnit, clock, duration, el } from "./format.js";
 
 export const PRESETS_MIN = [15, 60, 360, 1440, 10080, 43200]; // 15 min … 30 d
 const MIN_WINDOW_MS = 30_000;
@@ -61,6 +61,18 @@ function chartBox(chart) {
   const plot = el("div", { class: "plot" });
   const box = el("figure", { class: "chart", id: `chart-${chart.id}`, "data-chart": chart.id }, el("h2", {}, chart.title), plot);
   return { box, plot };
+}
+
+// What a chart shows, in words (for screen readers): each line's newest value.
+function describe(chart, cols) {
+  if (!cols.labels.length) return `${chart.title}: no samples in this window`;
+  const newest = cols.labels.map((label, i) => {
+    const ys = cols.data[i + 1];
+    let j = ys.length - 1;
+    while (j >= 0 && ys[j] === null) j -= 1;
+    return `${label} ${byUnit(chart.unit, j >= 0 ? ys[j] : null)}`;
+  });
+  return `${chart.title}, newest: ${newest.join(", ")}`;
 }
 
 function plotWidthPx(plot) {
@@ -163,6 +175,8 @@ export class HostView {
       parts.key = key;
       if (!cols.labels.length) parts.plot.append(el("p", { class: "empty" }, "No samples in this window."));
     }
+    parts.plot.setAttribute("role", "img");
+    parts.plot.setAttribute("aria-label", describe(chart, cols));
     hostmon.charts[chart.id] = {
       title: chart.title,
       request: path,
