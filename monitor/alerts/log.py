@@ -137,7 +137,19 @@ def _unquote(text: str) -> str:
 
 def parse_line(line: str) -> dict[str, str]:
     """Inverse of :func:`format_line`: key -> value (unquoted), in line order."""
-    return {m[1]: _unquote(m[2]) for m in _TOKEN.finditer(line)}
+    cut = line.find(" message=")
+    head = line if cut < 0 else line[:cut]
+    if '"' in head:  # a quoted value before the message: tokenize the whole line
+        return {m[1]: _unquote(m[2]) for m in _TOKEN.finditer(line)}
+    # Bare values hold no space or quote, so the fields before the message split on spaces.
+    out = {}
+    for token in head.split():
+        key, eq, value = token.partition("=")
+        if key and eq:
+            out[key] = value
+    if cut >= 0:
+        out["message"] = _unquote(line[cut + len(" message=") :].rstrip())
+    return out
 
 
 class ReopeningRotatingFileHandler(logging.handlers.RotatingFileHandler):

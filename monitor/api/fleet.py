@@ -1,8 +1,8 @@
 """The fleet at a glance: /hosts (status and the newest values per host) and /alerts.
 
 A host is ``silent`` when its newest sample is older than ``api.silent_after_s`` by the API's
-clock, else ``alerting`` when a rule (or the silent-host rule) fires for it in the alert log,
-else ``ok``. Its "now" values (:data:`NOW_METRICS`, and the fullest filesystem) are the newest
+clock, else ``alerting`` when a rule or system condition fires for it in the alert log, else
+``ok``. Its "now" values (:data:`NOW_METRICS`, and the fullest filesystem) are the newest
 sample within ``silent_after_s`` before its newest sample: one query per family for every
 host heard from lately, one per family for each silent host.
 """
@@ -15,6 +15,7 @@ from typing import Any
 
 from monitor.alerts.history import Firing, Record
 from monitor.alerts.log import FIRING
+from monitor.alerts.silent import RULE as SILENT_RULE
 from monitor.api.stores import HostSeen, Query, Series, Store
 from monitor.formats import iso_ms
 
@@ -74,9 +75,12 @@ def _last_values(series: Series, width: int) -> list[float | None]:
 
 
 def status(age_s: float, silent_after_s: float, firing_rules: Sequence[str]) -> str:
+    """``silent`` by the age of the newest sample, else ``alerting`` while another rule fires
+    (``host_silent`` itself is the age's business: it may resolve a few seconds after the
+    samples come back), else ``ok``."""
     if age_s > silent_after_s:
         return "silent"
-    return "alerting" if firing_rules else "ok"
+    return "alerting" if any(r != SILENT_RULE for r in firing_rules) else "ok"
 
 
 def hosts_body(

@@ -7,6 +7,10 @@ import os
 import threading
 from pathlib import Path
 
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from monitor.alerts import FIRING, RESOLVED, AlertEvent, AlertLog
 from monitor.alerts.history import MAX_RECENT, AlertHistory, parse_record
 from monitor.alerts.log import format_line
@@ -39,6 +43,31 @@ def test_a_record_reads_back_every_field_of_its_line_tags_included():
         95.0,
     )
     assert (record.tags, record.message, record.severity) == ((("mount", "/var lib"),), "event 3", "warning")
+
+
+text = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=30)
+
+
+@given(host=text, rule=text, mount=text, message=text)
+def test_property_any_event_reads_back_as_written(host: str, rule: str, mount: str, message: str) -> None:
+    written = AlertEvent(
+        T0_MS, host, rule, "critical", RESOLVED, 1.5, "<=", 2.0, message, (("mount", mount),)
+    )
+    record = parse_record(format_line(written))
+    assert record is not None
+    assert (record.host, record.rule, record.tags, record.message) == (
+        host,
+        rule,
+        (("mount", mount),),
+        message,
+    )
+    assert (record.time_ms, record.state, record.value, record.severity) == (T0_MS, RESOLVED, 1.5, "critical")
+
+
+@pytest.mark.parametrize("host", ["a message=b", 'say "hi"', "tab\there", ""])
+def test_a_quoted_field_that_looks_like_the_message_key_is_not_the_message(host):
+    record = parse_record(format_line(event(1, host=host)))
+    assert record is not None and (record.host, record.message) == (host, "event 1")
 
 
 def test_a_run_of_fires_begun_in_a_rotated_file_is_firing_since_its_first_fire(tmp_path):

@@ -73,6 +73,13 @@ def test_hosts_status_is_silent_past_silent_after_s_and_alerting_while_a_rule_fi
     assert body["silent_after_s"] == by_host["web1"]["silent_after_s"] == 60.0
 
 
+def test_a_host_back_before_host_silent_resolves_is_ok_not_alerting(fleet):
+    cfg, app = fleet
+    write_log(cfg.alerts.log_path, event(NOW_MS - 60 * S, "web1", "host_silent", FIRING, 61.0))
+    web1 = next(h for h in call(app, "/hosts").json()["hosts"] if h["host"] == "web1")
+    assert (web1["status"], web1["firing"]) == ("ok", ["host_silent"])
+
+
 def test_hosts_now_holds_the_newest_cpu_memory_and_the_fullest_filesystem(fleet):
     _, app = fleet
     by_host = {h["host"]: h["now"] for h in call(app, "/hosts").json()["hosts"]}
