@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-SYSTEM_PACKAGES := influxdb victoria-metrics podman runc debootstrap python3-firewall faketime collectd-core
+SYSTEM_PACKAGES := influxdb victoria-metrics podman runc debootstrap python3-firewall faketime collectd-core chromium chromium-driver
 
 .PHONY: help venv venv-runtime system-packages run test test-python test-molecule lint bench demo demo-destroy clean
 

@@ -20,7 +20,7 @@ import bottle
 
 from monitor import catalog
 from monitor.alerts.history import AlertHistory
-from monitor.api import fleet, params, views
+from monitor.api import fleet, page, params, views
 from monitor.api.openapi import document
 from monitor.api.stores import Query, Store
 from monitor.config import Config
@@ -207,6 +207,19 @@ class _Api:
         )
         return _json_response(body, status)
 
+    def static(self, name: str) -> bottle.HTTPResponse:
+        """The dashboard's files (monitor/api/page.py); public, like the page itself. A query
+        string is ignored (a link may carry one), the file is the same."""
+        file = page.lookup(name)
+        if file is None:
+            raise ApiError(404, f"no such file: /static/{name}")
+        if page.not_modified(file, _header("If-None-Match")):
+            return bottle.HTTPResponse(b"", 304, ETag=file.etag, Cache_Control="no-cache")
+        response = bottle.HTTPResponse(file.body, 200)
+        for header, value in file.headers().items():
+            response.set_header(header, value)
+        return response
+
     def openapi(self) -> bottle.HTTPResponse:
         params.no_params(_query_string())
         return _json_response(document(self.config.api))
@@ -230,6 +243,9 @@ def make_app(
     app.route("/alerts", "GET", api.endpoint(api.alerts))
     app.route("/health", "GET", api.endpoint(api.health))
     app.route("/openapi.json", "GET", api.endpoint(api.openapi, public=True))
+    app.route("/", "GET", api.endpoint(lambda: api.static(page.INDEX), public=True))
+    static = api.endpoint(lambda: api.static(bottle.request.url_args["name"]), public=True)
+    app.route("/static/<name:path>", "GET", lambda name: static())
     app.default_error_handler = _bottle_error
     return app
 
