@@ -98,7 +98,7 @@ def _collect(config: Config) -> int:
 
 def _api(config: Config) -> int:
     """Serve until SIGTERM/SIGINT; SIGHUP re-reads the config and serves again with it."""
-    from monitor.api import serve
+    from monitor.api import listener, serve
 
     access.check_api(config)
     stop, reload = threading.Event(), threading.Event()
@@ -111,6 +111,9 @@ def _api(config: Config) -> int:
     while True:
         stop.clear()
         reload.clear()
+        # Refused before the silent-host rule starts, so a refusal is the one line on stderr.
+        if refused := listener.problems(config):
+            raise ConfigError(refused)
         with _silent_hosts(config):
             serve(config, stop=stop)  # in the main thread SIGTERM and SIGINT set stop
         if not reload.is_set():
