@@ -163,6 +163,13 @@ def oldest_ms(conn: sqlite3.Connection, tier: str) -> int | None:
     return None if value is None else int(value)
 
 
+def delete_host(conn: sqlite3.Connection, host: str) -> None:
+    """Delete every sample of HOST in every tier, and its series."""
+    for table in ("recent", "chunks", *TIER_WIDTHS_MS):  # names from the schema, never input
+        conn.execute(f"DELETE FROM {table} WHERE series IN (SELECT id FROM series WHERE host = ?)", (host,))  # noqa: S608
+    conn.execute("DELETE FROM series WHERE host = ?", (host,))
+
+
 def read_all(conn: sqlite3.Connection) -> list[Row]:
     """Every raw sample stored, ordered by (metric, host, tags, ts_ms): for tests and exports."""
     out: list[Row] = []

@@ -17,14 +17,14 @@ from typing import Any
 
 import pytest
 
-from monitor import metricsdb
 from monitor.api import make_app
 from monitor.api.stores import AGGREGATES, Query, Series
 from monitor.api.stores.influxql import InfluxQLStore
 from monitor.api.stores.sqlite import SQLiteStore
 from monitor.config import parse
 from monitor.lineprotocol import Sample, encode
-from monitor.sinks.sqlite import INSERT, to_rows
+from monitor.sinks.sqlite import to_rows
+from tests.store_helpers import write_rows
 from tests.unit.test_api import call
 
 pytestmark = pytest.mark.integration
@@ -61,10 +61,7 @@ def load_both(url: str, db: str, path: Path, rows: list[str]) -> tuple[SQLiteSto
     written to InfluxDB."""
     stored, problems = to_rows(rows)
     assert not problems
-    conn = metricsdb.connect(path)
-    with conn:
-        conn.executemany(INSERT, stored)
-    conn.close()
+    write_rows(path, stored)
     urllib.request.urlopen(
         urllib.request.Request(f"{url}/query?q=CREATE+DATABASE+{db}", method="POST")
     ).close()
