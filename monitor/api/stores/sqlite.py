@@ -48,6 +48,8 @@ _HOSTS = "SELECT host, max(last_ms) FROM series WHERE last_ms IS NOT NULL GROUP 
 _RAW_START = "SELECT min(start_ms) FROM chunks WHERE series = ?"
 _EMPTY_MARKERS = ("no such table",)
 SeriesKey = tuple[str, Tags]
+Column = tuple[list[int], list[float]]
+"""One metric's (timestamps, values) of one series."""
 
 
 class SQLiteStore:
@@ -213,19 +215,19 @@ class SQLiteStore:
 
     def rows(self, query: Query, step_ms: int | None = None) -> list[Series]:
         width = len(query.metrics)
-        columns: dict[SeriesKey, list[list[tuple[int, float]]]] = {}
+        columns: dict[SeriesKey, list[Column | None]] = {}
         with self._connect() as conn:
             if conn is None:
                 return []
             for i, key, series in self._ranges(conn, query):
                 if step_ms is None:
                     stamps, values = sqlite_tiers.raw(conn, series.sid, query.start_ms, query.end_ms)
-                    fetched = list(zip(stamps, values, strict=True))
                 else:
                     buckets = sqlite_tiers.step_buckets(conn, series, query.start_ms, query.end_ms, step_ms)
-                    fetched = [(b, total / n) for b, n, total in buckets]
-                if fetched:
-                    columns.setdefault(key, [[] for _ in range(width)])[i] = fetched
+                    stamps = [bucket_ms for bucket_ms, _, _ in buckets]
+                    values = [total / n for _, n, total in buckets]
+                if stamps:
+                    columns.setdefault(key, [None] * width)[i] = (stamps, values)
         return [Series(host, _pivot(cols), tags) for (host, tags), cols in sorted(columns.items())]
 
     def aggregate(
@@ -253,22 +255,21 @@ class SQLiteStore:
         return combine(fn, partials)
 
 
-def _pivot(columns: list[list[tuple[int, float]]]) -> list[tuple[int, list[float | None]]]:
-    """One host's per-metric (ts, value) lists, each in time order, as rows in time order.
+def _pivot(columns: list[Column | None]) -> list[tuple[int, list[float | None]]]:
+    """One series' per-metric (timestamps, values), each in time order, as rows in time order.
 
     Fast path: every metric present has the same timestamps (all fields of a sample share
     one), so the rows are a transposition; otherwise a merge by timestamp, None in the gaps.
     """
-    split = [tuple(zip(*c, strict=True)) if c else None for c in columns]
-    present = [t for t in split if t is not None]
+    present = [c for c in columns if c is not None]
     stamps = present[0][0]
-    if all(t[0] == stamps for t in present[1:]):
-        none = (None,) * len(stamps)
-        values = [none if t is None else t[1] for t in split]
-        return [(ts, list(vs)) for ts, *vs in zip(stamps, *values, strict=True)]
+    if all(c[0] == stamps for c in present[1:]):
+        none: list[float | None] = [None] * len(stamps)
+        values = [none if c is None else c[1] for c in columns]
+        return [(ts, vs) for ts, *vs in zip(stamps, *values, strict=True)]
     table: dict[int, list[float | None]] = {}
     for i, column in enumerate(columns):
-        for ts, v in column:
+        for ts, v in zip(*(column or ([], [])), strict=True):
             row = table.get(ts)
             if row is None:
                 row = table[ts] = [None] * len(columns)
