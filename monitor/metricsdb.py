@@ -11,9 +11,12 @@ Tiers (monitor/tiers.py writes them, monitor/api/stores/sqlite.py reads them):
 - raw: ``chunks``, one row per series and epoch-aligned :data:`CHUNK_MS` window holding that
   window's samples packed (monitor/chunkcodec.py: about 0.1 to 3 bytes a value where a narrow
   row costs 40 to 85); ``recent``, one row per sample of each series' open window.
-- rollups: ``minutes`` and ``hours``, one row per series and bucket (count, sum, min, max,
-  and the newest sample's time and value), computed from a window's samples when it is
-  sealed, so a tier is always an exact function of the raw samples it summarises.
+- rollups: ``minutes``, ``five_minutes`` and ``hours``, one row per series and bucket (count,
+  sum, min, max, and the newest sample's time and value), computed from a window's samples
+  when it is sealed, so a tier is always an exact function of the raw samples it summarises.
+  The five-minute tier exists for the API's usual long windows: 30 days under the default cap
+  of 10 000 points are 300-second buckets, a fifth of the rows the minute tier would aggregate.
+  It shares the minute tier's retention and size share.
 
 Why chunks of two hours: a window must hold whole hour buckets (the hour tier is computed
 from one sealed window); two hours of 10-second samples (720 values) pack to a few hundred
@@ -44,7 +47,7 @@ log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 2
 CHUNK_MS = 2 * 3_600_000
-TIER_WIDTHS_MS = {"minutes": 60_000, "hours": 3_600_000}
+TIER_WIDTHS_MS = {"minutes": 60_000, "five_minutes": 300_000, "hours": 3_600_000}
 _ROLLUP = """ (
     series    INTEGER NOT NULL,
     bucket_ms INTEGER NOT NULL,

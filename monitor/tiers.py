@@ -133,14 +133,20 @@ def rollup(samples: Sequence[tuple[int, float]], width_ms: int) -> list[Bucket]:
     return out
 
 
+TABLES = {"raw": ("chunks", "recent"), "minutes": ("minutes", "five_minutes"), "hours": ("hours",)}
+"""The tables of each tier that has its own retention and size share (configuration's names)."""
 _DELETE = {  # every table name from the schema, never from input
     "raw": (
         "DELETE FROM chunks WHERE series IN (SELECT id FROM series) AND start_ms <= :cut - :chunk",
         "DELETE FROM recent WHERE series IN (SELECT id FROM series) AND ts_ms < :cut",
     ),
     **{
-        tier: (f"DELETE FROM {tier} WHERE series IN (SELECT id FROM series) AND bucket_ms < :cut",)  # noqa: S608
-        for tier in TIER_WIDTHS_MS
+        tier: tuple(
+            f"DELETE FROM {table} WHERE series IN (SELECT id FROM series) AND bucket_ms < :cut"  # noqa: S608
+            for table in tables
+        )
+        for tier, tables in TABLES.items()
+        if tier != "raw"
     },
 }
 _OLDEST = {
@@ -150,9 +156,9 @@ _OLDEST = {
 
 
 def delete_before(conn: sqlite3.Connection, tier: str, cut_ms: int) -> int:
-    """Delete TIER's data older than CUT_MS (``raw``: chunks that end by then, and recent
-    samples before it; a rollup tier: its buckets before it); the rows deleted. Each series
-    is one primary-key seek, never a scan."""
+    """Delete TIER's data (a key of :data:`TABLES`) older than CUT_MS (``raw``: chunks that end
+    by then, and recent samples before it; a rollup tier: its buckets before it); the rows
+    deleted. Each series is one primary-key seek, never a scan."""
     params = {"cut": cut_ms, "chunk": CHUNK_MS}
     return sum(conn.execute(sql, params).rowcount for sql in _DELETE[tier])
 

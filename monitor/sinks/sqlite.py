@@ -16,9 +16,9 @@ per tier: raw data older than ``retention_days``, minute buckets older than
 ``minutes_retention_days``, hour buckets older than ``hours_retention_days`` go (a coarser
 tier keeps at least as long as a finer one; never further than time has passed:
 :mod:`monitor.retention`). Then, while the live pages of the file exceed ``max_db_bytes``,
-each tier above its share (``raw_share``, ``minutes_share``, ``hours_share`` of it) loses its
-oldest data until it is under ``SHRINK_TO`` of its share. Freed pages are reused by later
-inserts, so the file stops growing near ``max_db_bytes``.
+each tier above its share (``raw_share``; ``minutes_share`` for the one- and five-minute
+tiers together; ``hours_share``) loses its oldest data until it is under ``SHRINK_TO`` of its
+share. Freed pages are reused by later inserts, so the file stops growing near ``max_db_bytes``.
 """
 
 from __future__ import annotations
@@ -45,7 +45,6 @@ RETENTION_INTERVAL_S = 60.0
 SHRINK_TO = 0.9  # after a size cut the live data is under this fraction of max_db_bytes
 MAX_SHRINK_ROUNDS = 20
 _NEWEST = "SELECT max(last_ms) FROM series"
-_TABLES = {"raw": ("chunks", "recent"), "minutes": ("minutes",), "hours": ("hours",)}
 Row = tiers.Row
 
 
@@ -226,4 +225,4 @@ class SQLiteSink:
 def _tier_bytes(conn: sqlite3.Connection, tier: str) -> int:
     """Bytes of the pages TIER's tables hold (SQLite's dbstat)."""
     sql = "SELECT coalesce(sum(pgsize), 0) FROM dbstat WHERE aggregate = 1 AND name = ?"
-    return sum(int(conn.execute(sql, (name,)).fetchone()[0]) for name in _TABLES[tier])
+    return sum(int(conn.execute(sql, (name,)).fetchone()[0]) for name in tiers.TABLES[tier])

@@ -222,7 +222,11 @@ def serve_and_measure(state: Path, now_s: float, requests: int) -> dict[str, Any
 def run(days: float = 30.0, requests: int = 30) -> dict[str, Any]:
     CACHE.mkdir(parents=True, exist_ok=True)
     end_ms = 1_790_000_000_000  # fixed, so the cached file stays valid; the API's clock is frozen here
-    one = CACHE / f"one-{days:g}d" / "metrics.db"
+    one = (
+        CACHE
+        / f"one-{days:g}d-schema{metricsdb.SCHEMA_VERSION}-{len(metricsdb.TIER_WIDTHS_MS)}tiers"
+        / "metrics.db"
+    )
     meta_path = one.with_suffix(".json")
     if not meta_path.exists():
         shutil.rmtree(one.parent, ignore_errors=True)

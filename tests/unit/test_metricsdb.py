@@ -78,7 +78,7 @@ def test_a_new_store_is_created_at_the_current_version(tmp_path):
     conn = metricsdb.connect(tmp_path / "m.db")
     assert conn.execute("PRAGMA user_version").fetchone()[0] == metricsdb.SCHEMA_VERSION == 2
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert tables == {"series", "recent", "chunks", "minutes", "hours"}
+    assert tables == {"series", "recent", "chunks", "minutes", "five_minutes", "hours"}
     conn.close()
 
 
