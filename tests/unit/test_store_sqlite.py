@@ -188,7 +188,12 @@ def test_range_queries_seek_the_primary_key_instead_of_scanning(db):
         text = plan(conn, sql, window)
         assert "SEARCH recent USING PRIMARY KEY (series=? AND ts_ms>? AND ts_ms<?)" in text, text
     for tier in metricsdb.TIER_WIDTHS_MS:
-        for sql in (*sqlite_tiers.TIER_SQL.values(), sqlite_tiers.TIER_LAST_SQL, sqlite_tiers._STEP_SQL):
+        for sql in (
+            *sqlite_tiers.TIER_SQL.values(),
+            sqlite_tiers.TIER_LAST_SQL,
+            sqlite_tiers._STEP_SQL,
+            sqlite_tiers._BUCKETS_SQL,
+        ):
             text = plan(conn, sql.format(tier=tier), window)
             assert f"SEARCH {tier} USING PRIMARY KEY (series=? AND bucket_ms>? AND bucket_ms<?)" in text, text
             assert "SCAN" not in text, text

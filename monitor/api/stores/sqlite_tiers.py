@@ -44,6 +44,7 @@ _STEP_SQL = (
     + _RANGE
     + " GROUP BY b ORDER BY b"
 )
+_BUCKETS_SQL = "SELECT bucket_ms, n, sum" + _RANGE + " ORDER BY bucket_ms"  # step == the tier's width
 TIER_SQL: dict[Aggregation, str] = {
     "mean": "SELECT sum(sum), sum(n)" + _RANGE,
     "min": "SELECT min(min), sum(n)" + _RANGE,
@@ -130,7 +131,8 @@ def step_buckets(
             part = bucket_raw(stamps, values, step_ms)
         else:
             params = {"sid": series.sid, "start": a, "end": b, "step": step_ms}
-            part = conn.execute(_STEP_SQL.format(tier=tier), params).fetchall()
+            sql = _BUCKETS_SQL if step_ms == TIER_WIDTHS_MS[tier] else _STEP_SQL  # no sort when equal
+            part = conn.execute(sql.format(tier=tier), params).fetchall()
         if out and part and out[-1][0] == part[0][0]:  # a bucket split between two parts
             bucket_ms, n, total = part[0]
             out[-1] = (bucket_ms, out[-1][1] + n, out[-1][2] + total)
