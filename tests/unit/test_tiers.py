@@ -155,3 +155,16 @@ def test_each_tier_keeps_its_own_retention(tmp_path):
     assert old.value == 20.0  # answered from the hour tier: raw and minutes are gone there
     rows = store.rows(Query(("disk_read",), now_ms - 6 * 86_400_000, now_ms), step_ms=3_600_000)
     assert rows == [Series("h", [(now_ms - 5 * 86_400_000, [5.0]), (now_ms - 86_400_000, [1.0])])]
+
+
+def test_one_read_sees_one_snapshot_while_the_sink_seals_a_window(tmp_path):
+    path = tmp_path / "m.db"
+    write_rows(path, [("disk_read", "h", T0, 1.0)])
+    store = SQLiteStore(path)
+    with store._connect() as conn:
+        assert conn is not None
+        before = conn.execute("SELECT count(*) FROM recent").fetchone()[0]
+        write_rows(path, [("disk_read", "h", T0 + 3 * HOUR_MS, 2.0)])  # seals T0's window meanwhile
+        after = conn.execute("SELECT count(*), (SELECT count(*) FROM chunks) FROM recent").fetchone()
+    assert (before, *after) == (1, 1, 0)  # not the sample in neither table, nor in both
+    assert [r[4] for r in stored(path)] == [1.0, 2.0]

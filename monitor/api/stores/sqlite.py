@@ -85,6 +85,7 @@ class SQLiteStore:
         deadline = self._monotonic() + self.timeout_s
         conn.set_progress_handler(lambda: int(self._monotonic() > deadline), 10_000)
         try:
+            conn.execute("BEGIN")  # one snapshot for the whole call: a seal moves rows between tables
             yield conn
         except sqlite3.OperationalError as exc:
             raise self._translate(exc) from exc
