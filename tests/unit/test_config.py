@@ -72,6 +72,12 @@ def test_unknown_sections_and_keys_are_named():
         ({"api": {"max_points": 1}}, "cfg.toml: api.max_points: must be 10 to 1000000"),
         ({"spool": {"path": ""}}, "cfg.toml: spool.path: expected a non-empty path, got ''"),
         ({"sink": "sqlite"}, "cfg.toml: sink: must be a table"),
+        ({"sink": {"hours_retention_days": 0}}, "cfg.toml: sink.hours_retention_days: must be positive"),
+        ({"sink": {"raw_share": 1.5}}, "cfg.toml: sink.raw_share: must be more than 0, at most 1"),
+        (
+            {"sink": {"raw_share": 0.5, "minutes_share": 0.5}},
+            "cfg.toml: sink.hours_share: raw_share + minutes_share + hours_share must be at most 1",
+        ),
     ],
 )
 def test_each_bad_value_is_reported_with_its_key(raw, expected):
@@ -328,3 +334,9 @@ def test_a_rule_matcher_is_one_series_every_series_or_none_for_host_metrics():
     ]
     c = config.parse({"alerts": {"rules": rules}}, environ=ENV)
     assert [r.matcher for r in c.alerts.rules] == [("mount", "/"), ("mount", "*"), ("interface", "*"), None]
+
+
+def test_each_tier_of_the_embedded_store_has_its_retention_and_share_by_default():
+    s = config.parse({}, environ=ENV, hostname=lambda: "h").sink
+    assert (s.retention_days, s.minutes_retention_days, s.hours_retention_days) == (7.0, 90.0, 730.0)
+    assert (s.raw_share, s.minutes_share, s.hours_share) == (0.3, 0.6, 0.1)
