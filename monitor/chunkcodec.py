@@ -26,7 +26,7 @@ MAX_DECIMALS = 6
 _HEADER = struct.Struct("<Iqb")
 _INT_CODES = ("b", "h", "i", "q")
 _BOUNDS = {code: 1 << (array(code).itemsize * 8 - 1) for code in _INT_CODES}
-_INT64 = 1 << 63
+_EXACT = 1 << 53  # integers a float holds exactly
 _LITTLE = sys.byteorder == "little"
 
 
@@ -37,7 +37,7 @@ def encode(stamps_ms: list[int], values: list[float]) -> bytes:
         raise ValueError(f"need as many values as timestamps, at least one ({n}, {len(values)})")
     deltas = [b - a for a, b in pairwise(stamps_ms)]
     dod = [b - a for a, b in zip([0, *deltas], deltas, strict=False)]
-    k, ints = _scaled(values)
+    k, ints = scaled(values)
     if k >= 0:
         column = _ints([b - a for a, b in zip([0, *ints], ints, strict=False)])
     else:
@@ -67,14 +67,15 @@ def decode(blob: bytes) -> tuple[list[int], list[float]]:
     return stamps, values
 
 
-def _scaled(values: list[float]) -> tuple[int, list[int]]:
-    """(k, the integers ``v * 10**k``) for the smallest k that reproduces every value, or (-1, [])."""
+def scaled(values: list[float]) -> tuple[int, list[int]]:
+    """(k, the integers ``v * 10**k``) for the smallest k that reproduces every value (``i /
+    10**k == v``, each ``|i| < 2**53`` so a float holds it exactly), or (-1, [])."""
     try:
         for k in range(MAX_DECIMALS + 1):
             scale = 10**k
             if all(round(v * scale) / scale == v for v in values):  # stops at the first misfit
                 ints = [round(v * scale) for v in values]
-                if min(ints) > -_INT64 // 4 and max(ints) < _INT64 // 4:
+                if min(ints) > -_EXACT and max(ints) < _EXACT:
                     return k, ints
                 break
     except (OverflowError, ValueError):  # too large for any scale

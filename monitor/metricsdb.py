@@ -14,6 +14,10 @@ Tiers (monitor/tiers.py writes them, monitor/api/stores/sqlite.py reads them):
 - rollups: ``minutes``, ``five_minutes`` and ``hours``, one row per series and bucket (count,
   sum, min, max, and the newest sample's time and value), computed from a window's samples
   when it is sealed, so a tier is always an exact function of the raw samples it summarises.
+  Sum, min, max and last are stored times ``scale`` (``10**k``, the chunk's decimal scale: see
+  monitor/chunkcodec.py; 1 for values that have none): whole numbers, which SQLite writes in
+  2 to 6 bytes instead of a float's 8 (a REAL column still reads them back as floats, so
+  ``min / scale`` is the exact value and ``sum / scale`` the sum of the bucket's samples).
   The five-minute tier exists for the API's usual long windows: 30 days under the default cap
   of 10 000 points are 300-second buckets, a fifth of the rows the minute tier would aggregate.
   It shares the minute tier's retention and size share.
@@ -52,6 +56,7 @@ _ROLLUP = """ (
     series    INTEGER NOT NULL,
     bucket_ms INTEGER NOT NULL,
     n         INTEGER NOT NULL,
+    scale     INTEGER NOT NULL,
     sum       REAL NOT NULL,
     min       REAL NOT NULL,
     max       REAL NOT NULL,

@@ -24,8 +24,10 @@ from monitor.metricsdb import CHUNK_MS, TIER_WIDTHS_MS
 Row = tuple[str, str, str, int, float]
 """One sample of one metric: (metric, host, tags text, ts_ms, value)."""
 SeriesKey = tuple[str, str, str]
-Bucket = tuple[int, int, float, float, float, int, float]
-"""(bucket_ms, n, sum, min, max, last_ms, last) of one epoch-aligned bucket."""
+Bucket = tuple[int, int, int, float, float, float, int, float]
+"""(bucket_ms, n, scale, sum, min, max, last_ms, last) of one epoch-aligned bucket; sum, min,
+max and last times scale (whole numbers when scale is a power of ten above 1)."""
+_EXACT_SUM = 1 << 53
 
 _INSERT_RECENT = "INSERT OR REPLACE INTO recent (series, ts_ms, value) VALUES (?, ?, ?)"
 _NEWEST = "UPDATE series SET last_ms = max(coalesce(last_ms, ?1), ?1) WHERE id = ?2"
@@ -114,22 +116,29 @@ def _write_window(conn: sqlite3.Connection, sid: int, window_ms: int, new: list[
         "INSERT OR REPLACE INTO chunks (series, start_ms, n, data) VALUES (?, ?, ?, ?)",
         (sid, window_ms, len(samples), chunkcodec.encode(stamps, values)),
     )
+    k, ints = chunkcodec.scaled(values)
+    stored: list[tuple[int, float]] = list(zip(stamps, ints, strict=True)) if k >= 0 else samples
     for tier, width_ms in TIER_WIDTHS_MS.items():  # table names from the schema, never input
         conn.executemany(
-            f"INSERT OR REPLACE INTO {tier} (series, bucket_ms, n, sum, min, max, last_ms, last)"  # noqa: S608
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [(sid, *bucket) for bucket in rollup(samples, width_ms)],
+            f"INSERT OR REPLACE INTO {tier} (series, bucket_ms, n, scale, sum, min, max, last_ms, last)"  # noqa: S608
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(sid, *bucket) for bucket in rollup(stored, width_ms, 10**k if k >= 0 else 1)],
         )
 
 
-def rollup(samples: Sequence[tuple[int, float]], width_ms: int) -> list[Bucket]:
-    """The epoch-aligned buckets of WIDTH_MS over SAMPLES ((ts_ms, value) in time order)."""
+def rollup(samples: Sequence[tuple[int, float]], width_ms: int, scale: int = 1) -> list[Bucket]:
+    """The epoch-aligned buckets of WIDTH_MS over SAMPLES ((ts_ms, value times SCALE) in time
+    order). A bucket whose integer sum a float cannot hold exactly is stored unscaled."""
     out: list[Bucket] = []
     for bucket_ms, group in groupby(samples, key=lambda s: s[0] - s[0] % width_ms):
         items = list(group)
         values = [v for _, v in items]
-        last_ms, last = items[-1]
-        out.append((bucket_ms, len(values), sum(values), min(values), max(values), last_ms, last))
+        total, bucket_scale = sum(values), scale
+        if scale > 1 and abs(total) >= _EXACT_SUM:
+            values, bucket_scale = [v / scale for v in values], 1
+            total = sum(values)
+        last_ms, last = items[-1][0], values[-1]
+        out.append((bucket_ms, len(values), bucket_scale, total, min(values), max(values), last_ms, last))
     return out
 
 

@@ -27,6 +27,7 @@ import shutil
 import sqlite3
 import sys
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -172,7 +173,7 @@ def clone_hosts(source: Path, target: Path, hosts: int, newest_ms: int) -> None:
         )
         for tier in metricsdb.TIER_WIDTHS_MS:
             conn.execute(
-                f"INSERT INTO {tier} SELECT ids.new, bucket_ms, n, sum, min, max, last_ms, last"
+                f"INSERT INTO {tier} SELECT ids.new, bucket_ms, n, scale, sum, min, max, last_ms, last"
                 f" FROM {tier} JOIN ids ON series = ids.old WHERE bucket_ms >= ?",
                 (since_ms,),
             )
@@ -222,11 +223,8 @@ def serve_and_measure(state: Path, now_s: float, requests: int) -> dict[str, Any
 def run(days: float = 30.0, requests: int = 30) -> dict[str, Any]:
     CACHE.mkdir(parents=True, exist_ok=True)
     end_ms = 1_790_000_000_000  # fixed, so the cached file stays valid; the API's clock is frozen here
-    one = (
-        CACHE
-        / f"one-{days:g}d-schema{metricsdb.SCHEMA_VERSION}-{len(metricsdb.TIER_WIDTHS_MS)}tiers"
-        / "metrics.db"
-    )
+    schema = zlib.crc32("".join(metricsdb.SCHEMA).encode())  # a new layout builds a new file
+    one = CACHE / f"one-{days:g}d-{schema:08x}" / "metrics.db"
     meta_path = one.with_suffix(".json")
     if not meta_path.exists():
         shutil.rmtree(one.parent, ignore_errors=True)

@@ -168,3 +168,18 @@ def test_one_read_sees_one_snapshot_while_the_sink_seals_a_window(tmp_path):
         after = conn.execute("SELECT count(*), (SELECT count(*) FROM chunks) FROM recent").fetchone()
     assert (before, *after) == (1, 1, 0)  # not the sample in neither table, nor in both
     assert [r[4] for r in stored(path)] == [1.0, 2.0]
+
+
+def test_a_bucket_whose_scaled_sum_a_float_cannot_hold_is_stored_unscaled_and_exact(tmp_path):
+    path = tmp_path / "m.db"
+    big = 90_000_000_000_000.0  # with the one 0.25 below the window's scale is 100: 9e15 each
+    rows = [("swap_used_bytes", "h", T0 + i * 1000, big + (0.25 if i == 0 else 0.0)) for i in range(40)]
+    write_rows(path, [*rows, ("swap_used_bytes", "h", T0 + 3 * HOUR_MS, 1.0)])  # seals the window
+    conn = metricsdb.connect(path)
+    assert conn.execute("SELECT scale, n FROM minutes WHERE bucket_ms = ?", (T0,)).fetchall() == [(1, 40)]
+    conn.close()
+    store = SQLiteStore(path)
+    assert store.aggregate("swap_used_bytes", "min", T0, T0 + 60_000, "h").value == big
+    assert store.aggregate("swap_used_bytes", "max", T0, T0 + 60_000, "h").value == big + 0.25
+    mean = store.aggregate("swap_used_bytes", "mean", T0, T0 + 60_000, "h").value
+    assert mean == pytest.approx(big + 0.25 / 40, rel=1e-15)

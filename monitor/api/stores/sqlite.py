@@ -2,10 +2,11 @@
 
 The file is opened read-only, one connection and one read transaction per call (cheap,
 safe across waitress's threads, and one snapshot: a window the sink seals meanwhile, its
-samples moving from ``recent`` to ``chunks``, is seen once). A file that does not exist yet, or has no tables yet, is an empty store, not an
-error; one written by an older version and not yet migrated by the sink is unavailable,
-saying so. Every query runs under a deadline (a progress handler), so a huge scan becomes a
-``StoreUnavailable`` after ``timeout_s`` instead of holding a thread.
+samples moving from ``recent`` to ``chunks``, is seen once). A file that does not exist
+yet, or has no tables yet, is an empty store, not an error; one written by an older version
+and not yet migrated by the sink is unavailable, saying so. Every query runs under a
+deadline (a progress handler), so a huge scan becomes a ``StoreUnavailable`` after
+``timeout_s`` instead of holding a thread.
 
 Series are found in the small ``series`` table (its unique key (metric, host, tags) serves
 every lookup; ``/hosts`` reads it alone); each series' window is then read from the tiers

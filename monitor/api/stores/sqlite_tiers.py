@@ -40,19 +40,23 @@ _RECENT_COUNT_SQL = "SELECT count(*)" + _RECENT_WHERE
 _RANGE = " FROM {tier} WHERE series = :sid AND bucket_ms >= :start AND bucket_ms < :end"
 # floor(bucket_ms / step) * step, also for negative times: epoch-aligned like InfluxQL's GROUP BY time().
 _STEP_SQL = (
-    "SELECT bucket_ms - ((bucket_ms % :step) + :step) % :step AS b, sum(n), sum(sum)"
+    "SELECT bucket_ms - ((bucket_ms % :step) + :step) % :step AS b, sum(n), sum(sum / scale)"
     + _RANGE
     + " GROUP BY b ORDER BY b"
 )
-_BUCKETS_SQL = "SELECT bucket_ms, n, sum" + _RANGE + " ORDER BY bucket_ms"  # step == the tier's width
+_BUCKETS_SQL = "SELECT bucket_ms, n, sum / scale" + _RANGE + " ORDER BY bucket_ms"  # step == the tier's width
 TIER_SQL: dict[Aggregation, str] = {
-    "mean": "SELECT sum(sum), sum(n)" + _RANGE,
-    "min": "SELECT min(min), sum(n)" + _RANGE,
-    "max": "SELECT max(max), sum(n)" + _RANGE,
+    "mean": "SELECT sum(sum / scale), sum(n)" + _RANGE,
+    "min": "SELECT min(min / scale), sum(n)" + _RANGE,
+    "max": "SELECT max(max / scale), sum(n)" + _RANGE,
     "count": "SELECT sum(n), sum(n)" + _RANGE,
 }
 TIER_LAST_SQL = (
-    "SELECT last_ms, last, (SELECT sum(n)" + _RANGE + ")" + _RANGE + " ORDER BY bucket_ms DESC LIMIT 1"
+    "SELECT last_ms, last / scale, (SELECT sum(n)"
+    + _RANGE
+    + ")"
+    + _RANGE
+    + " ORDER BY bucket_ms DESC LIMIT 1"
 )
 
 
