@@ -10,7 +10,7 @@ help:
 	@echo "make run            run the agent and the API on the embedded SQLite store (foreground)"
 	@echo "make test           install what the tests need and run the whole suite (pytest + molecule)"
 	@echo "make lint           ruff, mypy, yamllint, ansible-lint"
-	@echo "make bench          agent cost, spool replay, API latency and memory soak benchmarks"
+	@echo "make bench          agent cost, spool replay, API latency, embedded store and memory soak benchmarks"
 	@echo "make demo           a local container fleet deployed with playbooks/site.yml"
 
 # Two stamps: `make run` needs only the runtime dependencies (psutil, bottle, waitress,

@@ -101,8 +101,15 @@ class SinkConfig:
     password: str = field(default="", repr=False)  # resolved secret
     # sqlite
     path: Path = Path()  # default: <state_dir>/metrics.db
-    retention_days: float = 30.0
+    retention_days: float = 7.0  # the raw tier's
+    # A coarser tier keeps at least as long as the finer one (the longer setting wins).
+    minutes_retention_days: float = 90.0
+    hours_retention_days: float = 730.0
     max_db_bytes: int = 1024 * MiB
+    # Each tier's share of max_db_bytes (past it, its oldest data goes first).
+    raw_share: float = 0.3
+    minutes_share: float = 0.6
+    hours_share: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -442,6 +449,16 @@ def _validate(r: _Reader, c: Config) -> None:
     if s.kind == "influxdb_v1":
         _check(r, "sink.database", bool(s.database), "is required for influxdb_v1")
     _check(r, "sink.retention_days", s.retention_days > 0, "must be positive")
+    for key in ("minutes_retention_days", "hours_retention_days"):
+        _check(r, f"sink.{key}", getattr(s, key) > 0, "must be positive")
+    for key in ("raw_share", "minutes_share", "hours_share"):
+        _check(r, f"sink.{key}", 0 < getattr(s, key) <= 1, "must be more than 0, at most 1")
+    _check(
+        r,
+        "sink.hours_share",
+        s.raw_share + s.minutes_share + s.hours_share <= 1 + 1e-9,
+        "raw_share + minutes_share + hours_share must be at most 1",
+    )
     _check(r, "sink.max_db_bytes", s.max_db_bytes >= MiB, "must be at least 1 MiB")
     a = c.api
     _check(r, "api.port", 0 <= a.port <= 65535, "must be 0 to 65535")

@@ -1,44 +1,96 @@
 """The embedded store's database: its schema and how the sink (writer) and the API (reader) open it.
 
-One narrow table, one row per (metric, host, tags, timestamp): a sample of N fields is N rows.
-``tags`` is the series' tag set besides host in its canonical text (:func:`encode_tags`:
-``mount=/``; ``''`` for the host family). The primary key makes writes idempotent (a re-sent
-sample overwrites itself, as in InfluxDB) and serves the API's range scans; the time index
-serves the retention deletes.
+A series is one (metric, host, tags) and has an integer id in ``series``; ``tags`` is the
+series' tag set besides host in its canonical text (:func:`encode_tags`: ``mount=/``; ``''``
+for the host family). ``series.last_ms`` is its newest sample (``/hosts`` reads only this
+table) and ``series.sealed_ms`` the end of its sealed past: every sample before it is in
+``chunks``, every sample after it in ``recent``.
 
-The schema's version is ``PRAGMA user_version``. A store written before tags existed (version
-0: no ``tags`` column) is migrated by the writer on its first open, in one transaction (a new
-table, every row copied with ``tags = ''``, the old one dropped, the new one renamed).
+Tiers (monitor/tiers.py writes them, monitor/api/stores/sqlite.py reads them):
+
+- raw: ``chunks``, one row per series and epoch-aligned :data:`CHUNK_MS` window holding that
+  window's samples packed (monitor/chunkcodec.py: about 0.1 to 3 bytes a value where a narrow
+  row costs 40 to 85); ``recent``, one row per sample of each series' open window.
+- rollups: ``minutes``, ``five_minutes`` and ``hours``, one row per series and bucket (count,
+  sum, min, max, and the newest sample's time and value), computed from a window's samples
+  when it is sealed, so a tier is always an exact function of the raw samples it summarises.
+  Sum, min, max and last are stored times ``scale`` (``10**k``, the chunk's decimal scale: see
+  monitor/chunkcodec.py; 1 for values that have none): whole numbers, which SQLite writes in
+  2 to 6 bytes instead of a float's 8 (a REAL column still reads them back as floats, so
+  ``min / scale`` is the exact value and ``sum / scale`` the sum of the bucket's samples).
+  The five-minute tier exists for the API's usual long windows: 30 days under the default cap
+  of 10 000 points are 300-second buckets, a fifth of the rows the minute tier would aggregate.
+  It shares the minute tier's retention and size share.
+
+Why chunks of two hours: a window must hold whole hour buckets (the hour tier is computed
+from one sealed window); two hours of 10-second samples (720 values) pack to a few hundred
+bytes, and a day is 12 chunks per series to decode. Rollups stay one row per bucket: SQLite
+aggregates them in C, which keeps long windows fast; their cost is bounded by their
+retention and size share, not by the raw tier's.
+
+The primary keys make writes idempotent (a re-sent sample overwrites itself in ``recent``,
+or is merged into its sealed chunk, replacing the rollups of its window) and serve every
+range read as one seek per series.
+
+The schema's version is ``PRAGMA user_version``. Older stores migrate on the writer's first
+open, in one transaction (all or nothing): version 0 (a narrow ``points`` table without
+tags) and version 1 (narrow ``points`` with tags) are read in key order, written as chunks
+and rollups, and the old table dropped.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import sqlite3
 from pathlib import Path
 
 from monitor import sqlitedb
 
-SCHEMA_VERSION = 1
-_COLUMNS = """ (
-    metric TEXT NOT NULL,
-    host   TEXT NOT NULL,
-    tags   TEXT NOT NULL DEFAULT '',
-    ts_ms  INTEGER NOT NULL,
-    value  REAL NOT NULL,
-    PRIMARY KEY (metric, host, tags, ts_ms)
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 2
+CHUNK_MS = 2 * 3_600_000
+TIER_WIDTHS_MS = {"minutes": 60_000, "five_minutes": 300_000, "hours": 3_600_000}
+_ROLLUP = """ (
+    series    INTEGER NOT NULL,
+    bucket_ms INTEGER NOT NULL,
+    n         INTEGER NOT NULL,
+    scale     INTEGER NOT NULL,
+    sum       REAL NOT NULL,
+    min       REAL NOT NULL,
+    max       REAL NOT NULL,
+    last_ms   INTEGER NOT NULL,
+    last      REAL NOT NULL,
+    PRIMARY KEY (series, bucket_ms)
 ) WITHOUT ROWID"""
 SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS points" + _COLUMNS,
-    "CREATE INDEX IF NOT EXISTS points_by_time ON points (ts_ms)",
+    """CREATE TABLE IF NOT EXISTS series (
+    id        INTEGER PRIMARY KEY,
+    metric    TEXT NOT NULL,
+    host      TEXT NOT NULL,
+    tags      TEXT NOT NULL DEFAULT '',
+    last_ms   INTEGER,
+    sealed_ms INTEGER NOT NULL DEFAULT -9223372036854775808,
+    UNIQUE (metric, host, tags)
+)""",
+    """CREATE TABLE IF NOT EXISTS recent (
+    series INTEGER NOT NULL,
+    ts_ms  INTEGER NOT NULL,
+    value  REAL NOT NULL,
+    PRIMARY KEY (series, ts_ms)
+) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS chunks (
+    series   INTEGER NOT NULL,
+    start_ms INTEGER NOT NULL,
+    n        INTEGER NOT NULL,
+    data     BLOB NOT NULL,
+    PRIMARY KEY (series, start_ms)
+) WITHOUT ROWID""",
+    *(f"CREATE TABLE IF NOT EXISTS {tier}" + _ROLLUP for tier in TIER_WIDTHS_MS),
 )
-_MIGRATE_FROM_0 = (  # version 0: (metric, host, ts_ms, value), PRIMARY KEY (metric, host, ts_ms)
-    "CREATE TABLE points_new" + _COLUMNS,
-    "INSERT INTO points_new (metric, host, tags, ts_ms, value)"
-    " SELECT metric, host, '', ts_ms, value FROM points ORDER BY metric, host, ts_ms",
-    "DROP TABLE points",  # its index goes with it
-    "ALTER TABLE points_new RENAME TO points",
-)
+_OLD_POINTS = "SELECT metric, host, {tags}, ts_ms, value FROM points ORDER BY metric, host, {tags}, ts_ms"
+MIGRATE_BATCH_ROWS = 100_000
 
 # The writer only appends at the new end and deletes at the old one: a small page cache does.
 WRITER_CACHE_KIB = 512
@@ -112,14 +164,29 @@ def migrate(conn: sqlite3.Connection) -> None:
                 f"the store's schema version {version} is newer than this code's ({SCHEMA_VERSION})"
             )
         if version < SCHEMA_VERSION:
-            columns = {row[1] for row in conn.execute("PRAGMA table_info(points)")}
-            if columns and "tags" not in columns:  # version 0: written before tags existed
-                for statement in _MIGRATE_FROM_0:
-                    conn.execute(statement)
             for statement in SCHEMA:
                 conn.execute(statement)
+            _copy_points(conn)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.commit()
     except BaseException:
         conn.rollback()
         raise
+
+
+def _copy_points(conn: sqlite3.Connection) -> None:
+    """Move a version 0 or 1 ``points`` table (narrow rows) into the tiers, then drop it."""
+    from monitor import tiers  # the write path, which imports this module
+
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(points)")}
+    if not columns:
+        return
+    cursor = conn.execute(_OLD_POINTS.format(tags="tags" if "tags" in columns else "''"))
+    ids: dict[tuple[str, str, str], int] = {}
+    skipped = 0
+    while batch := cursor.fetchmany(MIGRATE_BATCH_ROWS):
+        skipped += tiers.store(conn, batch, ids)
+    tiers.seal_idle(conn)
+    conn.execute("DROP TABLE points")  # its index goes with it
+    if skipped:  # ±Inf, which a REAL column holds and the API never showed
+        log.warning("migration: %d non-finite values were not carried over", skipped)

@@ -102,11 +102,11 @@ def run_selftest(
 
 
 def _delete_sqlite(config: Config, host: str) -> None:
-    from monitor import metricsdb
+    from monitor import metricsdb, tiers
 
     conn = metricsdb.connect(config.sink.path)
     try:
         with conn:
-            conn.execute("DELETE FROM points WHERE host = ?", (host,))
+            tiers.delete_host(conn, host)
     finally:
         conn.close()

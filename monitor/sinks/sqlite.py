@@ -1,22 +1,24 @@
-"""Embedded SQLite sink: decodes each line into rows of the ``points`` table (monitor/metricsdb.py).
+"""Embedded SQLite sink: decodes each line into samples of the tiered store (monitor/metricsdb.py).
 
 A spool row is one tick: its lines joined by ``"\n"`` (the host line, then one line per mount,
-device or interface). A line of N fields becomes N rows (metric = field name, host, tags,
+device or interface). A line of N fields becomes N samples (metric = field name, host, tags,
 ts_ms, value); ``tags`` holds the family's tag (``mount=/``: :func:`monitor.metricsdb.encode_tags`),
 any other tag is not stored, nor is the measurement name (a metric's name says its family).
-``INSERT OR REPLACE`` on the primary key makes a re-sent batch overwrite itself instead of
-duplicating.
+One batch is one transaction (monitor/tiers.py: re-sent samples overwrite themselves).
 
 A store found damaged (not a database, corrupt, a directory in its place) when a write opens
 it (a read-only look first: :func:`monitor.sqlitedb.damage_at`) or uses it is moved aside
 (:func:`monitor.sqlitedb.move_aside`): that write fails as ``Unavailable`` naming where it
 went, and the retry starts a fresh store.
 
-Retention runs after a write at most once per ``RETENTION_INTERVAL_S`` of the monotonic clock:
-rows older than ``retention_days`` go (never further than time has passed:
-:mod:`monitor.retention`), then, while the live pages of the file exceed
-``max_db_bytes``, the oldest data goes until they are under ``SHRINK_TO`` of it. Freed pages
-are reused by later inserts, so the file stops growing near ``max_db_bytes``.
+Retention runs after a write at most once per ``RETENTION_INTERVAL_S`` of the monotonic clock,
+per tier: raw data older than ``retention_days``, minute buckets older than
+``minutes_retention_days``, hour buckets older than ``hours_retention_days`` go (a coarser
+tier keeps at least as long as a finer one; never further than time has passed:
+:mod:`monitor.retention`). Then, while the live pages of the file exceed ``max_db_bytes``,
+each tier above its share (``raw_share``; ``minutes_share`` for the one- and five-minute
+tiers together; ``hours_share``) loses its oldest data until it is under ``SHRINK_TO`` of its
+share. Freed pages are reused by later inserts, so the file stops growing near ``max_db_bytes``.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from monitor import metricsdb, sqlitedb
+from monitor import metricsdb, sqlitedb, tiers
 from monitor.catalog import TAG_KEY
 from monitor.config import ShipperConfig, SinkConfig
 from monitor.errors import AccessDenied, MonitorError, Rejected, Unavailable
@@ -42,9 +44,8 @@ log = logging.getLogger(__name__)
 RETENTION_INTERVAL_S = 60.0
 SHRINK_TO = 0.9  # after a size cut the live data is under this fraction of max_db_bytes
 MAX_SHRINK_ROUNDS = 20
-INSERT = "INSERT OR REPLACE INTO points (metric, host, tags, ts_ms, value) VALUES (?, ?, ?, ?, ?)"
-_NEWEST = "SELECT max(ts_ms) FROM points"
-Row = tuple[str, str, str, int, float]
+_NEWEST = "SELECT max(last_ms) FROM series"
+Row = tiers.Row
 
 
 def to_rows(lines: Sequence[str]) -> tuple[list[Row], list[str]]:
@@ -90,8 +91,15 @@ class SQLiteSink:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._path = config.path
-        self._retention = RetentionCut(int(config.retention_days * 86_400_000), monotonic=monotonic)
+        days = {"raw": config.retention_days}
+        days["minutes"] = max(days["raw"], config.minutes_retention_days)
+        days["hours"] = max(days["minutes"], config.hours_retention_days)
+        self._retention = {
+            tier: RetentionCut(int(d * 86_400_000), monotonic=monotonic) for tier, d in days.items()
+        }
         self._max_db_bytes = config.max_db_bytes
+        self._shares = {"raw": config.raw_share, "minutes": config.minutes_share, "hours": config.hours_share}
+        self._ids: dict[tiers.SeriesKey, int] = {}  # series ids of the open connection
         self._timeout_s = shipper.timeout_s
         self._clock = clock
         self._monotonic = monotonic
@@ -128,7 +136,7 @@ class SQLiteSink:
                 if self._next_retention_s == -math.inf:  # before this process's first write
                     self._newest_at_start_ms = self._conn.execute(_NEWEST).fetchone()[0]
             with self._conn:  # one transaction: all rows or none
-                self._conn.executemany(INSERT, rows)
+                tiers.store(self._conn, rows, self._ids)
         except (sqlite3.Error, OSError) as exc:  # locked, disk full, I/O error, cannot create, damaged
             self._drop()
             reason = f"{type(exc).__name__}: {exc}"
@@ -162,42 +170,59 @@ class SQLiteSink:
         return f"damaged ({reason}); moved aside to {moved.moved_to}; the next write starts a fresh store"
 
     def _retain(self, conn: sqlite3.Connection, now_s: float) -> None:
-        cutoff_ms = self._retention.cutoff_ms(int(now_s * 1000), self._newest_at_start_ms)
         with conn:
-            old = conn.execute("DELETE FROM points WHERE ts_ms < ?", (cutoff_ms,)).rowcount
-        if old:
-            log.info("%s: deleted %d points older than the retention", self._name, old)
+            tiers.seal_idle(conn)
+        for tier, retention in self._retention.items():
+            cutoff_ms = retention.cutoff_ms(int(now_s * 1000), self._newest_at_start_ms)
+            with conn:
+                old = tiers.delete_before(conn, tier, cutoff_ms)
+                if tier == "hours":  # nothing of these series is left in any tier
+                    conn.execute("DELETE FROM series WHERE last_ms < ?", (cutoff_ms,))
+            if old:
+                log.info("%s: deleted %d %s rows older than their retention", self._name, old, tier)
         if sqlitedb.live_bytes(conn) > self._max_db_bytes:
             self._shrink(conn)
 
     def _shrink(self, conn: sqlite3.Connection) -> None:
-        """Delete the oldest timestamps until the live data is under SHRINK_TO * max_db_bytes.
+        """Cut each tier above SHRINK_TO of its share of max_db_bytes from its oldest end.
 
-        Each round estimates the cut from the time range (two index lookups, assuming data
-        spread evenly over time) and re-measures, so uneven data only costs another round.
+        Each round estimates the cut from the tier's time range (assuming data spread evenly
+        over time) and re-measures, so uneven data only costs another round.
         """
-        target = self._max_db_bytes * SHRINK_TO
-        deleted, cutoff = 0, None
-        for _ in range(MAX_SHRINK_ROUNDS):
-            used = sqlitedb.live_bytes(conn)
-            oldest = conn.execute("SELECT min(ts_ms) FROM points").fetchone()[0]
-            newest = conn.execute(_NEWEST).fetchone()[0]
-            if used <= target or oldest is None or oldest == newest:
-                break
-            cutoff = oldest + max(1, int((newest - oldest) * (1 - target / used)))
-            with conn:
-                deleted += conn.execute("DELETE FROM points WHERE ts_ms < ?", (cutoff,)).rowcount
+        for tier, share in self._shares.items():
+            target = self._max_db_bytes * share * SHRINK_TO
+            deleted, cutoff = 0, None
+            for _ in range(MAX_SHRINK_ROUNDS):
+                used = _tier_bytes(conn, tier)
+                oldest = tiers.oldest_ms(conn, tier)
+                newest = conn.execute(_NEWEST).fetchone()[0]
+                if used <= target or oldest is None or newest is None or oldest >= newest:
+                    break
+                cutoff = oldest + max(1, int((newest - oldest) * (1 - target / used)))
+                with conn:
+                    deleted += tiers.delete_before(conn, tier, cutoff)
+            if cutoff is not None:
+                log.warning(
+                    "%s: %s tier above its share of max_db_bytes=%d (%g); deleted its %d oldest rows"
+                    " (before ts_ms %s)",
+                    self._name,
+                    tier,
+                    self._max_db_bytes,
+                    share,
+                    deleted,
+                    cutoff,
+                )
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        log.warning(
-            "%s: database above max_db_bytes=%d; deleted the %d oldest points (before ts_ms %s)",
-            self._name,
-            self._max_db_bytes,
-            deleted,
-            cutoff,
-        )
 
     def _drop(self) -> None:
+        self._ids.clear()  # a failed transaction may have rolled back a new series' row
         if self._conn is not None:
             with contextlib.suppress(sqlite3.Error):
                 self._conn.close()
             self._conn = None
+
+
+def _tier_bytes(conn: sqlite3.Connection, tier: str) -> int:
+    """Bytes of the pages TIER's tables hold (SQLite's dbstat)."""
+    sql = "SELECT coalesce(sum(pgsize), 0) FROM dbstat WHERE aggregate = 1 AND name = ?"
+    return sum(int(conn.execute(sql, (name,)).fetchone()[0]) for name in tiers.TABLES[tier])

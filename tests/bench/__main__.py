@@ -15,6 +15,7 @@ from tests.bench import (
     bench_fleet_view,
     bench_replay,
     bench_soak,
+    bench_store,
 )
 
 
@@ -30,6 +31,7 @@ def main() -> None:
     print(bench_replay.table(replay), flush=True)
     reports.append(replay)
     reports.append(bench_api.run())
+    reports.append(bench_store.run())
     soak = bench_soak.run(bench_soak.MINUTES)
     print(bench_soak.table(soak), flush=True)
     reports.append(soak)

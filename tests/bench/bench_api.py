@@ -34,9 +34,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from monitor import metricsdb
+from monitor import metricsdb, tiers
 from monitor.api import serve
-from monitor.api.stores.sqlite import _AGGREGATE_SQL
+from monitor.api.stores.sqlite_tiers import TIER_SQL
 from monitor.config import Config, parse
 from monitor.lineprotocol import Sample, encode
 from tests import servers
@@ -115,11 +115,8 @@ def day_of_samples(end_ms: int) -> list[Sample]:
 def load_sqlite(path: Path, samples: list[Sample]) -> float:
     started = time.perf_counter()
     conn = metricsdb.connect(path)
-    conn.executemany(
-        "INSERT INTO points (metric, host, ts_ms, value) VALUES (?, ?, ?, ?)",
-        ((m, s.host, s.ts_ms, v) for s in samples for m, v in s.fields.items()),
-    )
-    conn.commit()
+    with conn:
+        tiers.store(conn, ((m, s.host, "", s.ts_ms, v) for s in samples for m, v in s.fields.items()), {})
     conn.close()
     return time.perf_counter() - started
 
@@ -187,8 +184,8 @@ def load(url: str, threads: int, max_requests: int, max_s: float) -> dict[str, A
 
 def sqlite_plan(path: Path) -> list[str]:
     conn = metricsdb.connect(path)
-    params = {"metric": "cpu_usage_overall", "host": HOST, "tags": "", "start": 0, "end": 1}
-    rows = conn.execute("EXPLAIN QUERY PLAN " + _AGGREGATE_SQL["mean"], params).fetchall()
+    params = {"sid": 1, "start": 0, "end": 1}
+    rows = conn.execute("EXPLAIN QUERY PLAN " + TIER_SQL["mean"].format(tier="hours"), params).fetchall()
     conn.close()
     return [str(r[-1]) for r in rows]
 

@@ -26,13 +26,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from monitor import metricsdb
 from monitor.alerts import FIRING, RESOLVED, AlertEvent
 from monitor.alerts.history import AlertHistory
 from monitor.alerts.log import format_line
 from monitor.api import make_app
 from monitor.api.stores.sqlite import SQLiteStore
 from monitor.config import parse
+from tests.store_helpers import write_rows
 from tests.unit.test_api import call
 
 NOW_MS = 1_700_000_000_000
@@ -123,10 +123,7 @@ def _store(path: Path, hosts: int) -> None:
                 ("memory_usage", f"h{h:03d}", "", ts, 50.0),
             ]
             rows += [("filesystem_used_percent", f"h{h:03d}", f"mount={m}", ts, 40.0) for m in ("/", "/var")]
-    conn = metricsdb.connect(path)
-    conn.executemany("INSERT INTO points (metric, host, tags, ts_ms, value) VALUES (?, ?, ?, ?, ?)", rows)
-    conn.commit()
-    conn.close()
+    write_rows(path, rows)
 
 
 def bench_hosts(hosts: int, calls: int = 20) -> dict[str, Any]:

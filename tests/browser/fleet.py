@@ -15,6 +15,7 @@ from pathlib import Path
 
 from monitor import catalog, metricsdb
 from monitor.alerts.log import AlertEvent, format_line
+from tests.store_helpers import write_rows
 
 INTERVAL_S = 10
 WEB1_HOURS = 24
@@ -87,16 +88,8 @@ def load(store_path: Path, alerts_log: Path, now_ms: int) -> list[HostData]:
         HostData("web2", end_ms - 3_600_000, end_ms),
         HostData("old1", end_ms - (OLD1_SILENT_H + 1) * 3_600_000, end_ms - OLD1_SILENT_H * 3_600_000),
     ]
-    conn = metricsdb.connect(store_path)
-    try:
-        for h in hosts:
-            conn.executemany(
-                "INSERT INTO points (metric, host, tags, ts_ms, value) VALUES (?, ?, ?, ?, ?)",
-                rows(h.host, h.first_ms, h.last_ms),
-            )
-        conn.commit()
-    finally:
-        conn.close()
+    for h in hosts:
+        write_rows(store_path, rows(h.host, h.first_ms, h.last_ms))
     event = AlertEvent(
         time_ms=end_ms - 120_000,
         host="web2",

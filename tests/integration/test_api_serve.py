@@ -19,11 +19,11 @@ from typing import Any
 
 import pytest
 
-from monitor import metricsdb
 from monitor.api import serve
 from monitor.config import Config, parse
 from tests import servers
 from tests.faultproxy import FaultProxy
+from tests.store_helpers import write_rows
 
 pytestmark = pytest.mark.integration
 
@@ -74,17 +74,14 @@ def sqlite_config(tmp_path: Path, **api: Any) -> Config:
         {"agent": {"state_dir": str(tmp_path), "host": "web1"}, "api": {"port": 0, **api}}, environ=environ
     )
     now_ms = int(NOW_S * 1000)
-    conn = metricsdb.connect(config.sink.path)
-    conn.executemany(
-        "INSERT INTO points (metric, host, ts_ms, value) VALUES (?, ?, ?, ?)",
+    write_rows(
+        config.sink.path,
         [
             (m, "web1", ts, float(i % 50))
             for i, ts in enumerate(range(now_ms - 15 * 60_000, now_ms, 1000))
             for m in METRICS
         ],
     )
-    conn.commit()
-    conn.close()
     return config
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor import sqlitedb
+from monitor import sqlitedb, tiers
 from monitor.status import read_status
 from tests.integration.helpers import HOST, AgentProcess, alert_states, wait_for, write_config
 from tests.servers import IN_CI
@@ -63,8 +63,7 @@ def stamps(agent: AgentProcess) -> list[int]:
         return []
     conn = sqlitedb.connect_readonly(path, timeout_s=5)
     try:
-        query = "SELECT DISTINCT ts_ms FROM points WHERE metric = 'memory_usage' ORDER BY ts_ms"
-        return [row[0] for row in conn.execute(query)]
+        return sorted({row[3] for row in tiers.read_all(conn) if row[0] == "memory_usage"})
     except sqlite3.OperationalError:
         return []
     finally:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import sqlite3
 import time
 import urllib.parse
 import urllib.request
@@ -32,6 +31,7 @@ from monitor.errors import ConfigError
 from monitor.lineprotocol import Sample, encode
 from monitor.sinks import make_sink
 from tests import servers
+from tests.store_helpers import stored
 from tests.unit.test_api import call
 
 pytestmark = pytest.mark.integration
@@ -130,8 +130,7 @@ def test_every_accepted_host_round_trips_through_every_sink_and_the_host_filter(
 
     assert influx_hosts(targets["influx"], ts_ms) == [host]
     assert vm_hosts(targets["vm"], ts_ms) == [host]
-    with sqlite3.connect(sqlite_path) as conn:
-        assert conn.execute("SELECT host FROM points WHERE ts_ms = ?", (ts_ms,)).fetchall() == [(host,)]
+    assert [row[1] for row in stored(sqlite_path) if row[3] == ts_ms] == [host]
     assert api_count(config, InfluxQLStore(targets["influx"], DB), host, ts_ms) == 1
     assert api_count(config, SQLiteStore(sqlite_path), host, ts_ms) == 1
 

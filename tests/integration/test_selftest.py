@@ -44,10 +44,9 @@ def test_selftest_passes_on_the_embedded_store_and_leaves_nothing_behind(tmp_pat
     ok, lines = run_selftest(config_mod.load(cfg))
     assert ok, lines
     assert lines[-1].startswith("selftest: PASS")
-    import sqlite3
+    from tests.store_helpers import stored
 
-    left = sqlite3.connect(tmp_path / "metrics.db").execute("SELECT count(*) FROM points").fetchone()[0]
-    assert left == 0
+    assert stored(tmp_path / "metrics.db") == []
 
 
 def test_selftest_passes_against_influxdb_1x_and_exits_zero(tmp_path, influxdb1, influx_db):

@@ -21,7 +21,6 @@ from typing import Any
 
 import pytest
 
-from monitor import metricsdb
 from monitor.alerts.silent import RULE, check_interval_s
 from tests import servers
 from tests.integration.helpers import (
@@ -34,6 +33,7 @@ from tests.integration.helpers import (
 from tests.integration.test_alert_webhook import _serve
 from tests.integration.test_clock_steps import LIBFAKETIME
 from tests.servers import IN_CI
+from tests.store_helpers import write_rows
 
 pytestmark = pytest.mark.integration
 
@@ -175,13 +175,7 @@ def test_hostmon_run_fires_for_another_host_of_its_store_that_went_silent(tmp_pa
     store (here its samples of an hour ago) fires, the running local host stays ok."""
     url, received = receiver
     gone_ms = int(time.time() * 1000) - 3_600_000
-    conn = metricsdb.connect(state_dir / "metrics.db")
-    conn.execute(
-        "INSERT INTO points (metric, host, ts_ms, value) VALUES ('cpu_usage_overall', 'gone', ?, 1)",
-        (gone_ms,),
-    )
-    conn.commit()
-    conn.close()
+    write_rows(state_dir / "metrics.db", [("cpu_usage_overall", "gone", gone_ms, 1.0)])
     port = servers.free_port()
     server = api(write_config(tmp_path / "hostmon.toml", settings(state_dir, port, url)), port, "run")
     fired = wait_for(

@@ -7,6 +7,7 @@ from tests/faultproxy.py standing in front of the real server.
 from __future__ import annotations
 
 import json
+import random
 import sqlite3
 import time
 import urllib.parse
@@ -25,6 +26,7 @@ from monitor.sqlitedb import live_bytes
 from tests import servers
 from tests.faultproxy import FaultProxy
 from tests.helpers import ADMIN
+from tests.store_helpers import stored
 
 pytestmark = pytest.mark.integration
 
@@ -354,8 +356,7 @@ def sqlite_sink(path: Path, clock: Clock, **kw: object) -> SQLiteSink:
 
 
 def rows(path: Path) -> list[tuple[str, str, int, float]]:
-    with sqlite3.connect(path) as conn:
-        return conn.execute("SELECT metric, host, ts_ms, value FROM points ORDER BY ts_ms, metric").fetchall()
+    return sorted(((m, h, ts, v) for m, h, _, ts, v in stored(path)), key=lambda r: (r[2], r[0]))
 
 
 def test_sqlite_sink_stores_every_field_of_every_sample_in_a_new_directory(tmp_path, closing):
@@ -441,7 +442,7 @@ def test_sqlite_sink_retention_catches_up_at_the_pace_of_real_time(tmp_path, clo
     clock.advance(61)
     sink.write(lines_of(samples(1, "h", int(clock() * 1000))))
     assert now_ms in {r[2] for r in rows(tmp_path / "m.db")}  # a jump alone deletes nothing
-    clock.advance(86_400)  # a real day passes: the cut may now move a day
+    clock.advance(86_400 + 7200)  # a real day passes (and a chunk: raw data goes by whole chunks)
     sink.write(lines_of(samples(1, "h", int(clock() * 1000))))
     assert now_ms not in {r[2] for r in rows(tmp_path / "m.db")}
 
@@ -454,20 +455,27 @@ def test_sqlite_sink_retention_by_size_drops_the_oldest_and_caps_the_file(tmp_pa
     closing.append(sink)
     start_ms = int(NOW_S * 1000) - 30 * DAY_MS
     total = 0
-    for batch_no in range(20):  # ~20 x 1000 samples x 3 fields: several times max_db_bytes
-        batch = samples(1000, "h", start_ms + batch_no * 1_000_000)
+    rnd = random.Random(7)
+    for batch_no in range(30):  # 30 x 1000 noisy samples x 3 fields, 10 s apart: several times the cap
+        batch = [
+            Sample(s.ts_ms, s.host, {k: round(rnd.uniform(0, 100), 2) for k in s.fields})
+            for s in samples(1000, "h", start_ms + batch_no * 10_000_000, step_ms=10_000)
+        ]
         sink.write(lines_of(batch))
         total += len(batch)
         clock.advance(61)
-    newest_ms = start_ms + 19 * 1_000_000 + 999 * 1000
+    newest_ms = start_ms + 29 * 10_000_000 + 999 * 10_000
     kept = rows(path)
     with sqlite3.connect(path) as conn:
         used = live_bytes(conn)
+        minutes_from = conn.execute("SELECT min(bucket_ms), max(bucket_ms) FROM minutes").fetchone()
     assert used <= max_db_bytes
     assert path.stat().st_size <= 2 * max_db_bytes  # freed pages are reused: the file stays bounded
     assert 0 < len(kept) < total * len(FIELDS)
     assert max(r[2] for r in kept) == newest_ms  # the newest data is what is kept
     assert min(r[2] for r in kept) > start_ms
+    assert minutes_from[0] > start_ms  # the minute tier was cut at its own share too
+    assert minutes_from[1] > newest_ms - 3 * 7_200_000  # up to the newest sealed chunk
 
 
 def test_sqlite_sink_locked_database_is_unavailable_then_recovers(tmp_path, closing):
@@ -499,9 +507,7 @@ def tick(host: str, ts_ms: int, mounts: dict[str, float]) -> str:
 
 
 def tagged_rows(path: Path) -> list[tuple[str, str, str, int, float]]:
-    with sqlite3.connect(path) as conn:
-        sql = "SELECT metric, host, tags, ts_ms, value FROM points ORDER BY ts_ms, metric, tags"
-        return conn.execute(sql).fetchall()
+    return sorted(stored(path), key=lambda r: (r[3], r[0], r[2]))
 
 
 def test_sqlite_sink_stores_every_line_of_a_multi_line_tick_with_its_tags(tmp_path, closing):

@@ -17,14 +17,15 @@ from typing import Any
 
 import pytest
 
-from monitor import metricsdb
+from monitor import metricsdb, tiers
 from monitor.api import make_app
 from monitor.api.stores import AGGREGATES, Query, Series
 from monitor.api.stores.influxql import InfluxQLStore
 from monitor.api.stores.sqlite import SQLiteStore
 from monitor.config import parse
 from monitor.lineprotocol import Sample, encode
-from monitor.sinks.sqlite import INSERT, to_rows
+from monitor.sinks.sqlite import to_rows
+from tests.store_helpers import write_rows
 from tests.unit.test_api import call
 
 pytestmark = pytest.mark.integration
@@ -61,10 +62,7 @@ def load_both(url: str, db: str, path: Path, rows: list[str]) -> tuple[SQLiteSto
     written to InfluxDB."""
     stored, problems = to_rows(rows)
     assert not problems
-    conn = metricsdb.connect(path)
-    with conn:
-        conn.executemany(INSERT, stored)
-    conn.close()
+    write_rows(path, stored)
     urllib.request.urlopen(
         urllib.request.Request(f"{url}/query?q=CREATE+DATABASE+{db}", method="POST")
     ).close()
@@ -286,3 +284,79 @@ def test_tagged_describe_and_hosts_match(tagged):
     }
     assert sqlite.hosts() == influx.hosts()
     assert [h.host for h in sqlite.hosts()] == ["a", "b"]
+
+
+# Tiered windows: three days of 10-second samples (two decimals, as the agent rounds them) from
+# two hosts; the SQLite store then loses its raw data older than a day, as raw retention does,
+# so older windows are answered from its minute and hour rollups alone, newer ones from raw
+# samples and rollups together. InfluxDB keeps every raw sample: the answers must still agree
+# wherever the windows are aligned to the rollups' minutes.
+TIERED_DAYS = 3
+TIERED_END_MS = 1_700_006_400_000  # a whole minute: the API's minute-relative windows stay aligned
+TIERED_START_MS = TIERED_END_MS - TIERED_DAYS * 86_400_000
+RAW_KEPT_MS = TIERED_END_MS - 86_400_000
+TIERED = ("cpu_usage_overall", "memory_usage", "disk_read")
+
+
+@pytest.fixture(scope="module")
+def tiered(influxdb1, tmp_path_factory) -> tuple[SQLiteStore, InfluxQLStore]:
+    rnd = random.Random(5)
+    data = [
+        Sample(ts, host, {m: round(rnd.uniform(0, 100), 2) for m in TIERED})
+        for ts in range(TIERED_START_MS, TIERED_END_MS, 10_000)
+        for host in ("a", "b")
+        if not (host == "b" and (ts // 3_600_000) % 9 == 4)  # an hour's gap now and then on b
+    ]
+    path = tmp_path_factory.mktemp("tiered") / "metrics.db"
+    pair = load_both(influxdb1.url, "tiered", path, [encode(s, "system") for s in data])
+    conn = metricsdb.connect(path)
+    with conn:
+        tiers.seal_idle(conn)
+        assert tiers.delete_before(conn, "raw", RAW_KEPT_MS) > 0
+    conn.close()
+    return pair
+
+
+TIERED_WINDOWS = [
+    (TIERED_START_MS, TIERED_END_MS),  # everything: rollups, then raw samples
+    (TIERED_START_MS + 7 * 60_000, RAW_KEPT_MS - 13 * 60_000),  # rollups only, off the hours
+    (RAW_KEPT_MS - 3 * 3_600_000 + 60_000, TIERED_END_MS - 4_321),  # across the raw boundary
+]
+
+
+@pytest.mark.parametrize("window", TIERED_WINDOWS)
+@pytest.mark.parametrize("host", [None, "b"])
+def test_tiered_windows_count_bucket_and_aggregate_as_influxdb_does_on_raw_data(tiered, window, host):
+    sqlite, influx = tiered
+    query = Query(TIERED, *window, host)
+    assert sqlite.counts(query) == influx.counts(query)
+    for step in (60_000, 300_000, 3_600_000, 7_200_000, 86_400_000):
+        assert_same_series(sqlite.rows(query, step), influx.rows(query, step))
+    for fn in AGGREGATES:
+        a, b = (
+            sqlite.aggregate("memory_usage", fn, *window, host),
+            influx.aggregate("memory_usage", fn, *window, host),
+        )
+        assert (a.samples, a.hosts, a.value_host) == (b.samples, b.hosts, b.value_host), fn
+        assert same(a.value, b.value), (fn, a.value, b.value)
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/metrics?start=4320&end=0",  # three days, downsampled: rollups and raw
+        "/metrics?start=4000&end=2000&host=b&step=600",  # rollups only
+        *(f"/metrics/aggregate?metric=disk_read&start=4320&end=60&fn={fn}" for fn in AGGREGATES),
+    ],
+)
+def test_the_api_answers_tiered_windows_the_same_on_both_stores(tiered, tmp_path, target):
+    config = parse({"agent": {"state_dir": str(tmp_path)}}, environ={})
+    left, right = (
+        call(
+            make_app(config, store, clock=lambda: TIERED_END_MS / 1000, spool_status=lambda: None), target
+        ).json()
+        for store in tiered
+    )
+    left.pop("store", None), right.pop("store", None)
+    assert left.get("series") or left.get("samples"), left  # not vacuously equal
+    assert same(left, right)

@@ -10,10 +10,10 @@ from wsgiref.util import setup_testing_defaults
 
 import pytest
 
-from monitor import metricsdb
 from monitor.api import make_app
 from monitor.api.stores.sqlite import SQLiteStore
 from monitor.config import Config, parse
+from tests.store_helpers import write_rows
 
 NOW_S = 1_700_000_000.0
 NOW_MS = int(NOW_S * 1000)
@@ -62,16 +62,13 @@ def value(host: str, metric: str, ts_ms: int) -> float:
 
 
 def write_samples(path: Path, hosts: tuple[str, ...] = ("web1", "web2"), minutes: int = 30) -> None:
-    conn = metricsdb.connect(path)
     rows = [
         (metric, host, ts, value(host, metric, ts))
         for host in hosts
         for ts in range(NOW_MS - minutes * MINUTE_MS, NOW_MS, INTERVAL_MS)
         for metric in METRICS
     ]
-    conn.executemany("INSERT INTO points (metric, host, ts_ms, value) VALUES (?, ?, ?, ?)", rows)
-    conn.commit()
-    conn.close()
+    write_rows(path, rows)
 
 
 def make_config(tmp_path: Path, **api: Any) -> Config:

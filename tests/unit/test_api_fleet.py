@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from monitor import metricsdb
 from monitor.alerts import FIRING, RESOLVED, AlertEvent, AlertLog
 from monitor.api import make_app
 from monitor.api.stores.sqlite import SQLiteStore
+from tests.store_helpers import write_rows
 from tests.unit.test_api import NOW_MS, NOW_S, call, make_config
 
 S = 1000
@@ -18,10 +18,7 @@ S = 1000
 
 def write_points(path: Path, rows: list[tuple[str, str, str, int, float]]) -> None:
     """(metric, host, tags text, ts_ms, value) rows into the embedded store at PATH."""
-    conn = metricsdb.connect(path)
-    conn.executemany("INSERT INTO points (metric, host, tags, ts_ms, value) VALUES (?, ?, ?, ?, ?)", rows)
-    conn.commit()
-    conn.close()
+    write_rows(path, rows)
 
 
 def host_rows(host: str, last_ms: int, cpu: float, memory: float, fs: dict[str, float]) -> list:

@@ -72,6 +72,12 @@ def test_unknown_sections_and_keys_are_named():
         ({"api": {"max_points": 1}}, "cfg.toml: api.max_points: must be 10 to 1000000"),
         ({"spool": {"path": ""}}, "cfg.toml: spool.path: expected a non-empty path, got ''"),
         ({"sink": "sqlite"}, "cfg.toml: sink: must be a table"),
+        ({"sink": {"hours_retention_days": 0}}, "cfg.toml: sink.hours_retention_days: must be positive"),
+        ({"sink": {"raw_share": 1.5}}, "cfg.toml: sink.raw_share: must be more than 0, at most 1"),
+        (
+            {"sink": {"raw_share": 0.5, "minutes_share": 0.5}},
+            "cfg.toml: sink.hours_share: raw_share + minutes_share + hours_share must be at most 1",
+        ),
     ],
 )
 def test_each_bad_value_is_reported_with_its_key(raw, expected):
@@ -365,3 +371,9 @@ def test_silent_after_s_defaults_to_a_few_intervals_and_flushes(raw, expected_s)
 )
 def test_the_silent_host_settings_are_validated_naming_the_key(api, expected):
     assert any(p.startswith(expected) for p in problems({"api": api})), problems({"api": api})
+
+
+def test_each_tier_of_the_embedded_store_has_its_retention_and_share_by_default():
+    s = config.parse({}, environ=ENV, hostname=lambda: "h").sink
+    assert (s.retention_days, s.minutes_retention_days, s.hours_retention_days) == (7.0, 90.0, 730.0)
+    assert (s.raw_share, s.minutes_share, s.hours_share) == (0.3, 0.6, 0.1)

@@ -20,6 +20,7 @@ from monitor.errors import FileDamaged, Unavailable
 from monitor.sinks.sqlite import SQLiteSink
 from monitor.spool import Spool, salvage
 from monitor.status import read_status
+from tests.store_helpers import stored
 from tests.unit.spool_helpers import NOW_S, line
 
 GARBAGE = bytes(range(256)) * 32  # 8 KiB that no SQLite header starts with
@@ -226,9 +227,7 @@ def test_a_damaged_store_is_moved_aside_and_the_retry_writes_to_a_fresh_one(tmp_
         sink.close()
     if kind == "garbage":
         assert aside(path).read_bytes() == GARBAGE
-    conn = sqlite3.connect(path)
-    assert conn.execute("SELECT count(*) FROM points").fetchone()[0] == 4
-    conn.close()
+    assert len(stored(path)) == 4
 
 
 def test_a_store_that_is_only_locked_is_never_moved_aside(tmp_path):
@@ -347,9 +346,7 @@ def test_hostmon_spool_export_writes_line_protocol_that_replay_sends(tmp_path, c
     lp.write_text(out)
     code, out, _ = run_cli(capsys, "--config", str(config), "spool", "replay", str(lp))
     assert code == 0 and out.startswith(f"replayed {len(exported)} lines from {lp} to sqlite ")
-    conn = sqlite3.connect(tmp_path / "state" / "metrics.db")
-    assert conn.execute("SELECT count(DISTINCT ts_ms) FROM points").fetchone()[0] == len(exported)
-    conn.close()
+    assert len({row[3] for row in stored(tmp_path / "state" / "metrics.db")}) == len(exported)
 
 
 def test_hostmon_spool_export_of_garbage_is_one_line_and_exit_1(tmp_path, capsys):

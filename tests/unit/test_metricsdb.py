@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor import metricsdb
+from monitor import metricsdb, tiers
 from monitor.api.stores import Query, Series
 from monitor.api.stores.sqlite import SQLiteStore
 from monitor.errors import StoreUnavailable
@@ -22,6 +22,19 @@ CREATE TABLE IF NOT EXISTS points (
     PRIMARY KEY (metric, host, ts_ms)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS points_by_time ON points (ts_ms);
+"""
+# Version 1 (tags, main at f390389), kept verbatim.
+SCHEMA_1 = """
+CREATE TABLE IF NOT EXISTS points (
+    metric TEXT NOT NULL,
+    host   TEXT NOT NULL,
+    tags   TEXT NOT NULL DEFAULT '',
+    ts_ms  INTEGER NOT NULL,
+    value  REAL NOT NULL,
+    PRIMARY KEY (metric, host, tags, ts_ms)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS points_by_time ON points (ts_ms);
+PRAGMA user_version = 1;
 """
 T0 = 1_700_000_000_000
 
@@ -63,29 +76,23 @@ def test_distinct_tag_sets_have_distinct_texts():
 
 def test_a_new_store_is_created_at_the_current_version(tmp_path):
     conn = metricsdb.connect(tmp_path / "m.db")
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == metricsdb.SCHEMA_VERSION == 1
-    columns = [row[1] for row in conn.execute("PRAGMA table_info(points)")]
-    assert columns == ["metric", "host", "tags", "ts_ms", "value"]
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == metricsdb.SCHEMA_VERSION == 2
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert tables == {"series", "recent", "chunks", "minutes", "five_minutes", "hours"}
     conn.close()
 
 
 def test_a_store_written_before_tags_is_migrated_on_first_open_with_nothing_lost(tmp_path):
     path = tmp_path / "m.db"
-    old = [(f"cpu_usage_{i % 3 + 1}", f"h{i % 4}", T0 + i, float(i)) for i in range(3000)]
+    old = [(f"cpu_usage_{i % 3 + 1}", f"h{i % 4}", T0 + i * 7_000, float(i)) for i in range(3000)]
     old_store(path, old)
     conn = metricsdb.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
-    got = conn.execute(
-        "SELECT metric, host, tags, ts_ms, value FROM points ORDER BY metric, host, ts_ms"
-    ).fetchall()
-    assert got == sorted((m, h, "", ts, v) for m, h, ts, v in old)
-    pk = [row[1] for row in conn.execute("PRAGMA table_info(points)") if row[5]]
-    assert pk == ["metric", "host", "tags", "ts_ms"]
-    indexes = {row[1] for row in conn.execute("PRAGMA index_list(points)")}
-    assert "points_by_time" in indexes
-    assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'points_new'").fetchone()[0] == 0
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert tiers.read_all(conn) == sorted((m, h, "", ts, v) for m, h, ts, v in old)
+    assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'points'").fetchone()[0] == 0
     conn.close()
-    assert SQLiteStore(path).rows(Query(("cpu_usage_1",), T0, T0 + 4, "h0")) == [Series("h0", [(T0, [0.0])])]
+    got = SQLiteStore(path).rows(Query(("cpu_usage_1",), T0, T0 + 4 * 7_000, "h0"))
+    assert got == [Series("h0", [(T0, [0.0])])]
 
 
 def test_reopening_a_migrated_store_changes_nothing(tmp_path):
@@ -93,16 +100,11 @@ def test_reopening_a_migrated_store_changes_nothing(tmp_path):
     old_store(path, [("disk_read", "h", T0, 1.0)])
     metricsdb.connect(path).close()
     conn = metricsdb.connect(path)
-    conn.execute(
-        "INSERT INTO points (metric, host, tags, ts_ms, value) VALUES ('disk_read', 'h', 'x=1', ?, 2)", (T0,)
-    )
-    conn.commit()
+    with conn:
+        tiers.store(conn, [("disk_read", "h", "x=1", T0, 2.0)], {})
     conn.close()
     conn = metricsdb.connect(path)
-    assert conn.execute("SELECT tags, value FROM points ORDER BY tags").fetchall() == [
-        ("", 1.0),
-        ("x=1", 2.0),
-    ]
+    assert tiers.read_all(conn) == [("disk_read", "h", "", T0, 1.0), ("disk_read", "h", "x=1", T0, 2.0)]
     conn.close()
 
 
@@ -110,14 +112,44 @@ def test_a_failed_migration_leaves_the_old_store_as_it_was(tmp_path):
     path = tmp_path / "m.db"
     old_store(path, [("disk_read", "h", T0, 1.0)])
     blocker = sqlite3.connect(path)
-    blocker.execute("CREATE TABLE points_new (x)")  # the copy cannot be created: the migration fails
+    blocker.execute("CREATE TABLE recent (x)")  # the copy cannot be written: the migration fails
     blocker.commit()
     blocker.close()
-    with pytest.raises(sqlite3.OperationalError, match="already exists"):
+    with pytest.raises(sqlite3.OperationalError, match="recent"):
         metricsdb.connect(path)
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == 0
     assert conn.execute("SELECT * FROM points").fetchall() == [("disk_read", "h", T0, 1.0)]
+    assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'series'").fetchone()[0] == 0
+    conn.close()
+
+
+def test_a_version_1_store_is_migrated_into_chunks_and_rollups_with_nothing_lost(tmp_path):
+    path = tmp_path / "m.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(SCHEMA_1)
+    step_ms = 10_000
+    old = [
+        (metric, host, tags, T0 + i * step_ms, round((i * 7.31 + len(host)) % 100, 2))
+        for metric, tags in (("cpu_usage_overall", ""), ("filesystem_used_percent", "mount=/"))
+        for host in ("a", "b")
+        for i in range(3 * 720 + 17)  # three two-hour chunks and a bit: sealed ones and an open one
+    ]
+    old.append(("disk_read", "a", "", T0, float("inf")))  # a REAL column holds it; the API never showed it
+    conn.executemany("INSERT INTO points (metric, host, tags, ts_ms, value) VALUES (?, ?, ?, ?, ?)", old)
+    conn.commit()
+    conn.close()
+    conn = metricsdb.connect(path)
+    assert tiers.read_all(conn) == sorted(old[:-1])
+    assert conn.execute("SELECT count(*) FROM chunks").fetchone()[0] >= 4 * 3
+    store = SQLiteStore(path)
+    end_ms = T0 + (3 * 720 + 17) * step_ms
+    for fn in ("count", "mean", "min", "max", "last"):
+        got = store.aggregate("cpu_usage_overall", fn, T0, end_ms, "a")
+        values = [v for m, h, _, _, v in old if m == "cpu_usage_overall" and h == "a"]
+        want = {"count": len(values), "mean": sum(values) / len(values), "min": min(values)}
+        want |= {"max": max(values), "last": values[-1]}
+        assert got.value == pytest.approx(want[fn], rel=1e-12), fn
     conn.close()
 
 

@@ -8,19 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from monitor import metricsdb
-from monitor.api.stores import Aggregate, Query, Series
-from monitor.api.stores.sqlite import _AGGREGATE_SQL, _HOSTS, _LAST_SQL, _TAG_SETS, SQLiteStore
+from monitor import metricsdb, tiers
+from monitor.api.stores import Aggregate, Query, Series, sqlite_tiers
+from monitor.api.stores.sqlite import _SERIES_SQL, SQLiteStore
 from monitor.errors import QueryFailed, StoreUnavailable
+from tests.store_helpers import write_rows
 
 T0 = 1_700_000_000_000  # a multiple of 10 s, so bucket edges are easy to read
 
 
 def write(path: Path, rows: list[tuple[str, str, int, float]]) -> None:
-    conn = metricsdb.connect(path)
-    conn.executemany("INSERT OR REPLACE INTO points (metric, host, ts_ms, value) VALUES (?, ?, ?, ?)", rows)
-    conn.commit()
-    conn.close()
+    write_rows(path, rows)
 
 
 @pytest.fixture
@@ -56,13 +54,13 @@ def test_missing_file_is_an_empty_store_not_an_error(tmp_path):
     assert not (tmp_path / "absent.db").exists()  # read-only: never creates it
 
 
-def test_file_without_the_points_table_is_an_empty_store(tmp_path):
+def test_file_without_the_tables_is_an_empty_store(tmp_path):
     path = tmp_path / "empty.db"
     sqlite3.connect(path).close()
     store = SQLiteStore(path)
     assert store.names() == []
     assert store.rows(Query(CPU_MEM, T0, T0 + 1)) == []
-    assert "no points table" in store.ping()
+    assert "no tables yet" in store.ping()
 
 
 def test_raw_rows_pivot_per_host_with_null_for_missing_metrics_and_half_open_window(db):
@@ -182,16 +180,30 @@ def plan(conn: sqlite3.Connection, sql: str, params: dict[str, object]) -> str:
 
 def test_range_queries_seek_the_primary_key_instead_of_scanning(db):
     conn = metricsdb.connect(db)
-    params = {"metric": "cpu_usage_overall", "host": "a", "tags": "", "start": T0, "end": T0 + 1}
-    for sql in (_AGGREGATE_SQL["mean"], _LAST_SQL):
-        text = plan(conn, sql, params)
-        assert "PRIMARY KEY (metric=? AND host=? AND tags=? AND ts_ms>? AND ts_ms<?)" in text, text
-    hosts = plan(conn, _HOSTS, {"metric": "cpu_usage_overall"})  # a skip-scan: one seek per host
-    assert "SEARCH points USING PRIMARY KEY (metric=? AND host>?)" in hosts, hosts
-    assert "SCAN points" not in hosts, hosts
-    tag_sets = plan(conn, _TAG_SETS, {"metric": "filesystem_used_percent", "host": "a"})  # one seek per set
-    assert "SEARCH points USING PRIMARY KEY (metric=? AND host=? AND tags>?)" in tag_sets, tag_sets
-    assert "SCAN points" not in tag_sets, tag_sets
+    window = {"sid": 1, "start": T0, "end": T0 + 1, "chunk": metricsdb.CHUNK_MS, "step": 60_000}
+    for sql in (sqlite_tiers._CHUNKS_SQL, sqlite_tiers._CHUNK_COUNTS_SQL):
+        text = plan(conn, sql, window)
+        assert "SEARCH chunks USING PRIMARY KEY (series=? AND start_ms>? AND start_ms<?)" in text, text
+    for sql in (sqlite_tiers._RECENT_SQL, sqlite_tiers._RECENT_COUNT_SQL):
+        text = plan(conn, sql, window)
+        assert "SEARCH recent USING PRIMARY KEY (series=? AND ts_ms>? AND ts_ms<?)" in text, text
+    for tier in metricsdb.TIER_WIDTHS_MS:
+        for sql in (
+            *sqlite_tiers.TIER_SQL.values(),
+            sqlite_tiers.TIER_LAST_SQL,
+            sqlite_tiers._STEP_SQL,
+            sqlite_tiers._BUCKETS_SQL,
+        ):
+            text = plan(conn, sql.format(tier=tier), window)
+            assert f"SEARCH {tier} USING PRIMARY KEY (series=? AND bucket_ms>? AND bucket_ms<?)" in text, text
+            assert "SCAN" not in text, text
+    series = plan(conn, _SERIES_SQL + " AND host = :host", {"metric": "m", "host": "a"})
+    assert "SEARCH series USING INDEX sqlite_autoindex_series_1 (metric=? AND host=?)" in series, series
+    for statements in tiers._DELETE.values():  # retention: one seek per series
+        for sql in statements:
+            text = plan(conn, sql, {"cut": T0, "chunk": metricsdb.CHUNK_MS})
+            assert "USING PRIMARY KEY (series=?" in text and "SCAN" not in text, text
+    conn.close()
 
 
 def test_infinite_values_never_reach_rows_or_buckets(tmp_path):

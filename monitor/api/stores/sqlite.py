@@ -1,15 +1,19 @@
 """The embedded store: reads the SQLite file the SQLite sink writes (schema: monitor/metricsdb.py).
 
-The file is opened read-only, one connection per call (cheap, and safe across waitress's
-threads). A file that does not exist yet, or has no table yet, is an empty store, not an
-error. Every query runs under a deadline (a progress handler), so a huge scan becomes a
-``StoreUnavailable`` after ``timeout_s`` instead of holding a thread.
+The file is opened read-only, one connection and one read transaction per call (cheap,
+safe across waitress's threads, and one snapshot: a window the sink seals meanwhile, its
+samples moving from ``recent`` to ``chunks``, is seen once). A file that does not exist
+yet, or has no tables yet, is an empty store, not an error; one written by an older version
+and not yet migrated by the sink is unavailable, saying so. Every query runs under a
+deadline (a progress handler), so a huge scan becomes a ``StoreUnavailable`` after
+``timeout_s`` instead of holding a thread.
 
-The primary key is (metric, host, tags, ts_ms); every query is written so SQLite seeks that
-key per series instead of scanning: hosts, and a tagged family's tag sets per host, are found
-with skip-scans (one index seek per distinct value), then each range is ``metric = ? AND
-host = ? AND tags = ? AND ts_ms BETWEEN``. A tag filter on the family's key names the whole
-tag set (every family has one tag key), so it is bound as ``tags = ?`` directly.
+Series are found in the small ``series`` table (its unique key (metric, host, tags) serves
+every lookup; ``/hosts`` reads it alone); each series' window is then read from the tiers
+(monitor/api/stores/sqlite_tiers.py): raw rows from the packed chunks, buckets and
+aggregates from the coarsest rollup tier that fits, raw samples only at the ragged edges.
+A tag filter on the family's key names the whole tag set (every family has one tag key), so
+it is bound as ``tags = ?`` directly.
 """
 
 from __future__ import annotations
@@ -35,62 +39,19 @@ from monitor.api.stores import (
     combine,
     known_metrics,
     query_family,
+    sqlite_tiers,
 )
+from monitor.api.stores.sqlite_tiers import SeriesRow
 from monitor.errors import QueryFailed, StoreUnavailable
 
-_HOSTS = """
-WITH RECURSIVE h(host) AS (
-    SELECT (SELECT min(host) FROM points WHERE metric = :metric)
-    UNION ALL
-    SELECT (SELECT min(host) FROM points WHERE metric = :metric AND host > h.host)
-    FROM h WHERE h.host IS NOT NULL
-)
-SELECT host FROM h WHERE host IS NOT NULL
-"""
-_TAG_SETS = """
-WITH RECURSIVE t(tags) AS (
-    SELECT (SELECT min(tags) FROM points WHERE metric = :metric AND host = :host)
-    UNION ALL
-    SELECT (SELECT min(tags) FROM points WHERE metric = :metric AND host = :host AND tags > t.tags)
-    FROM t WHERE t.tags IS NOT NULL
-)
-SELECT tags FROM t WHERE tags IS NOT NULL
-"""
-_METRICS = """
-WITH RECURSIVE m(metric) AS (
-    SELECT (SELECT min(metric) FROM points)
-    UNION ALL
-    SELECT (SELECT min(metric) FROM points WHERE metric > m.metric) FROM m WHERE m.metric IS NOT NULL
-)
-SELECT metric FROM m WHERE metric IS NOT NULL
-"""
-_NEWEST_SQL = "SELECT max(ts_ms) FROM points WHERE metric = :metric AND host = :host AND tags = :tags"
-# Every range below is one seek of the primary key (metric, host, tags, ts_ms).
-_WHERE = (
-    " FROM points WHERE metric = :metric AND host = :host AND tags = :tags"
-    " AND ts_ms >= :start AND ts_ms < :end"
-)
-# Rows and buckets carry finite values only (a REAL column can hold ±Inf, never NaN).
-_FINITE = " AND value > -9e999 AND value < 9e999"
-_AGGREGATE_SQL = {
-    "mean": "SELECT sum(value), count(*)" + _WHERE,
-    "min": "SELECT min(value), count(*)" + _WHERE,
-    "max": "SELECT max(value), count(*)" + _WHERE,
-    "count": "SELECT count(*), count(*)" + _WHERE,
-}
-_LAST_SQL = "SELECT ts_ms, value" + _WHERE + " ORDER BY ts_ms DESC LIMIT 1"
-_COUNT_SQL = "SELECT count(*)" + _WHERE
-_RAW_SQL = "SELECT ts_ms, value" + _WHERE + _FINITE
-# floor(ts_ms / step) * step, also for negative ts_ms: epoch-aligned like InfluxQL's GROUP BY time().
-_BUCKET_SQL = (
-    "SELECT ts_ms - ((ts_ms % :step) + :step) % :step AS bucket, avg(value)"
-    + _WHERE
-    + _FINITE
-    + " GROUP BY bucket"
-)
+_SERIES_SQL = "SELECT id, host, tags, sealed_ms FROM series WHERE metric = :metric"
+_METRICS = "SELECT DISTINCT metric FROM series"
+_HOSTS = "SELECT host, max(last_ms) FROM series WHERE last_ms IS NOT NULL GROUP BY host ORDER BY host"
+_RAW_START = "SELECT min(start_ms) FROM chunks WHERE series = ?"
 _EMPTY_MARKERS = ("no such table",)
-_OLD_SCHEMA_MARKERS = ("no such column: tags",)
 SeriesKey = tuple[str, Tags]
+Column = tuple[list[int], list[float]]
+"""One metric's (timestamps, values) of one series."""
 
 
 class SQLiteStore:
@@ -126,6 +87,7 @@ class SQLiteStore:
         deadline = self._monotonic() + self.timeout_s
         conn.set_progress_handler(lambda: int(self._monotonic() > deadline), 10_000)
         try:
+            conn.execute("BEGIN")  # one snapshot for the whole call: a seal moves rows between tables
             yield conn
         except sqlite3.OperationalError as exc:
             raise self._translate(exc) from exc
@@ -140,21 +102,22 @@ class SQLiteStore:
             return StoreUnavailable(self.name, f"query took longer than {self.timeout_s:g} s")
         if "locked" in text or "unable to open" in text or "disk I/O" in text:
             return StoreUnavailable(self.name, text)
-        if any(marker in text for marker in _OLD_SCHEMA_MARKERS):
-            return StoreUnavailable(
-                self.name,
-                "written by an older version (no tags column); the sink migrates it on its next write",
-            )
         return QueryFailed(self.name, text)
 
-    @staticmethod
-    def _fetch(conn: sqlite3.Connection, sql: str, params: dict[str, Any]) -> list[Any]:
+    def _fetch(self, conn: sqlite3.Connection, sql: str, params: dict[str, Any]) -> list[Any]:
         try:
             return conn.execute(sql, params).fetchall()
         except sqlite3.OperationalError as exc:
-            if any(marker in str(exc) for marker in _EMPTY_MARKERS):
-                return []  # the sink has not created its table yet: an empty store
-            raise
+            if not any(marker in str(exc) for marker in _EMPTY_MARKERS):
+                raise
+            old = conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'points'").fetchone()[0]
+            if old:
+                raise StoreUnavailable(
+                    self.name,
+                    "written by an older version (schema before tiers); the sink migrates it on its"
+                    " next write",
+                ) from exc
+            return []  # the sink has not created its tables yet: an empty store
 
     def _family(self, metrics: Sequence[str]) -> catalog.Family:
         """The one family of METRICS (allow-listed); a mix is refused before any query."""
@@ -173,41 +136,31 @@ class SQLiteStore:
 
     def _series(
         self, conn: sqlite3.Connection, metric: str, host: str | None, tags: str | None
-    ) -> list[tuple[str, str]]:
-        """(host, stored tag text) of every series of METRIC matching HOST and TAGS."""
-        hosts = (
-            [host] if host is not None else [row[0] for row in self._fetch(conn, _HOSTS, {"metric": metric})]
-        )
+    ) -> list[SeriesRow]:
+        """Every series of METRIC matching HOST and TAGS (None: any), by (host, tags)."""
+        sql, params = _SERIES_SQL, {"metric": metric, "host": host, "tags": tags}
+        if host is not None:
+            sql += " AND host = :host"
         if tags is not None:
-            return [(h, tags) for h in hosts]
-        return [
-            (h, row[0]) for h in hosts for row in self._fetch(conn, _TAG_SETS, {"metric": metric, "host": h})
-        ]
+            sql += " AND tags = :tags"
+        rows = self._fetch(conn, sql + " ORDER BY host, tags", params)
+        return [SeriesRow(int(sid), h, t, int(sealed)) for sid, h, t, sealed in rows]
 
-    def _ranges(
-        self, conn: sqlite3.Connection, query: Query
-    ) -> Iterator[tuple[int, SeriesKey, dict[str, Any]]]:
-        """(metric index, (host, tags), bound parameters) for every series range to read."""
+    def _ranges(self, conn: sqlite3.Connection, query: Query) -> Iterator[tuple[int, SeriesKey, SeriesRow]]:
+        """(metric index, (host, tags), series) for every series the query reads."""
         tags = self._tag_filter(self._family(query.metrics), query.tags)
         decoded: dict[str, Tags] = {}
         for i, metric in enumerate(query.metrics):
-            for host, text in self._series(conn, metric, query.host, tags):
-                key = (host, decoded.setdefault(text, metricsdb.decode_tags(text)))
-                params = {
-                    "metric": metric,
-                    "host": host,
-                    "tags": text,
-                    "start": query.start_ms,
-                    "end": query.end_ms,
-                }
-                yield i, key, params
+            for series in self._series(conn, metric, query.host, tags):
+                key = (series.host, decoded.setdefault(series.tags, metricsdb.decode_tags(series.tags)))
+                yield i, key, series
 
     def ping(self) -> str:
         with self._connect() as conn:
             if conn is None:
                 return f"{self.name} (no file yet: nothing written so far)"
-            tables = conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'points'").fetchone()[0]
-        return self.name if tables else f"{self.name} (no points table yet)"
+            tables = conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'series'").fetchone()[0]
+        return self.name if tables else f"{self.name} (no tables yet: nothing written so far)"
 
     def close(self) -> None:
         """Nothing to release: every call opens and closes its own connection."""
@@ -231,48 +184,53 @@ class SQLiteStore:
                     continue
                 values = {
                     value
-                    for _, text in self._series(conn, metric, None, None)
-                    for k, value in metricsdb.decode_tags(text)
+                    for series in self._series(conn, metric, None, None)
+                    for k, value in metricsdb.decode_tags(series.tags)
                     if k == key
                 }
                 out.append(MetricInfo(metric, family, {key: sorted(values)}))
         return out
 
     def hosts(self) -> list[HostSeen]:
-        newest: dict[str, int] = {}
         with self._connect() as conn:
             if conn is None:
                 return []
-            for metric in [row[0] for row in self._fetch(conn, _METRICS, {})]:
-                for host, text in self._series(conn, metric, None, None):
-                    params = {"metric": metric, "host": host, "tags": text}
-                    ts_ms = self._fetch(conn, _NEWEST_SQL, params)[0][0]
-                    if ts_ms is not None:
-                        newest[host] = max(newest.get(host, ts_ms), int(ts_ms))
-        return [HostSeen(host, ts_ms) for host, ts_ms in sorted(newest.items())]
+            return [HostSeen(host, int(ts_ms)) for host, ts_ms in self._fetch(conn, _HOSTS, {})]
 
     def counts(self, query: Query) -> dict[SeriesKey, int]:
+        """Samples per series: raw ones, and before a series' oldest raw chunk the count its
+        rollups keep of what raw retention has deleted."""
         out: dict[SeriesKey, int] = {}
         with self._connect() as conn:
             if conn is None:
                 return out
-            for _, key, params in self._ranges(conn, query):
-                n = int(self._fetch(conn, _COUNT_SQL, params)[0][0])
+            for _, key, series in self._ranges(conn, query):
+                raw_start_ms = conn.execute(_RAW_START, (series.sid,)).fetchone()[0]
+                raw_start_ms = series.sealed_ms if raw_start_ms is None else int(raw_start_ms)
+                split_ms = min(max(query.start_ms, raw_start_ms), query.end_ms)
+                n = sqlite_tiers.raw_count(conn, series.sid, split_ms, query.end_ms)
+                n += sum(
+                    s[0] for s in sqlite_tiers.summaries(conn, "count", series, query.start_ms, split_ms)
+                )
                 if n:
                     out[key] = max(out.get(key, 0), n)
         return out
 
     def rows(self, query: Query, step_ms: int | None = None) -> list[Series]:
         width = len(query.metrics)
-        columns: dict[SeriesKey, list[list[tuple[int, float]]]] = {}
-        sql = _RAW_SQL if step_ms is None else _BUCKET_SQL
+        columns: dict[SeriesKey, list[Column | None]] = {}
         with self._connect() as conn:
             if conn is None:
                 return []
-            for i, key, params in self._ranges(conn, query):
-                fetched = self._fetch(conn, sql, {**params, "step": step_ms} if step_ms else params)
-                if fetched:
-                    columns.setdefault(key, [[] for _ in range(width)])[i] = fetched
+            for i, key, series in self._ranges(conn, query):
+                if step_ms is None:
+                    stamps, values = sqlite_tiers.raw(conn, series.sid, query.start_ms, query.end_ms)
+                else:
+                    buckets = sqlite_tiers.step_buckets(conn, series, query.start_ms, query.end_ms, step_ms)
+                    stamps = [bucket_ms for bucket_ms, _, _ in buckets]
+                    values = [total / n for _, n, total in buckets]
+                if stamps:
+                    columns.setdefault(key, [None] * width)[i] = (stamps, values)
         return [Series(host, _pivot(cols), tags) for (host, tags), cols in sorted(columns.items())]
 
     def aggregate(
@@ -294,34 +252,27 @@ class SQLiteStore:
         with self._connect() as conn:
             if conn is None:
                 return combine(fn, [])
-            for _, (name, series_tags), params in self._ranges(conn, query):
-                if fn == "last":
-                    for ts_ms, value in self._fetch(conn, _LAST_SQL, params):
-                        n = int(self._fetch(conn, _COUNT_SQL, params)[0][0])
-                        partials.append(Partial(name, n, float(value), int(ts_ms), series_tags))
-                else:
-                    for value, n in self._fetch(conn, _AGGREGATE_SQL[fn], params):
-                        v = None if value is None else float(value)
-                        partials.append(Partial(name, int(n), v, tags=series_tags))
+            for _, (name, series_tags), series in self._ranges(conn, query):
+                for n, value, ts_ms in sqlite_tiers.summaries(conn, fn, series, start_ms, end_ms):
+                    partials.append(Partial(name, n, value, ts_ms, series_tags))
         return combine(fn, partials)
 
 
-def _pivot(columns: list[list[tuple[int, float]]]) -> list[tuple[int, list[float | None]]]:
-    """One host's per-metric (ts, value) lists, each in time order, as rows in time order.
+def _pivot(columns: list[Column | None]) -> list[tuple[int, list[float | None]]]:
+    """One series' per-metric (timestamps, values), each in time order, as rows in time order.
 
     Fast path: every metric present has the same timestamps (all fields of a sample share
     one), so the rows are a transposition; otherwise a merge by timestamp, None in the gaps.
     """
-    split = [tuple(zip(*c, strict=True)) if c else None for c in columns]
-    present = [t for t in split if t is not None]
+    present = [c for c in columns if c is not None]
     stamps = present[0][0]
-    if all(t[0] == stamps for t in present[1:]):
-        none = (None,) * len(stamps)
-        values = [none if t is None else t[1] for t in split]
-        return [(ts, list(vs)) for ts, *vs in zip(stamps, *values, strict=True)]
+    if all(c[0] == stamps for c in present[1:]):
+        none: list[float | None] = [None] * len(stamps)
+        values = [none if c is None else c[1] for c in columns]
+        return [(ts, vs) for ts, *vs in zip(stamps, *values, strict=True)]
     table: dict[int, list[float | None]] = {}
     for i, column in enumerate(columns):
-        for ts, v in column:
+        for ts, v in zip(*(column or ([], [])), strict=True):
             row = table.get(ts)
             if row is None:
                 row = table[ts] = [None] * len(columns)

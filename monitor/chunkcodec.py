@@ -1,0 +1,108 @@
+"""Packs one series' samples (timestamps and values) into a compact blob and back, exactly.
+
+Layout (then zlib-compressed): a header ``<I q b`` (sample count, first timestamp, decimal
+scale ``k`` or -1), the timestamps as delta-of-delta integers (zero for a steady interval),
+then the values:
+
+- ``k >= 0`` when every value is exactly ``int / 10**k`` for some k up to :data:`MAX_DECIMALS`
+  (percentages with two decimals, byte rates, near-constant values): the integers' deltas;
+- ``k == -1`` otherwise: each float's bits XOR the previous one's (equal neighbours give zeros).
+
+Each integer column is an ``array`` of the narrowest type that holds it (one type code byte,
+then little-endian items), so zlib sees long runs of zero bytes. Decoding returns the same
+floats bit for bit (the scale is chosen only when ``int / 10**k`` reproduces every value).
+"""
+
+from __future__ import annotations
+
+import struct
+import sys
+import zlib
+from array import array
+from itertools import accumulate, pairwise, repeat
+from operator import truediv
+
+MAX_DECIMALS = 6
+_HEADER = struct.Struct("<Iqb")
+_INT_CODES = ("b", "h", "i", "q")
+_BOUNDS = {code: 1 << (array(code).itemsize * 8 - 1) for code in _INT_CODES}
+_EXACT = 1 << 53  # integers a float holds exactly
+_LITTLE = sys.byteorder == "little"
+
+
+def encode(stamps_ms: list[int], values: list[float]) -> bytes:
+    """STAMPS_MS (strictly increasing) and VALUES (finite floats, as many) as one blob."""
+    n = len(stamps_ms)
+    if n == 0 or n != len(values):
+        raise ValueError(f"need as many values as timestamps, at least one ({n}, {len(values)})")
+    deltas = [b - a for a, b in pairwise(stamps_ms)]
+    dod = [b - a for a, b in zip([0, *deltas], deltas, strict=False)]
+    k, ints = scaled(values)
+    if k >= 0:
+        column = _ints([b - a for a, b in zip([0, *ints], ints, strict=False)])
+    else:
+        bits = struct.unpack(f"<{n}Q", struct.pack(f"<{n}d", *values))
+        raw = array("Q", [b ^ a for a, b in zip((0, *bits), bits, strict=False)]).tobytes()
+        column = b"Q" + (raw if _LITTLE else _swapped("Q", raw))
+    return zlib.compress(_HEADER.pack(n, stamps_ms[0], k) + _ints(dod) + column, 6)
+
+
+def decode(blob: bytes) -> tuple[list[int], list[float]]:
+    """Inverse of :func:`encode`: (timestamps, values)."""
+    data = zlib.decompress(blob)
+    n, first_ms, k = _HEADER.unpack_from(data)
+    offset = _HEADER.size
+    dod, offset = _read_ints(data, offset, n - 1)
+    if n > 1 and not any(dod[1:]):  # a steady interval: no per-sample work
+        stamps = list(range(first_ms, first_ms + n * dod[0], dod[0]))
+    else:
+        stamps = list(accumulate(accumulate(dod), initial=first_ms))
+    column, offset = _read_ints(data, offset, n)
+    if k >= 0:
+        scale = 10**k
+        values = list(map(truediv, accumulate(column), repeat(scale)))
+    else:
+        bits = list(accumulate(column, lambda a, b: a ^ b))
+        values = list(struct.unpack(f"<{n}d", struct.pack(f"<{n}Q", *bits)))
+    return stamps, values
+
+
+def scaled(values: list[float]) -> tuple[int, list[int]]:
+    """(k, the integers ``v * 10**k``) for the smallest k that reproduces every value (``i /
+    10**k == v``, each ``|i| < 2**53`` so a float holds it exactly), or (-1, [])."""
+    try:
+        for k in range(MAX_DECIMALS + 1):
+            scale = 10**k
+            if all(round(v * scale) / scale == v for v in values):  # stops at the first misfit
+                ints = [round(v * scale) for v in values]
+                if min(ints) > -_EXACT and max(ints) < _EXACT:
+                    return k, ints
+                break
+    except (OverflowError, ValueError):  # too large for any scale
+        pass
+    return -1, []
+
+
+def _ints(numbers: list[int]) -> bytes:
+    """NUMBERS as a type code byte and an array of the narrowest signed type that holds them."""
+    lo, hi = (min(numbers), max(numbers)) if numbers else (0, 0)
+    code = next(c for c in _INT_CODES if -_BOUNDS[c] <= lo and hi < _BOUNDS[c])
+    raw = array(code, numbers).tobytes()
+    return code.encode() + (raw if _LITTLE else _swapped(code, raw))
+
+
+def _read_ints(data: bytes, offset: int, count: int) -> tuple[array[int], int]:
+    code = chr(data[offset])
+    column = array(code)
+    end = offset + 1 + count * column.itemsize
+    column.frombytes(data[offset + 1 : end])
+    if not _LITTLE:
+        column.byteswap()
+    return column, end
+
+
+def _swapped(code: str, raw: bytes) -> bytes:
+    column = array(code)
+    column.frombytes(raw)
+    column.byteswap()
+    return column.tobytes()
