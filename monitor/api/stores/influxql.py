@@ -14,6 +14,7 @@ mount, device or interface is a series of its own.
 
 Each query has one deadline (``timeout_s``) covering connect, send and the whole body, so
 a database that trickles or stalls becomes ``StoreUnavailable`` instead of a hung thread.
+Queries run on kept-alive connections from a small pool (one per concurrent request thread).
 """
 
 from __future__ import annotations
@@ -42,7 +43,14 @@ from monitor.api.stores import (
     query_family,
 )
 from monitor.errors import QueryFailed, StoreUnavailable
-from monitor.influxhttp import Endpoint, authorization, describe, tls_context
+from monitor.influxhttp import (
+    STALE_CONNECTION,
+    ConnectionPool,
+    Endpoint,
+    authorization,
+    describe,
+    tls_context,
+)
 
 if TYPE_CHECKING:
     from monitor.config import Config
@@ -94,7 +102,8 @@ class InfluxQLStore:
             "User-Agent": "hostmon-api",
             **authorization(token, username, password),
         }
-        self._tls = tls_context(verify_tls, ca_file) if self._endpoint.https else None
+        tls = tls_context(verify_tls, ca_file) if self._endpoint.https else None
+        self._pool = ConnectionPool(self._endpoint, timeout_s, tls)
         self.version = ""
 
     @classmethod
@@ -297,7 +306,8 @@ class InfluxQLStore:
         return f"{self.name}{version}{note}"
 
     def close(self) -> None:
-        """Nothing to release: every query uses its own connection."""
+        """Close the kept-alive connections."""
+        self._pool.close()
 
     # -- HTTP ------------------------------------------------------------------------------
 
@@ -328,34 +338,61 @@ class InfluxQLStore:
         return list(results[0].get("series") or []), False
 
     def _get(self, target: str) -> tuple[int, bytes]:
+        """(status, body) of GET TARGET on a pooled connection, within one deadline; a
+        kept-alive connection the server closed while idle is replaced once, transparently."""
         deadline = self._monotonic() + self.timeout_s
-        conn = self._endpoint.connection(self.timeout_s, self._tls)
+        conn, reused = self._pool.take()
         try:
-            conn.connect()
-            sock = conn.sock
-            conn.request("GET", target, headers=self._headers)
-            resp = conn.getresponse()
-            self.version = resp.getheader("X-Influxdb-Version", "") or self.version
-            chunks: list[bytes] = []
-            total = 0
-            while True:
-                remaining = deadline - self._monotonic()
-                if remaining <= 0:
-                    raise TimeoutError
-                sock.settimeout(remaining)
-                chunk = resp.read1(65536)
-                if not chunk:
-                    return resp.status, b"".join(chunks)
-                total += len(chunk)
-                if total > _MAX_BODY_BYTES:
-                    raise StoreUnavailable(self.name, f"answer larger than {_MAX_BODY_BYTES} bytes")
-                chunks.append(chunk)
+            try:
+                return self._exchange(conn, target, deadline)
+            except STALE_CONNECTION:
+                if not reused:
+                    raise
+                self._pool.discard(conn)
+                conn, _ = self._pool.take_new()
+                return self._exchange(conn, target, deadline)
         except TimeoutError as exc:
+            self._pool.discard(conn)
             raise StoreUnavailable(self.name, f"no answer within {self.timeout_s:g} s") from exc
         except (OSError, http.client.HTTPException) as exc:
+            self._pool.discard(conn)
             raise StoreUnavailable(self.name, describe(exc)) from exc
-        finally:
-            conn.close()
+        except BaseException:
+            self._pool.discard(conn)
+            raise
+
+    def _exchange(self, conn: http.client.HTTPConnection, target: str, deadline: float) -> tuple[int, bytes]:
+        """One request and its whole answer on CONN; CONN goes back to the pool when it can."""
+        remaining = deadline - self._monotonic()
+        if remaining <= 0:
+            raise TimeoutError
+        conn.timeout = remaining
+        if conn.sock is None:
+            conn.connect()
+        conn.sock.settimeout(remaining)
+        sock = conn.sock  # the answer's socket even when the connection lets go of it (will_close)
+        conn.request("GET", target, headers=self._headers)
+        resp = conn.getresponse()
+        self.version = resp.getheader("X-Influxdb-Version", "") or self.version
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            remaining = deadline - self._monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            sock.settimeout(remaining)
+            chunk = resp.read1(65536)
+            if not chunk:
+                break
+            total += len(chunk)
+            if total > _MAX_BODY_BYTES:
+                raise StoreUnavailable(self.name, f"answer larger than {_MAX_BODY_BYTES} bytes")
+            chunks.append(chunk)
+        if resp.will_close:
+            self._pool.discard(conn)
+        else:
+            self._pool.give(conn)
+        return resp.status, b"".join(chunks)
 
 
 def _series_key(raw: dict[str, Any], family: catalog.Family | None = None) -> tuple[str, Tags]:
