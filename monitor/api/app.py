@@ -160,14 +160,14 @@ class _Api:
             raw_points=raw_points,
             max_points=p.max_points,
         )
-        headers = views.metrics_headers(body)
         fmt = p.format or ("csv" if params.wants_csv(_header("Accept")) else "json")
         if fmt == "csv":
             response = bottle.HTTPResponse(views.metrics_csv(body).encode(), 200, Content_Type=CSV)
-            for name, value in headers.items():
-                response.set_header(name, value)
-            return response
-        return _json_response(body, headers=headers)
+        else:
+            response = bottle.HTTPResponse(views.metrics_json(body), 200, Content_Type=JSON)
+        for name, value in views.metrics_headers(body).items():
+            response.set_header(name, value)
+        return response
 
     def aggregate(self) -> bottle.HTTPResponse:
         p = params.aggregate_params(_query_string(), self.config.api, self.now_ms())
