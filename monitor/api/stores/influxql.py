@@ -24,6 +24,7 @@ import json
 import time
 import urllib.parse
 from collections.abc import Callable, Sequence
+from concurrent import futures
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -104,6 +105,7 @@ class InfluxQLStore:
         }
         tls = tls_context(verify_tls, ca_file) if self._endpoint.https else None
         self._pool = ConnectionPool(self._endpoint, timeout_s, tls)
+        self._helpers = futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="influxql")
         self.version = ""
 
     @classmethod
@@ -227,25 +229,30 @@ class InfluxQLStore:
         for family, keys in self._field_keys().items():
             selects = ", ".join(f"last({ident(k)}) AS {ident(k)}" for k in keys[:1])
             q = f"SELECT {selects} FROM {self._source(family)} GROUP BY {ident('host')}"  # noqa: S608
-            for (host, _), row in self._first_rows(q).items():
-                if row and row[0] is not None:
-                    newest[host] = max(newest.get(host, int(row[0])), int(row[0]))
+            for (host, _), row in _first_rows(self._query(q)).items():
+                if row.get("time") is not None:
+                    newest[host] = max(newest.get(host, int(row["time"])), int(row["time"]))
         return [HostSeen(h, ts) for h, ts in sorted(newest.items())]
 
     def counts(self, query: Query) -> dict[tuple[str, Tags], int]:
+        """Each series' most frequent metric's count; the metrics are counted in two halves at
+        once (InfluxDB reads each field apart, one core per query)."""
         family = self._family(query.metrics)
-        selects = ", ".join(f"count({self._field(m)}) AS {ident(m)}" for m in query.metrics)
         where = self._where(family, query.start_ms, query.end_ms, query.host, query.tags)
-        q = (
-            f"SELECT {selects} FROM {self._source(family)} "  # noqa: S608 (every part quoted above)
-            f"WHERE {where} GROUP BY {self._group(family)}"
-        )
+        tail = f"FROM {self._source(family)} WHERE {where} GROUP BY {self._group(family)}"
+        half = -(-len(query.metrics) // 2)
+        parts = [query.metrics[:half], query.metrics[half:]] if len(query.metrics) > 1 else [query.metrics]
+        statements = [
+            "SELECT " + ", ".join(f"count({self._field(m)}) AS {ident(m)}" for m in part) + f" {tail}"
+            for part in parts
+        ]
         out: dict[tuple[str, Tags], int] = {}
-        for series in self._query(q):
-            key = _series_key(series, family)
-            n = max((int(v or 0) for row in series.get("values") or [] for v in row[1:]), default=0)
-            if n:
-                out[key] = max(out.get(key, 0), n)
+        for answer in self._queries(*statements):
+            for series in answer:
+                key = _series_key(series, family)
+                n = max((int(v or 0) for row in series.get("values") or [] for v in row[1:]), default=0)
+                if n:
+                    out[key] = max(out.get(key, 0), n)
         return out
 
     def rows(self, query: Query, step_ms: int | None = None) -> list[Series]:
@@ -277,27 +284,22 @@ class InfluxQLStore:
         f = self._field(metric)
         where = self._where(family, start_ms, end_ms, host, tags)
         tail = f"FROM {self._source(family)} WHERE {where} GROUP BY {self._group(family)}"
-        value = {"mean": f"sum({f})", "count": f"count({f})"}.get(fn, f"{fn}({f})")
+        call = {"mean": f"sum({f})", "count": f"count({f})"}.get(fn, f"{fn}({f})")
+        value = f"{call} AS {ident('value')}"
         count = f"count({f}) AS {ident('samples')}"
-        if fn == "last":  # a lone selector reports its sample's time; the count comes apart
-            newest = self._first_rows(f"SELECT {value} AS {ident('value')} {tail}")
-            counts = self._first_rows(f"SELECT {count} {tail}")
-            partials = [
-                Partial(h, int(counts.get((h, t), [0, 0])[1] or 0), _number(row[1]), int(row[0]), t)
-                for (h, t), row in newest.items()
-            ]
-        else:
-            rows = self._first_rows(f"SELECT {value} AS {ident('value')}, {count} {tail}")
-            partials = [Partial(h, int(row[2] or 0), _number(row[1]), tags=t) for (h, t), row in rows.items()]
-        return combine(fn, partials)
-
-    def _first_rows(self, q: str) -> dict[tuple[str, Tags], list[Any]]:
-        """The first row of each series of Q (a statement grouped by host and tag key)."""
-        out: dict[tuple[str, Tags], list[Any]] = {}
-        for series in self._query(q):
-            for row in (series.get("values") or [])[:1]:
-                out[_series_key(series)] = row
-        return out
+        if fn == "count":
+            rows = _first_rows(self._query(f"SELECT {value} {tail}"))
+            partials = [Partial(h, int(r["value"] or 0), r["value"], tags=t) for (h, t), r in rows.items()]
+            return combine(fn, partials)
+        # InfluxDB reads a field once per call: the value and the count are asked at once
+        values, counts = map(_first_rows, self._queries(f"SELECT {value} {tail}", f"SELECT {count} {tail}"))
+        partials = [
+            Partial(
+                h, int(counts.get((h, t), {}).get("samples") or 0), _number(r["value"]), int(r["time"]), t
+            )
+            for (h, t), r in values.items()
+        ]
+        return combine(fn, partials)  # a lone selector (last) gives its sample's time
 
     def ping(self) -> str:
         _, missing = self._statement(f"SHOW FIELD KEYS FROM {self._source()}")
@@ -306,10 +308,22 @@ class InfluxQLStore:
         return f"{self.name}{version}{note}"
 
     def close(self) -> None:
-        """Close the kept-alive connections."""
+        """Stop the helper threads, close the kept-alive connections."""
+        self._helpers.shutdown(wait=True, cancel_futures=True)
         self._pool.close()
 
     # -- HTTP ------------------------------------------------------------------------------
+
+    def _queries(self, *statements: str) -> list[list[dict[str, Any]]]:
+        """The series of each statement, asked at once on pooled connections: the first on
+        this thread, the others on the store's helper threads."""
+        later = [self._helpers.submit(self._query, q) for q in statements[1:]]
+        try:
+            first = self._query(statements[0])
+        except BaseException:
+            futures.wait(later)
+            raise
+        return [first, *(f.result() for f in later)]
 
     def _query(self, q: str) -> list[dict[str, Any]]:
         """The series of the single statement Q, [] when the database does not exist yet."""
@@ -322,7 +336,7 @@ class InfluxQLStore:
             params["rp"] = self.retention_policy
         status, body = self._get(f"{self._path}?{urllib.parse.urlencode(params)}")
         try:
-            doc = json.loads(body) if body else {}
+            doc = json.loads(body, parse_int=float) if body else {}  # every value a float
         except ValueError as exc:
             raise StoreUnavailable(self.name, f"not an InfluxDB answer (HTTP {status})") from exc
         error = _error_text(doc)
@@ -404,15 +418,31 @@ def _series_key(raw: dict[str, Any], family: catalog.Family | None = None) -> tu
 
 
 def _series(raw: dict[str, Any], metrics: Sequence[str], family: catalog.Family = "host") -> Series:
+    """One answered series as a Series; values are floats already (``parse_int=float``)."""
     columns = list(raw.get("columns") or [])
-    index = [columns.index(m) if m in columns else None for m in metrics]
-    rows: list[tuple[int, list[float | None]]] = []
-    for values in raw.get("values") or []:
-        row = [None if i is None or values[i] is None else float(values[i]) for i in index]
-        if any(v is not None for v in row):
-            rows.append((int(values[0]), row))
+    values = raw.get("values") or []
+    width = len(metrics)
+    if columns[1:] == list(metrics):  # the SELECT's own order: InfluxDB's rows as they are
+        rows = [(int(v[0]), v[1:]) for v in values if v.count(None) < width]
+    else:
+        index = [columns.index(m) if m in columns else None for m in metrics]
+        rows = []
+        for v in values:
+            row = [None if i is None else v[i] for i in index]
+            if row.count(None) < width:
+                rows.append((int(v[0]), row))
     host, tags = _series_key(raw, family)
     return Series(host, rows, tags)
+
+
+def _first_rows(answer: list[dict[str, Any]]) -> dict[tuple[str, Tags], dict[str, Any]]:
+    """The first row of each series of ANSWER (a statement grouped by host and tag key), by
+    column name."""
+    return {
+        _series_key(series): dict(zip(series.get("columns") or [], series["values"][0], strict=False))
+        for series in answer
+        if series.get("values")
+    }
 
 
 def _number(value: Any) -> float | None:
