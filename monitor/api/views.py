@@ -111,16 +111,30 @@ def metrics_json(body: dict[str, Any]) -> bytes:
     point ``{"time", "ts_ms", <metric>...}`` (null where a metric has no value), written
     straight from the rows, the same bytes ``json.dumps`` gives for the dicts."""
     head = _dumps({k: v for k, v in body.items() if k != "series"})[:-1]  # "series" comes last
-    names = body["metrics"]
-    point = '{"time":"%s","ts_ms":%d' + "".join(f",{_dumps(n)}:%s" for n in names) + "}"
+    # %r of a finite float is json's text for it; None goes in as _NULL, whose repr is null
+    point = '{"time":"%s%02d.%03dZ","ts_ms":%d' + "".join(f",{_dumps(n)}:%r" for n in body["metrics"]) + "}"
+    minutes: dict[int, str] = {}  # "2024-05-01T12:00:" per epoch minute
     parts = []
     for s in body["series"]:
-        points = ",".join(
-            point % (iso_ms(ts_ms), ts_ms, *["null" if v is None else repr(v) for v in values])
-            for ts_ms, values in s.rows
+        points = []
+        for ts_ms, row in s.rows:
+            minute, ms = divmod(ts_ms, 60_000)
+            if (prefix := minutes.get(minute)) is None:
+                prefix = minutes[minute] = iso_ms(minute * 60_000)[:17]
+            values = row if None not in row else [_NULL if v is None else v for v in row]
+            points.append(point % (prefix, ms // 1000, ms % 1000, ts_ms, *values))
+        parts.append(
+            f'{{"host":{_dumps(s.host)},"tags":{_dumps(dict(s.tags))},"points":[{",".join(points)}]}}'
         )
-        parts.append(f'{{"host":{_dumps(s.host)},"tags":{_dumps(dict(s.tags))},"points":[{points}]}}')
     return f'{head},"series":[{",".join(parts)}]}}'.encode()
+
+
+class _Null:
+    def __repr__(self) -> str:
+        return "null"
+
+
+_NULL = _Null()
 
 
 def _dumps(value: Any) -> str:
