@@ -12,19 +12,14 @@ A metric's family says its measurement (:func:`monitor.catalog.measurement_of`: 
 ``system_filesystem``...); a tagged family's queries group by host *and* its tag key, so each
 mount, device or interface is a series of its own.
 
-Each query has one deadline (``timeout_s``) covering connect, send and the whole body, so
-a database that trickles or stalls becomes ``StoreUnavailable`` instead of a hung thread.
-Queries run on kept-alive connections from a small pool (one per concurrent request thread).
+The HTTP side (kept-alive connections, one deadline per query, InfluxDB's answers and errors)
+is :class:`monitor.api.stores.influxql_http.QueryClient`.
 """
 
 from __future__ import annotations
 
-import http.client
-import json
 import time
-import urllib.parse
 from collections.abc import Callable, Sequence
-from concurrent import futures
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,21 +38,16 @@ from monitor.api.stores import (
     known_metrics,
     query_family,
 )
-from monitor.errors import QueryFailed, StoreUnavailable
+from monitor.api.stores.influxql_http import QueryClient
+from monitor.errors import QueryFailed
 from monitor.influxhttp import (
-    STALE_CONNECTION,
-    ConnectionPool,
     Endpoint,
     authorization,
-    describe,
     tls_context,
 )
 
 if TYPE_CHECKING:
     from monitor.config import Config
-
-_MAX_BODY_BYTES = 256 * 1024 * 1024
-_EMPTY_ERRORS = ("database not found",)  # nothing written yet: an empty store, as with SQLite
 
 
 def ident(name: str) -> str:
@@ -92,21 +82,21 @@ class InfluxQLStore:
     ) -> None:
         self.kind = kind
         self._endpoint = Endpoint.parse(url)
-        self._path = self._endpoint.base_path + "/query"
         self.database = database
         self.measurement = measurement
         self.retention_policy = retention_policy
         self.timeout_s = timeout_s
-        self._monotonic = monotonic
-        self._headers = {
-            "Accept": "application/json",
-            "User-Agent": "hostmon-api",
-            **authorization(token, username, password),
-        }
+        params = {"db": database, "epoch": "ms", **({"rp": retention_policy} if retention_policy else {})}
         tls = tls_context(verify_tls, ca_file) if self._endpoint.https else None
-        self._pool = ConnectionPool(self._endpoint, timeout_s, tls)
-        self._helpers = futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="influxql")
-        self.version = ""
+        self._client = QueryClient(
+            self.name,
+            self._endpoint,
+            params,
+            authorization(token, username, password),
+            timeout_s=timeout_s,
+            tls=tls,
+            monotonic=monotonic,
+        )
 
     @classmethod
     def from_config(cls, config: Config) -> InfluxQLStore:
@@ -190,7 +180,7 @@ class InfluxQLStore:
         """The allow-listed field keys of every family's measurement that has any (one query)."""
         sources, family_of = self._sources(catalog.FAMILIES)
         out: dict[catalog.Family, list[str]] = {}
-        for series in self._query(f"SHOW FIELD KEYS FROM {sources}"):
+        for series in self._client.query(f"SHOW FIELD KEYS FROM {sources}"):
             family = family_of.get(str(series.get("name", "")))
             keys = [str(row[0]) for row in series.get("values") or []]
             known = [k for k in known_metrics(keys) if catalog.family_of(k) == family]
@@ -208,7 +198,7 @@ class InfluxQLStore:
         if tagged:
             sources, family_of = self._sources(tagged)
             keys = ", ".join(ident(str(catalog.TAG_KEY[f])) for f in tagged)
-            for series in self._query(f"SHOW TAG VALUES FROM {sources} WITH KEY IN ({keys})"):
+            for series in self._client.query(f"SHOW TAG VALUES FROM {sources} WITH KEY IN ({keys})"):
                 family = family_of.get(str(series.get("name", "")))
                 for key, value in series.get("values") or []:
                     if family is not None and key == catalog.TAG_KEY[family]:
@@ -229,7 +219,7 @@ class InfluxQLStore:
         for family, keys in self._field_keys().items():
             selects = ", ".join(f"last({ident(k)}) AS {ident(k)}" for k in keys[:1])
             q = f"SELECT {selects} FROM {self._source(family)} GROUP BY {ident('host')}"  # noqa: S608
-            for (host, _), row in _first_rows(self._query(q)).items():
+            for (host, _), row in _first_rows(self._client.query(q)).items():
                 if row.get("time") is not None:
                     newest[host] = max(newest.get(host, int(row["time"])), int(row["time"]))
         return [HostSeen(h, ts) for h, ts in sorted(newest.items())]
@@ -247,7 +237,7 @@ class InfluxQLStore:
             for part in parts
         ]
         out: dict[tuple[str, Tags], int] = {}
-        for answer in self._queries(*statements):
+        for answer in self._client.queries(*statements):
             for series in answer:
                 key = _series_key(series, family)
                 n = max((int(v or 0) for row in series.get("values") or [] for v in row[1:]), default=0)
@@ -265,7 +255,7 @@ class InfluxQLStore:
             selects = ", ".join(f"mean({self._field(m)}) AS {ident(m)}" for m in query.metrics)
             group = f"time({int(step_ms)}ms), {self._group(family)} fill(none)"
         q = f"SELECT {selects} FROM {self._source(family)} WHERE {where} GROUP BY {group}"  # noqa: S608
-        out = [_series(s, query.metrics, family) for s in self._query(q)]
+        out = [_series(s, query.metrics, family) for s in self._client.query(q)]
         return sorted((s for s in out if s.rows), key=lambda s: (s.host, s.tags))
 
     def aggregate(
@@ -288,11 +278,13 @@ class InfluxQLStore:
         value = f"{call} AS {ident('value')}"
         count = f"count({f}) AS {ident('samples')}"
         if fn == "count":
-            rows = _first_rows(self._query(f"SELECT {value} {tail}"))
+            rows = _first_rows(self._client.query(f"SELECT {value} {tail}"))
             partials = [Partial(h, int(r["value"] or 0), r["value"], tags=t) for (h, t), r in rows.items()]
             return combine(fn, partials)
         # InfluxDB reads a field once per call: the value and the count are asked at once
-        values, counts = map(_first_rows, self._queries(f"SELECT {value} {tail}", f"SELECT {count} {tail}"))
+        values, counts = map(
+            _first_rows, self._client.queries(f"SELECT {value} {tail}", f"SELECT {count} {tail}")
+        )
         partials = [
             Partial(
                 h, int(counts.get((h, t), {}).get("samples") or 0), _number(r["value"]), int(r["time"]), t
@@ -302,111 +294,14 @@ class InfluxQLStore:
         return combine(fn, partials)  # a lone selector (last) gives its sample's time
 
     def ping(self) -> str:
-        _, missing = self._statement(f"SHOW FIELD KEYS FROM {self._source()}")
-        version = f" (InfluxDB {self.version})" if self.version else ""
+        _, missing = self._client.statement(f"SHOW FIELD KEYS FROM {self._source()}")
+        version = f" (InfluxDB {self._client.version})" if self._client.version else ""
         note = f" (database {self.database!r} not found: nothing written so far)" if missing else ""
         return f"{self.name}{version}{note}"
 
     def close(self) -> None:
         """Stop the helper threads, close the kept-alive connections."""
-        self._helpers.shutdown(wait=True, cancel_futures=True)
-        self._pool.close()
-
-    # -- HTTP ------------------------------------------------------------------------------
-
-    def _queries(self, *statements: str) -> list[list[dict[str, Any]]]:
-        """The series of each statement, asked at once on pooled connections: the first on
-        this thread, the others on the store's helper threads."""
-        later = [self._helpers.submit(self._query, q) for q in statements[1:]]
-        try:
-            first = self._query(statements[0])
-        except BaseException:
-            futures.wait(later)
-            raise
-        return [first, *(f.result() for f in later)]
-
-    def _query(self, q: str) -> list[dict[str, Any]]:
-        """The series of the single statement Q, [] when the database does not exist yet."""
-        return self._statement(q)[0]
-
-    def _statement(self, q: str) -> tuple[list[dict[str, Any]], bool]:
-        """(series, database missing) of the single statement Q."""
-        params = {"db": self.database, "q": q, "epoch": "ms"}
-        if self.retention_policy:
-            params["rp"] = self.retention_policy
-        status, body = self._get(f"{self._path}?{urllib.parse.urlencode(params)}")
-        try:
-            doc = json.loads(body, parse_int=float) if body else {}  # every value a float
-        except ValueError as exc:
-            raise StoreUnavailable(self.name, f"not an InfluxDB answer (HTTP {status})") from exc
-        error = _error_text(doc)
-        if status in (401, 403):
-            raise StoreUnavailable(self.name, f"the database refused the API's credentials (HTTP {status})")
-        if error and any(marker in error for marker in _EMPTY_ERRORS):
-            return [], True
-        if status == 429 or status >= 500 or status == 404:
-            raise StoreUnavailable(self.name, f"HTTP {status} {error}".rstrip())
-        if status >= 300 or error:
-            raise QueryFailed(self.name, f"HTTP {status}: {error or 'query failed'}")
-        results = doc.get("results") or [{}]
-        return list(results[0].get("series") or []), False
-
-    def _get(self, target: str) -> tuple[int, bytes]:
-        """(status, body) of GET TARGET on a pooled connection, within one deadline; a
-        kept-alive connection the server closed while idle is replaced once, transparently."""
-        deadline = self._monotonic() + self.timeout_s
-        conn, reused = self._pool.take()
-        try:
-            try:
-                return self._exchange(conn, target, deadline)
-            except STALE_CONNECTION:
-                if not reused:
-                    raise
-                self._pool.discard(conn)
-                conn, _ = self._pool.take_new()
-                return self._exchange(conn, target, deadline)
-        except TimeoutError as exc:
-            self._pool.discard(conn)
-            raise StoreUnavailable(self.name, f"no answer within {self.timeout_s:g} s") from exc
-        except (OSError, http.client.HTTPException) as exc:
-            self._pool.discard(conn)
-            raise StoreUnavailable(self.name, describe(exc)) from exc
-        except BaseException:
-            self._pool.discard(conn)
-            raise
-
-    def _exchange(self, conn: http.client.HTTPConnection, target: str, deadline: float) -> tuple[int, bytes]:
-        """One request and its whole answer on CONN; CONN goes back to the pool when it can."""
-        remaining = deadline - self._monotonic()
-        if remaining <= 0:
-            raise TimeoutError
-        conn.timeout = remaining
-        if conn.sock is None:
-            conn.connect()
-        conn.sock.settimeout(remaining)
-        sock = conn.sock  # the answer's socket even when the connection lets go of it (will_close)
-        conn.request("GET", target, headers=self._headers)
-        resp = conn.getresponse()
-        self.version = resp.getheader("X-Influxdb-Version", "") or self.version
-        chunks: list[bytes] = []
-        total = 0
-        while True:
-            remaining = deadline - self._monotonic()
-            if remaining <= 0:
-                raise TimeoutError
-            sock.settimeout(remaining)
-            chunk = resp.read1(65536)
-            if not chunk:
-                break
-            total += len(chunk)
-            if total > _MAX_BODY_BYTES:
-                raise StoreUnavailable(self.name, f"answer larger than {_MAX_BODY_BYTES} bytes")
-            chunks.append(chunk)
-        if resp.will_close:
-            self._pool.discard(conn)
-        else:
-            self._pool.give(conn)
-        return resp.status, b"".join(chunks)
+        self._client.close()
 
 
 def _series_key(raw: dict[str, Any], family: catalog.Family | None = None) -> tuple[str, Tags]:
@@ -447,13 +342,3 @@ def _first_rows(answer: list[dict[str, Any]]) -> dict[tuple[str, Tags], dict[str
 
 def _number(value: Any) -> float | None:
     return None if value is None else float(value)
-
-
-def _error_text(doc: Any) -> str:
-    if not isinstance(doc, dict):
-        return ""
-    if doc.get("error"):
-        return str(doc["error"])
-    results = doc.get("results") or [{}]
-    first = results[0] if isinstance(results, list) and results and isinstance(results[0], dict) else {}
-    return str(first.get("error") or "")
