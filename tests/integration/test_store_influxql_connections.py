@@ -118,3 +118,23 @@ def test_a_restarted_database_closes_the_idle_connection_and_the_next_query_open
             store.close()
     finally:
         server.stop()
+
+
+def test_threads_asking_at_once_each_get_a_connection_of_their_own_and_right_answers(proxied):
+    proxy, store = proxied
+    answers: list[list[int]] = []
+    lock = threading.Lock()
+
+    def ask() -> None:
+        for _ in range(5):
+            got = [len(s.rows) for s in store.rows(WINDOW)]
+            with lock:
+                answers.append(got)
+
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert answers == [[60]] * 40
+    assert 1 <= proxy.accepted <= 8  # never more connections than threads asking at once
