@@ -28,6 +28,7 @@ from monitor.api.stores import (
     AGGREGATES,
     Aggregate,
     Aggregation,
+    Counts,
     HostSeen,
     MetricInfo,
     Partial,
@@ -48,6 +49,11 @@ from monitor.influxhttp import (
 
 if TYPE_CHECKING:
     from monitor.config import Config
+
+# A window longer than MAX_POINTS samples at this interval (the densest sampling expected) is
+# first probed: each series' first _PROBE_ROWS rows say its rate, hence its rows in the window.
+_DENSEST_INTERVAL_MS = 1000
+_PROBE_ROWS = 16
 
 
 def ident(name: str) -> str:
@@ -244,6 +250,44 @@ class InfluxQLStore:
                 if n:
                     out[key] = max(out.get(key, 0), n)
         return out
+
+    def raw_window(self, query: Query, max_points: int) -> tuple[Counts, list[Series]] | None:
+        """One ``SELECT <fields> ... LIMIT max_points+1`` (per series); a series' count is its
+        most frequent metric's non-null values, exactly what ``count()`` gives. A window the
+        probe (:meth:`_expected_rows`) finds over MAX_POINTS is not read (None)."""
+        family = self._family(query.metrics)
+        where = self._where(family, query.start_ms, query.end_ms, query.host, query.tags)
+        selects = ", ".join(self._field(m) for m in query.metrics)
+        tail = f"FROM {self._source(family)} WHERE {where} GROUP BY {self._group(family)}"
+        window_ms = query.end_ms - query.start_ms
+        if (
+            window_ms > max_points * _DENSEST_INTERVAL_MS
+            and self._expected_rows(selects, tail, query) > max_points
+        ):
+            return None
+        counts: Counts = {}
+        out = []
+        for raw in self._client.query(f"SELECT {selects} {tail} LIMIT {int(max_points) + 1}"):
+            if len(raw.get("values") or []) > max_points:
+                return None
+            series = _series(raw, query.metrics, family)
+            if series.rows:
+                columns = list(zip(*(row for _, row in series.rows), strict=True))
+                counts[(series.host, series.tags)] = max(len(c) - c.count(None) for c in columns)
+                out.append(series)
+        return counts, sorted(out, key=lambda s: (s.host, s.tags))
+
+    def _expected_rows(self, selects: str, tail: str, query: Query) -> float:
+        """The window's rows in all series, extrapolated from each series' first rows."""
+        expected = 0.0
+        for raw in self._client.query(f"SELECT {selects} {tail} LIMIT {_PROBE_ROWS}"):
+            stamps = [int(v[0]) for v in raw.get("values") or []]
+            if len(stamps) < _PROBE_ROWS:
+                expected += len(stamps)
+            else:
+                span_ms = max(stamps[-1] - stamps[0], 1)
+                expected += (query.end_ms - stamps[0]) * (len(stamps) - 1) / span_ms
+        return expected
 
     def rows(self, query: Query, step_ms: int | None = None) -> list[Series]:
         family = self._family(query.metrics)
