@@ -51,7 +51,8 @@ if TYPE_CHECKING:
     from monitor.config import Config
 
 # A window longer than MAX_POINTS samples at this interval (the densest sampling expected) is
-# first probed: each series' first _PROBE_ROWS rows say its rate, hence its rows in the window.
+# first probed: each series' first _PROBE_ROWS rows of the first metric say its rate, hence its
+# rows in the window (one field: InfluxDB 1.6 reads a raw SELECT's fields far past a LIMIT).
 _DENSEST_INTERVAL_MS = 1000
 _PROBE_ROWS = 16
 
@@ -262,7 +263,7 @@ class InfluxQLStore:
         window_ms = query.end_ms - query.start_ms
         if (
             window_ms > max_points * _DENSEST_INTERVAL_MS
-            and self._expected_rows(selects, tail, query) > max_points
+            and self._expected_rows(self._field(query.metrics[0]), tail, query) > max_points
         ):
             return None
         counts: Counts = {}
@@ -277,10 +278,10 @@ class InfluxQLStore:
                 out.append(series)
         return counts, sorted(out, key=lambda s: (s.host, s.tags))
 
-    def _expected_rows(self, selects: str, tail: str, query: Query) -> float:
-        """The window's rows in all series, extrapolated from each series' first rows."""
+    def _expected_rows(self, field: str, tail: str, query: Query) -> float:
+        """The window's rows in all series, extrapolated from each series' first rows of FIELD."""
         expected = 0.0
-        for raw in self._client.query(f"SELECT {selects} {tail} LIMIT {_PROBE_ROWS}"):
+        for raw in self._client.query(f"SELECT {field} {tail} LIMIT {_PROBE_ROWS}"):
             stamps = [int(v[0]) for v in raw.get("values") or []]
             if len(stamps) < _PROBE_ROWS:
                 expected += len(stamps)
