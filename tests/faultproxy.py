@@ -23,6 +23,8 @@ Modes (``set_mode`` first drops every open connection, so the very next request 
              status; ``release(status=400, body=...)`` answers it without forwarding;
              ``release(forward=False)`` or any mode change drops it. Requests after the Nth
              are forwarded.
+    record   ``record()``: relay HTTP/1.1 requests one by one as "hold" does, holding none;
+             each request is kept in ``proxy.requests`` (e.g. to check which queries a client sent)
 
 A test that must act while a request is provably in flight holds it:
 
@@ -46,7 +48,14 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-MODES = ("pass", "refuse", "reset", "hang", "slow", "status")  # and "hold", through hold()
+MODES = (
+    "pass",
+    "refuse",
+    "reset",
+    "hang",
+    "slow",
+    "status",
+)  # and "hold", "record", through hold(), record()
 _POLL_S = 0.05
 
 
@@ -151,6 +160,10 @@ class FaultProxy:
         if nth < 1:
             raise ValueError(f"nth must be at least 1, got {nth!r}")
         self._switch(_Mode("hold", hold=_Hold(nth)))
+
+    def record(self) -> None:
+        """Mode "record" (module docstring): relay every request and keep it in ``requests``."""
+        self._switch(_Mode("record", hold=_Hold(0)))
 
     @property
     def held(self) -> threading.Event:
@@ -298,6 +311,8 @@ class FaultProxy:
                 with self._lock:
                     hold.seen += 1
                     is_held = hold.seen == hold.nth
+                    if hold.nth == 0:  # mode "record"
+                        self.requests.append(request.captured())
                 if is_held and not self._held_until_released(hold, request, dropped):
                     _abort(client)
                     return

@@ -22,7 +22,7 @@ from monitor import catalog
 from monitor.alerts.history import AlertHistory
 from monitor.api import fleet, page, params, views
 from monitor.api.openapi import document
-from monitor.api.stores import Query, Store
+from monitor.api.stores import Query, Store, read_window
 from monitor.config import Config
 from monitor.errors import ApiError, QueryFailed, StoreError, StoreUnavailable
 from monitor.status import SpoolStatus, read_status
@@ -146,12 +146,16 @@ class _Api:
         else:  # as before tagged families existed: the host family's metrics
             metrics = tuple(n for n in self.store.names() if catalog.family_of(n) == "host")
         query = Query(metrics, w.start_ms, w.end_ms, p.host, p.tags)
-        counts = self.store.counts(query) if metrics else {}
-        raw_points = sum(counts.values())
-        step_ms, reason = views.choose_step(
-            p.step_ms, raw_points, len(counts), w.end_ms - w.start_ms, p.max_points
+        counts, series, step_ms, reason = read_window(
+            self.store,
+            query,
+            p.max_points,
+            lambda c: views.choose_step(
+                p.step_ms, sum(c.values()), len(c), w.end_ms - w.start_ms, p.max_points
+            ),
+            raw_if_fits=p.step_ms is None,
         )
-        series = self.store.rows(query, step_ms) if raw_points else []
+        raw_points = sum(counts.values())
         body = views.metrics_body(
             w,
             p.host,
@@ -162,14 +166,14 @@ class _Api:
             raw_points=raw_points,
             max_points=p.max_points,
         )
-        headers = views.metrics_headers(body)
         fmt = p.format or ("csv" if params.wants_csv(_header("Accept")) else "json")
         if fmt == "csv":
             response = bottle.HTTPResponse(views.metrics_csv(body).encode(), 200, Content_Type=CSV)
-            for name, value in headers.items():
-                response.set_header(name, value)
-            return response
-        return _json_response(body, headers=headers)
+        else:
+            response = bottle.HTTPResponse(views.metrics_json(body), 200, Content_Type=JSON)
+        for name, value in views.metrics_headers(body).items():
+            response.set_header(name, value)
+        return response
 
     def aggregate(self) -> bottle.HTTPResponse:
         p = params.aggregate_params(_query_string(), self.config.api, self.now_ms())

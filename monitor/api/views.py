@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 from collections.abc import Callable, Sequence
 from http import HTTPStatus
@@ -89,30 +90,55 @@ def metrics_body(
     raw_points: int,
     max_points: int,
 ) -> dict[str, Any]:
-    names = list(metrics)
-    keys = ("time", "ts_ms", *names)
-    out_series = [
-        {
-            "host": s.host,
-            "tags": dict(s.tags),
-            "points": [
-                dict(zip(keys, (iso_ms(ts_ms), ts_ms, *values), strict=True)) for ts_ms, values in s.rows
-            ],
-        }
-        for s in series
-    ]
+    """The /metrics answer; ``series`` holds the stores' Series as they are (their rows are
+    not copied into per-point objects): :func:`metrics_json` and :func:`metrics_csv` render it."""
     return {
         "window": window_body(window),
         "host": host,
-        "metrics": names,
+        "metrics": list(metrics),
         "step_s": None if step_ms is None else step_ms / 1000,
         "downsampled": step_ms is not None,
         "downsample_reason": reason,
         "raw_samples": raw_points,
         "points": sum(len(s.rows) for s in series),
         "max_points": max_points,
-        "series": out_series,
+        "series": list(series),
     }
+
+
+def metrics_json(body: dict[str, Any]) -> bytes:
+    """:func:`metrics_body` as compact JSON: each series ``{"host", "tags", "points"}``, each
+    point ``{"time", "ts_ms", <metric>...}`` (null where a metric has no value), written
+    straight from the rows, the same bytes ``json.dumps`` gives for the dicts."""
+    head = _dumps({k: v for k, v in body.items() if k != "series"})[:-1]  # "series" comes last
+    # %r of a finite float is json's text for it; None goes in as _NULL, whose repr is null
+    point = '{"time":"%s%02d.%03dZ","ts_ms":%d' + "".join(f",{_dumps(n)}:%r" for n in body["metrics"]) + "}"
+    minutes: dict[int, str] = {}  # "2024-05-01T12:00:" per epoch minute
+    parts = []
+    for s in body["series"]:
+        points = []
+        for ts_ms, row in s.rows:
+            minute, ms = divmod(ts_ms, 60_000)
+            if (prefix := minutes.get(minute)) is None:
+                prefix = minutes[minute] = iso_ms(minute * 60_000)[:17]
+            values = row if None not in row else [_NULL if v is None else v for v in row]
+            points.append(point % (prefix, ms // 1000, ms % 1000, ts_ms, *values))
+        parts.append(
+            f'{{"host":{_dumps(s.host)},"tags":{_dumps(dict(s.tags))},"points":[{",".join(points)}]}}'
+        )
+    return f'{head},"series":[{",".join(parts)}]}}'.encode()
+
+
+class _Null:
+    def __repr__(self) -> str:
+        return "null"
+
+
+_NULL = _Null()
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), allow_nan=False)
 
 
 def metrics_headers(body: dict[str, Any]) -> dict[str, str]:
@@ -140,10 +166,11 @@ def metrics_csv(body: dict[str, Any]) -> str:
     tag_columns = [] if key is None else [key]
     writer.writerow(["host", *tag_columns, "time", "ts_ms", *names])
     for s in body["series"]:
-        tags = [s["tags"].get(k, "") for k in tag_columns]
-        for p in s["points"]:
-            cells = ["" if p.get(n) is None else repr(p[n]) for n in names]
-            writer.writerow([s["host"], *tags, p["time"], p["ts_ms"], *cells])
+        tags = dict(s.tags)
+        prefix = [s.host, *(tags.get(k, "") for k in tag_columns)]
+        for ts_ms, values in s.rows:
+            cells = ["" if v is None else repr(v) for v in values]
+            writer.writerow([*prefix, iso_ms(ts_ms), ts_ms, *cells])
     return out.getvalue()
 
 

@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 from monitor import __version__
 from monitor.config import ShipperConfig, SinkConfig
 from monitor.errors import Unavailable
-from monitor.influxhttp import Endpoint, authorization, describe, scrub, tls_context
+from monitor.influxhttp import STALE_CONNECTION, Endpoint, authorization, describe, scrub, tls_context
 from monitor.lineprotocol import PRECISION
 from monitor.sinks import PreparedBatch
 from monitor.sinks._http import (
@@ -34,10 +34,9 @@ log = logging.getLogger(__name__)
 
 GZIP_LEVEL = 1  # the fastest level: the agent's CPU counts for more than the bytes saved
 _GZIP_WBITS = 31  # zlib's gzip framing, so one zlib.compress call writes the whole gzip body
+
+
 # What a server's idle-timeout close of a kept-alive connection looks like on the next request.
-_STALE_CONNECTION = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError, http.client.BadStatusLine)
-
-
 class InfluxV1Sink:
     """Writes batches of line protocol to an InfluxDB v1 ``/write`` endpoint."""
 
@@ -111,7 +110,7 @@ class InfluxV1Sink:
         try:
             try:
                 return self._exchange(body, headers)
-            except _STALE_CONNECTION:
+            except STALE_CONNECTION:
                 if not reused:
                     raise
                 self._drop()  # the server closed the idle connection: one fresh try

@@ -9,7 +9,9 @@ loopback port, and measures through HTTP:
 - requests per second under concurrent load from a second process (a bounded loop of
   requests on a few threads, to 127.0.0.1 only, bounded in count and time).
 
-Target (issue 3): aggregate over 24 h under 50 ms p50 on SQLite. Prints a JSON summary and
+Target (issue 3): aggregate over 24 h under 50 ms p50 on SQLite. Then the API over InfluxDB
+against the same questions asked of InfluxDB directly (``bench_api_vs_influxql``: issue 13's
+target, at most 1.3x). Prints a JSON summary and
 a table; the EXPLAIN QUERY PLAN of the SQLite aggregate is included to show why it is fast.
 
     .venv/bin/python -m tests.bench.bench_api [--requests 100] [--load-seconds 8]
@@ -40,6 +42,7 @@ from monitor.api.stores.sqlite_tiers import TIER_SQL
 from monitor.config import Config, parse
 from monitor.lineprotocol import Sample, encode
 from tests import servers
+from tests.bench import bench_api_vs_influxql
 
 SECONDS = 86_400
 FIELDS = (
@@ -235,6 +238,11 @@ def run(
         influx_cfg = {**base, "sink": {"kind": "influxdb_v1", "url": influx.url, "database": "bench"}}
         influx_cfg["api"] = {**base["api"], "port": servers.free_port()}
         report["influxdb1"] = bench_store("influxdb1", parse(influx_cfg, environ={}), now_s, args)
+        influx_cfg["api"] = {**base["api"], "port": servers.free_port()}
+        with api(parse(influx_cfg, environ={}), now_s) as url:
+            report["influxdb1_vs_influxql"] = bench_api_vs_influxql.compare(
+                url, influx.url, "bench", FIELDS, int(now_s * 1000), influx.proc.pid
+            )
         p50 = report["sqlite"]["latency"]["aggregate_24h"]["p50_ms"]
         report["target"] = {
             "sqlite_aggregate_24h_p50_ms": TARGET_AGGREGATE_P50_MS,
@@ -258,6 +266,7 @@ def table(report: dict[str, Any]) -> str:
         for key, lat in report[store]["latency"].items():
             rps = report[store]["load"].get(key, {}).get("rps", "")
             lines.append(f"{store:<10} {key:<20} {lat['p50_ms']:>8} {lat['p99_ms']:>8} {rps!s:>13}")
+    lines.append(bench_api_vs_influxql.table(report["influxdb1_vs_influxql"]))
     t = report["target"]
     verdict = "met" if t["met"] else "MISSED"
     lines.append(f"target: SQLite aggregate 24 h p50 < {t['sqlite_aggregate_24h_p50_ms']} ms: {verdict}")

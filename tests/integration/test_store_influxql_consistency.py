@@ -106,6 +106,24 @@ def test_counts_and_rows_match(stores, window, metrics, host):
 
 
 @pytest.mark.parametrize("window", WINDOWS)
+@pytest.mark.parametrize("metrics", METRIC_SETS)
+@pytest.mark.parametrize("host", HOSTS)
+def test_one_raw_read_gives_the_same_counts_and_rows_or_declines_a_window_over_the_cap(
+    stores, window, metrics, host
+):
+    sqlite, influx = stores
+    query = Query(metrics, *window, host)
+    counts = sqlite.counts(query)
+    for max_points in (10, 3599, 7200, 20_000):
+        read = influx.raw_window(query, max_points)
+        if read is None:
+            assert sum(counts.values()) > max_points, max_points
+        else:
+            assert read[0] == counts, max_points
+            assert_same_series(read[1], sqlite.rows(query))
+
+
+@pytest.mark.parametrize("window", WINDOWS)
 @pytest.mark.parametrize("host", HOSTS)
 @pytest.mark.parametrize("fn", AGGREGATES)
 def test_aggregates_match(stores, window, host, fn):
@@ -154,6 +172,9 @@ def comparable(body: dict[str, Any]) -> dict[str, Any]:
     "target",
     [
         "/metrics?start=120&end=100",
+        "/metrics?start=100&end=92&host=a",  # fits the cap: one raw read on InfluxDB
+        "/metrics?start=119&end=115&metrics=memory_usage,disk_read",  # fits; memory_usage sparse
+        "/metrics?start=60&end=51&metrics=cpu_usage_2,disk_read",  # fits per host, not in all
         "/metrics?start=120&end=0&metrics=cpu_usage_2,disk_read",  # over the cap: downsampled
         "/metrics?start=61.5&end=33.3&step=90&host=b",
         "/metrics/names",
@@ -254,6 +275,10 @@ def test_tagged_counts_and_rows_match(tagged, window, host, tags):
     for metrics in (FS, ("filesystem_free_bytes",)):
         query = Query(metrics, *window, host, tags)
         assert sqlite.counts(query) == influx.counts(query)
+        read = influx.raw_window(query, 5000)
+        if read is not None:
+            assert read[0] == sqlite.counts(query)
+            assert_same_series(read[1], sqlite.rows(query))
         for step in (None, 7000, 60_000, 3_600_000):
             assert_same_series(sqlite.rows(query, step), influx.rows(query, step))
 

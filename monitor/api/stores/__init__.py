@@ -21,9 +21,9 @@ they reach any query; tag values and hosts are always quoted or bound, never pas
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Protocol, get_args
+from typing import TYPE_CHECKING, Literal, Protocol, get_args, runtime_checkable
 
 from monitor import catalog
 from monitor.catalog import is_metric, metric_order
@@ -36,6 +36,10 @@ Aggregation = Literal["mean", "min", "max", "last", "count"]
 AGGREGATES: tuple[Aggregation, ...] = get_args(Aggregation)
 Tags = tuple[tuple[str, str], ...]
 """A series' tags besides host: ``(key, value)`` pairs sorted by key; ``()`` for the host family."""
+Counts = dict[tuple[str, Tags], int]
+"""Raw rows per series ``(host, tags)`` in a window, as :meth:`Store.counts` gives them."""
+StepRule = Callable[[Counts], tuple[int | None, str | None]]
+"""(step in ms or None for raw, why) of a window, from its counts."""
 
 
 def known_metrics(names: Sequence[str]) -> list[str]:
@@ -214,6 +218,35 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
+@runtime_checkable
+class RawWindow(Protocol):
+    """A store that can read a window's raw rows and their counts in one pass."""
+
+    def raw_window(self, query: Query, max_points: int) -> tuple[Counts, list[Series]] | None:
+        """(counts as :meth:`Store.counts` gives them, rows as ``rows(query)`` gives them) when
+        no series holds more than MAX_POINTS rows in the window; None when one does, or when
+        the store expects one to (it need not have read anything then)."""
+        ...
+
+
+def read_window(
+    store: Store, query: Query, max_points: int, step_rule: StepRule, *, raw_if_fits: bool
+) -> tuple[Counts, list[Series], int | None, str | None]:
+    """(counts, rows, step in ms or None for raw, why) of QUERY's window, STEP_RULE picking the
+    step from the counts. RAW_IF_FITS promises that STEP_RULE answers raw for counts totalling
+    at most MAX_POINTS: a :class:`RawWindow` store then answers a window that fits from one
+    read (no count first); any other store, or a window that does not fit, is read as
+    ``counts()``, then ``rows()`` at the chosen step."""
+    if not query.metrics:
+        return {}, [], *step_rule({})
+    read = store.raw_window(query, max_points) if raw_if_fits and isinstance(store, RawWindow) else None
+    counts = store.counts(query) if read is None else read[0]
+    step_ms, reason = step_rule(counts)
+    if read is not None and step_ms is None:
+        return counts, read[1], step_ms, reason
+    return counts, store.rows(query, step_ms) if counts else [], step_ms, reason
+
+
 def make_store(config: Config) -> Store:
     """The store that reads what the configured sink writes (``config.sink.kind``)."""
     timeout_s = config.api.query_timeout_s
@@ -230,11 +263,14 @@ __all__ = [
     "AGGREGATES",
     "Aggregate",
     "Aggregation",
+    "Counts",
     "HostSeen",
     "MetricInfo",
     "Partial",
     "Query",
+    "RawWindow",
     "Series",
+    "StepRule",
     "Store",
     "Tags",
     "combine",
@@ -243,4 +279,5 @@ __all__ = [
     "make_store",
     "metric_order",
     "query_family",
+    "read_window",
 ]

@@ -12,16 +12,13 @@ A metric's family says its measurement (:func:`monitor.catalog.measurement_of`: 
 ``system_filesystem``...); a tagged family's queries group by host *and* its tag key, so each
 mount, device or interface is a series of its own.
 
-Each query has one deadline (``timeout_s``) covering connect, send and the whole body, so
-a database that trickles or stalls becomes ``StoreUnavailable`` instead of a hung thread.
+The HTTP side (kept-alive connections, one deadline per query, InfluxDB's answers and errors)
+is :class:`monitor.api.stores.influxql_http.QueryClient`.
 """
 
 from __future__ import annotations
 
-import http.client
-import json
 import time
-import urllib.parse
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +28,7 @@ from monitor.api.stores import (
     AGGREGATES,
     Aggregate,
     Aggregation,
+    Counts,
     HostSeen,
     MetricInfo,
     Partial,
@@ -41,14 +39,22 @@ from monitor.api.stores import (
     known_metrics,
     query_family,
 )
-from monitor.errors import QueryFailed, StoreUnavailable
-from monitor.influxhttp import Endpoint, authorization, describe, tls_context
+from monitor.api.stores.influxql_http import QueryClient
+from monitor.errors import QueryFailed
+from monitor.influxhttp import (
+    Endpoint,
+    authorization,
+    tls_context,
+)
 
 if TYPE_CHECKING:
     from monitor.config import Config
 
-_MAX_BODY_BYTES = 256 * 1024 * 1024
-_EMPTY_ERRORS = ("database not found",)  # nothing written yet: an empty store, as with SQLite
+# A window longer than MAX_POINTS samples at this interval (the densest sampling expected) is
+# first probed: each series' first _PROBE_ROWS rows of the first metric say its rate, hence its
+# rows in the window (one field: InfluxDB 1.6 reads a raw SELECT's fields far past a LIMIT).
+_DENSEST_INTERVAL_MS = 1000
+_PROBE_ROWS = 16
 
 
 def ident(name: str) -> str:
@@ -83,19 +89,21 @@ class InfluxQLStore:
     ) -> None:
         self.kind = kind
         self._endpoint = Endpoint.parse(url)
-        self._path = self._endpoint.base_path + "/query"
         self.database = database
         self.measurement = measurement
         self.retention_policy = retention_policy
         self.timeout_s = timeout_s
-        self._monotonic = monotonic
-        self._headers = {
-            "Accept": "application/json",
-            "User-Agent": "hostmon-api",
-            **authorization(token, username, password),
-        }
-        self._tls = tls_context(verify_tls, ca_file) if self._endpoint.https else None
-        self.version = ""
+        params = {"db": database, "epoch": "ms", **({"rp": retention_policy} if retention_policy else {})}
+        tls = tls_context(verify_tls, ca_file) if self._endpoint.https else None
+        self._client = QueryClient(
+            self.name,
+            self._endpoint,
+            params,
+            authorization(token, username, password),
+            timeout_s=timeout_s,
+            tls=tls,
+            monotonic=monotonic,
+        )
 
     @classmethod
     def from_config(cls, config: Config) -> InfluxQLStore:
@@ -179,7 +187,7 @@ class InfluxQLStore:
         """The allow-listed field keys of every family's measurement that has any (one query)."""
         sources, family_of = self._sources(catalog.FAMILIES)
         out: dict[catalog.Family, list[str]] = {}
-        for series in self._query(f"SHOW FIELD KEYS FROM {sources}"):
+        for series in self._client.query(f"SHOW FIELD KEYS FROM {sources}"):
             family = family_of.get(str(series.get("name", "")))
             keys = [str(row[0]) for row in series.get("values") or []]
             known = [k for k in known_metrics(keys) if catalog.family_of(k) == family]
@@ -197,7 +205,7 @@ class InfluxQLStore:
         if tagged:
             sources, family_of = self._sources(tagged)
             keys = ", ".join(ident(str(catalog.TAG_KEY[f])) for f in tagged)
-            for series in self._query(f"SHOW TAG VALUES FROM {sources} WITH KEY IN ({keys})"):
+            for series in self._client.query(f"SHOW TAG VALUES FROM {sources} WITH KEY IN ({keys})"):
                 family = family_of.get(str(series.get("name", "")))
                 for key, value in series.get("values") or []:
                     if family is not None and key == catalog.TAG_KEY[family]:
@@ -218,26 +226,69 @@ class InfluxQLStore:
         for family, keys in self._field_keys().items():
             selects = ", ".join(f"last({ident(k)}) AS {ident(k)}" for k in keys[:1])
             q = f"SELECT {selects} FROM {self._source(family)} GROUP BY {ident('host')}"  # noqa: S608
-            for (host, _), row in self._first_rows(q).items():
-                if row and row[0] is not None:
-                    newest[host] = max(newest.get(host, int(row[0])), int(row[0]))
+            for (host, _), row in _first_rows(self._client.query(q)).items():
+                if row.get("time") is not None:
+                    newest[host] = max(newest.get(host, int(row["time"])), int(row["time"]))
         return [HostSeen(h, ts) for h, ts in sorted(newest.items())]
 
     def counts(self, query: Query) -> dict[tuple[str, Tags], int]:
+        """Each series' most frequent metric's count; the metrics are counted in two halves at
+        once (InfluxDB reads each field apart, one core per query)."""
         family = self._family(query.metrics)
-        selects = ", ".join(f"count({self._field(m)}) AS {ident(m)}" for m in query.metrics)
         where = self._where(family, query.start_ms, query.end_ms, query.host, query.tags)
-        q = (
-            f"SELECT {selects} FROM {self._source(family)} "  # noqa: S608 (every part quoted above)
-            f"WHERE {where} GROUP BY {self._group(family)}"
-        )
+        tail = f"FROM {self._source(family)} WHERE {where} GROUP BY {self._group(family)}"
+        half = -(-len(query.metrics) // 2)
+        parts = [query.metrics[:half], query.metrics[half:]] if len(query.metrics) > 1 else [query.metrics]
+        statements = [
+            "SELECT " + ", ".join(f"count({self._field(m)}) AS {ident(m)}" for m in part) + f" {tail}"
+            for part in parts
+        ]
         out: dict[tuple[str, Tags], int] = {}
-        for series in self._query(q):
-            key = _series_key(series, family)
-            n = max((int(v or 0) for row in series.get("values") or [] for v in row[1:]), default=0)
-            if n:
-                out[key] = max(out.get(key, 0), n)
+        for answer in self._client.queries(*statements):
+            for series in answer:
+                key = _series_key(series, family)
+                n = max((int(v or 0) for row in series.get("values") or [] for v in row[1:]), default=0)
+                if n:
+                    out[key] = max(out.get(key, 0), n)
         return out
+
+    def raw_window(self, query: Query, max_points: int) -> tuple[Counts, list[Series]] | None:
+        """One ``SELECT <fields> ... LIMIT max_points+1`` (per series); a series' count is its
+        most frequent metric's non-null values, exactly what ``count()`` gives. A window the
+        probe (:meth:`_expected_rows`) finds over MAX_POINTS is not read (None)."""
+        family = self._family(query.metrics)
+        where = self._where(family, query.start_ms, query.end_ms, query.host, query.tags)
+        selects = ", ".join(self._field(m) for m in query.metrics)
+        tail = f"FROM {self._source(family)} WHERE {where} GROUP BY {self._group(family)}"
+        window_ms = query.end_ms - query.start_ms
+        if (
+            window_ms > max_points * _DENSEST_INTERVAL_MS
+            and self._expected_rows(self._field(query.metrics[0]), tail, query) > max_points
+        ):
+            return None
+        counts: Counts = {}
+        out = []
+        for raw in self._client.query(f"SELECT {selects} {tail} LIMIT {int(max_points) + 1}"):
+            if len(raw.get("values") or []) > max_points:
+                return None
+            series = _series(raw, query.metrics, family)
+            if series.rows:
+                columns = list(zip(*(row for _, row in series.rows), strict=True))
+                counts[(series.host, series.tags)] = max(len(c) - c.count(None) for c in columns)
+                out.append(series)
+        return counts, sorted(out, key=lambda s: (s.host, s.tags))
+
+    def _expected_rows(self, field: str, tail: str, query: Query) -> float:
+        """The window's rows in all series, extrapolated from each series' first rows of FIELD."""
+        expected = 0.0
+        for raw in self._client.query(f"SELECT {field} {tail} LIMIT {_PROBE_ROWS}"):
+            stamps = [int(v[0]) for v in raw.get("values") or []]
+            if len(stamps) < _PROBE_ROWS:
+                expected += len(stamps)
+            else:
+                span_ms = max(stamps[-1] - stamps[0], 1)
+                expected += (query.end_ms - stamps[0]) * (len(stamps) - 1) / span_ms
+        return expected
 
     def rows(self, query: Query, step_ms: int | None = None) -> list[Series]:
         family = self._family(query.metrics)
@@ -249,7 +300,7 @@ class InfluxQLStore:
             selects = ", ".join(f"mean({self._field(m)}) AS {ident(m)}" for m in query.metrics)
             group = f"time({int(step_ms)}ms), {self._group(family)} fill(none)"
         q = f"SELECT {selects} FROM {self._source(family)} WHERE {where} GROUP BY {group}"  # noqa: S608
-        out = [_series(s, query.metrics, family) for s in self._query(q)]
+        out = [_series(s, query.metrics, family) for s in self._client.query(q)]
         return sorted((s for s in out if s.rows), key=lambda s: (s.host, s.tags))
 
     def aggregate(
@@ -268,94 +319,34 @@ class InfluxQLStore:
         f = self._field(metric)
         where = self._where(family, start_ms, end_ms, host, tags)
         tail = f"FROM {self._source(family)} WHERE {where} GROUP BY {self._group(family)}"
-        value = {"mean": f"sum({f})", "count": f"count({f})"}.get(fn, f"{fn}({f})")
+        call = {"mean": f"sum({f})", "count": f"count({f})"}.get(fn, f"{fn}({f})")
+        value = f"{call} AS {ident('value')}"
         count = f"count({f}) AS {ident('samples')}"
-        if fn == "last":  # a lone selector reports its sample's time; the count comes apart
-            newest = self._first_rows(f"SELECT {value} AS {ident('value')} {tail}")
-            counts = self._first_rows(f"SELECT {count} {tail}")
-            partials = [
-                Partial(h, int(counts.get((h, t), [0, 0])[1] or 0), _number(row[1]), int(row[0]), t)
-                for (h, t), row in newest.items()
-            ]
-        else:
-            rows = self._first_rows(f"SELECT {value} AS {ident('value')}, {count} {tail}")
-            partials = [Partial(h, int(row[2] or 0), _number(row[1]), tags=t) for (h, t), row in rows.items()]
-        return combine(fn, partials)
-
-    def _first_rows(self, q: str) -> dict[tuple[str, Tags], list[Any]]:
-        """The first row of each series of Q (a statement grouped by host and tag key)."""
-        out: dict[tuple[str, Tags], list[Any]] = {}
-        for series in self._query(q):
-            for row in (series.get("values") or [])[:1]:
-                out[_series_key(series)] = row
-        return out
+        if fn == "count":
+            rows = _first_rows(self._client.query(f"SELECT {value} {tail}"))
+            partials = [Partial(h, int(r["value"] or 0), r["value"], tags=t) for (h, t), r in rows.items()]
+            return combine(fn, partials)
+        # InfluxDB reads a field once per call: the value and the count are asked at once
+        values, counts = map(
+            _first_rows, self._client.queries(f"SELECT {value} {tail}", f"SELECT {count} {tail}")
+        )
+        partials = [
+            Partial(
+                h, int(counts.get((h, t), {}).get("samples") or 0), _number(r["value"]), int(r["time"]), t
+            )
+            for (h, t), r in values.items()
+        ]
+        return combine(fn, partials)  # a lone selector (last) gives its sample's time
 
     def ping(self) -> str:
-        _, missing = self._statement(f"SHOW FIELD KEYS FROM {self._source()}")
-        version = f" (InfluxDB {self.version})" if self.version else ""
+        _, missing = self._client.statement(f"SHOW FIELD KEYS FROM {self._source()}")
+        version = f" (InfluxDB {self._client.version})" if self._client.version else ""
         note = f" (database {self.database!r} not found: nothing written so far)" if missing else ""
         return f"{self.name}{version}{note}"
 
     def close(self) -> None:
-        """Nothing to release: every query uses its own connection."""
-
-    # -- HTTP ------------------------------------------------------------------------------
-
-    def _query(self, q: str) -> list[dict[str, Any]]:
-        """The series of the single statement Q, [] when the database does not exist yet."""
-        return self._statement(q)[0]
-
-    def _statement(self, q: str) -> tuple[list[dict[str, Any]], bool]:
-        """(series, database missing) of the single statement Q."""
-        params = {"db": self.database, "q": q, "epoch": "ms"}
-        if self.retention_policy:
-            params["rp"] = self.retention_policy
-        status, body = self._get(f"{self._path}?{urllib.parse.urlencode(params)}")
-        try:
-            doc = json.loads(body) if body else {}
-        except ValueError as exc:
-            raise StoreUnavailable(self.name, f"not an InfluxDB answer (HTTP {status})") from exc
-        error = _error_text(doc)
-        if status in (401, 403):
-            raise StoreUnavailable(self.name, f"the database refused the API's credentials (HTTP {status})")
-        if error and any(marker in error for marker in _EMPTY_ERRORS):
-            return [], True
-        if status == 429 or status >= 500 or status == 404:
-            raise StoreUnavailable(self.name, f"HTTP {status} {error}".rstrip())
-        if status >= 300 or error:
-            raise QueryFailed(self.name, f"HTTP {status}: {error or 'query failed'}")
-        results = doc.get("results") or [{}]
-        return list(results[0].get("series") or []), False
-
-    def _get(self, target: str) -> tuple[int, bytes]:
-        deadline = self._monotonic() + self.timeout_s
-        conn = self._endpoint.connection(self.timeout_s, self._tls)
-        try:
-            conn.connect()
-            sock = conn.sock
-            conn.request("GET", target, headers=self._headers)
-            resp = conn.getresponse()
-            self.version = resp.getheader("X-Influxdb-Version", "") or self.version
-            chunks: list[bytes] = []
-            total = 0
-            while True:
-                remaining = deadline - self._monotonic()
-                if remaining <= 0:
-                    raise TimeoutError
-                sock.settimeout(remaining)
-                chunk = resp.read1(65536)
-                if not chunk:
-                    return resp.status, b"".join(chunks)
-                total += len(chunk)
-                if total > _MAX_BODY_BYTES:
-                    raise StoreUnavailable(self.name, f"answer larger than {_MAX_BODY_BYTES} bytes")
-                chunks.append(chunk)
-        except TimeoutError as exc:
-            raise StoreUnavailable(self.name, f"no answer within {self.timeout_s:g} s") from exc
-        except (OSError, http.client.HTTPException) as exc:
-            raise StoreUnavailable(self.name, describe(exc)) from exc
-        finally:
-            conn.close()
+        """Stop the helper threads, close the kept-alive connections."""
+        self._client.close()
 
 
 def _series_key(raw: dict[str, Any], family: catalog.Family | None = None) -> tuple[str, Tags]:
@@ -367,26 +358,32 @@ def _series_key(raw: dict[str, Any], family: catalog.Family | None = None) -> tu
 
 
 def _series(raw: dict[str, Any], metrics: Sequence[str], family: catalog.Family = "host") -> Series:
+    """One answered series as a Series; values are floats already (``parse_int=float``)."""
     columns = list(raw.get("columns") or [])
-    index = [columns.index(m) if m in columns else None for m in metrics]
-    rows: list[tuple[int, list[float | None]]] = []
-    for values in raw.get("values") or []:
-        row = [None if i is None or values[i] is None else float(values[i]) for i in index]
-        if any(v is not None for v in row):
-            rows.append((int(values[0]), row))
+    values = raw.get("values") or []
+    width = len(metrics)
+    if columns[1:] == list(metrics):  # the SELECT's own order: InfluxDB's rows as they are
+        rows = [(int(v[0]), v[1:]) for v in values if v.count(None) < width]
+    else:
+        index = [columns.index(m) if m in columns else None for m in metrics]
+        rows = []
+        for v in values:
+            row = [None if i is None else v[i] for i in index]
+            if row.count(None) < width:
+                rows.append((int(v[0]), row))
     host, tags = _series_key(raw, family)
     return Series(host, rows, tags)
 
 
+def _first_rows(answer: list[dict[str, Any]]) -> dict[tuple[str, Tags], dict[str, Any]]:
+    """The first row of each series of ANSWER (a statement grouped by host and tag key), by
+    column name."""
+    return {
+        _series_key(series): dict(zip(series.get("columns") or [], series["values"][0], strict=False))
+        for series in answer
+        if series.get("values")
+    }
+
+
 def _number(value: Any) -> float | None:
     return None if value is None else float(value)
-
-
-def _error_text(doc: Any) -> str:
-    if not isinstance(doc, dict):
-        return ""
-    if doc.get("error"):
-        return str(doc["error"])
-    results = doc.get("results") or [{}]
-    first = results[0] if isinstance(results, list) and results and isinstance(results[0], dict) else {}
-    return str(first.get("error") or "")
