@@ -3,8 +3,11 @@
 A host is ``silent`` when its newest sample is older than ``api.silent_after_s`` by the API's
 clock, else ``alerting`` when a rule or system condition fires for it in the alert log, else
 ``ok``. Its "now" values (:data:`NOW_METRICS`, and the fullest filesystem) are the newest
-sample within ``silent_after_s`` before its newest sample: one query per family for every
-host heard from lately, one per family for each silent host.
+sample within ``silent_after_s`` before its newest sample. Hosts whose newest samples lie close
+together (every live host; hosts that went silent together) share one window, so a fleet costs
+one query per family per such group, not per host: the windows are disjoint and read oldest
+first, and a host's values come from the last window holding any of its samples, the one that
+holds its newest.
 """
 
 from __future__ import annotations
@@ -38,24 +41,25 @@ def newest_values(
 ) -> dict[str, Now]:
     """Every host's :class:`Now`, read with few queries (see the module docstring)."""
     lookback_ms = round(silent_after_s * 1000)
-    recent = [h for h in seen if now_ms - h.last_ms <= lookback_ms]
-    recent_names = {h.host for h in recent}
-    windows: list[tuple[int, int, str | None]] = []
-    if recent:
-        windows.append(
-            (min(h.last_ms for h in recent) - lookback_ms, max(h.last_ms for h in recent) + 1, None)
-        )
-    windows += [(h.last_ms - lookback_ms, h.last_ms + 1, h.host) for h in seen if h.host not in recent_names]
+    windows: list[tuple[int, int]] = []  # ascending, disjoint: a later window has newer samples
+    for h in sorted(seen, key=lambda h: h.last_ms):
+        joins = windows and h.last_ms - lookback_ms < windows[-1][1]
+        if joins and h.last_ms - windows[-1][0] <= 2 * lookback_ms:
+            windows[-1] = (windows[-1][0], h.last_ms + 1)
+        else:
+            windows.append((max(h.last_ms - lookback_ms, windows[-1][1] if windows else 0), h.last_ms + 1))
     host_rows: dict[str, list[float | None]] = {}
     fullest: dict[str, tuple[float, str]] = {}
-    for start_ms, end_ms, host in windows:
-        for s in store.rows(Query(NOW_METRICS, start_ms, end_ms, host)):
+    for start_ms, end_ms in windows:
+        for s in store.rows(Query(NOW_METRICS, start_ms, end_ms)):
             host_rows[s.host] = _last_values(s, len(NOW_METRICS))
-        for s in store.rows(Query((FILESYSTEM_METRIC,), start_ms, end_ms, host)):
+        in_window: dict[str, tuple[float, str]] = {}  # the newest window's mounts replace older ones
+        for s in store.rows(Query((FILESYSTEM_METRIC,), start_ms, end_ms)):
             value = _last_values(s, 1)[0]
             mount = dict(s.tags).get("mount", "")
-            if value is not None and (s.host not in fullest or value > fullest[s.host][0]):
-                fullest[s.host] = (value, mount)
+            if value is not None and (s.host not in in_window or value > in_window[s.host][0]):
+                in_window[s.host] = (value, mount)
+        fullest.update(in_window)
     out = {}
     for h in seen:
         cpu, memory = host_rows.get(h.host, [None, None])

@@ -96,6 +96,43 @@ def test_hosts_now_holds_the_newest_cpu_memory_and_the_fullest_filesystem(fleet)
     }
 
 
+class CountingStore(SQLiteStore):
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.queries = 0
+
+    def rows(self, query, step_ms=None):  # type: ignore[no-untyped-def]
+        self.queries += 1
+        return super().rows(query, step_ms)
+
+
+def test_hosts_that_went_silent_together_share_one_window_and_keep_their_own_newest_values(tmp_path):
+    cfg = make_config(tmp_path, silent_after_s=60)
+    died_ms = NOW_MS - 3600 * S
+    rows = []
+    for i in range(40):  # a rack lost power: forty hosts' last samples within a few seconds
+        rows += host_rows(f"r{i:02d}", died_ms + i * 100, float(i), 50.0, {"/": 10.0 + i})
+    # a1 died an hour earlier; b1 had a fuller /tmp then (in a1's window), and only / at its end:
+    # the window holding b1's newest sample decides, not the largest value of any window
+    rows += host_rows("a1", died_ms - 3600 * S, 1.0, 1.0, {"/": 5.0})
+    rows += host_rows("b1", died_ms - 3600 * S, 1.0, 1.0, {"/tmp": 99.0})
+    rows += host_rows("b1", died_ms + 2 * S, 3.0, 3.0, {"/": 20.0})
+    write_points(cfg.sink.path, rows)
+    store = CountingStore(cfg.sink.path)
+    app = make_app(cfg, store, clock=lambda: NOW_S)
+    by_host = {h["host"]: h for h in call(app, "/hosts").json()["hosts"]}
+    assert by_host["r07"]["now"] == {
+        "cpu_usage_overall": 9.0,
+        "memory_usage": 52.0,
+        "filesystem_used_percent": 19.0,
+        "filesystem_mount": "/",
+    }
+    assert by_host["b1"]["now"]["filesystem_mount"] == "/"
+    assert by_host["b1"]["now"]["cpu_usage_overall"] == 5.0
+    assert {h["status"] for h in by_host.values()} == {"silent"}
+    assert store.queries == 4  # two windows for 42 hosts (a1's, and the rest's), two families each
+
+
 def test_hosts_now_is_null_for_a_family_the_host_has_no_samples_of(tmp_path):
     cfg = make_config(tmp_path)
     write_points(cfg.sink.path, [("cpu_usage_overall", "web1", "", NOW_MS - S, 3.0)])
