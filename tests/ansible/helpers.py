@@ -28,13 +28,20 @@ def ansible_playbook() -> str:
     return found
 
 
-def render(out_file: Path, **extra_vars: Any) -> dict[str, str]:
-    """Run render.yml with EXTRA_VARS; {rendered file name: text}."""
-    env = {
+def ansible_env(**extra: str) -> dict[str, str]:
+    """This process's environment for an ansible-playbook run of a test: no colour, the tests'
+    ansible.cfg (the repository's roles and the collection path), plus EXTRA."""
+    return {
         **os.environ,
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_CONFIG": str(RENDER_PLAYBOOK.parent / "ansible.cfg"),
+        **extra,
     }
+
+
+def render(out_file: Path, **extra_vars: Any) -> dict[str, str]:
+    """Run render.yml with EXTRA_VARS; {rendered file name: text}."""
+    env = ansible_env()
     cmd = [ansible_playbook(), "-i", "localhost,", str(RENDER_PLAYBOOK), "-e", f"out_file={out_file}"]
     if extra_vars:
         cmd += ["-e", json.dumps(extra_vars)]

@@ -9,7 +9,6 @@ platform the roles do not support, naming it.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.ansible.helpers import REPO, ansible_playbook
+from tests.ansible.helpers import REPO, ansible_env, ansible_playbook
 
 PLAYBOOK = Path(__file__).resolve().parent / "plumbing" / "plumbing.yml"
 DEBIAN_12 = {
@@ -33,12 +32,7 @@ def run(tmp_path: Path, groups: dict[str, list[str]], facts: dict[str, str] = DE
     (tmp_path / "inventory.yml").write_text(yaml.safe_dump(inventory))
     out_dir = tmp_path / "out"
     out_dir.mkdir(exist_ok=True)
-    env = {
-        **os.environ,
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_ROLES_PATH": str(REPO / "roles"),
-        "ANSIBLE_CONFIG": str(REPO / "tests" / "ansible" / "render" / "ansible.cfg"),
-    }
+    env = ansible_env(ANSIBLE_ROLES_PATH=str(REPO / "roles"))
     variables = {"ansible_facts": facts, "out_dir": str(out_dir), **extra}
     cmd = [
         ansible_playbook(),

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import subprocess
 from pathlib import Path
 from types import ModuleType
@@ -21,7 +20,7 @@ import yaml
 from ansible.errors import AnsibleFilterError
 
 from tests import servers
-from tests.ansible.helpers import REPO, ansible_playbook
+from tests.ansible.helpers import REPO, ansible_env, ansible_playbook
 from tests.ansible.test_argument_specs import defaults, spec, used_variables
 
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -193,8 +192,7 @@ def run_validate(tmp_path: Path, sources: object) -> subprocess.CompletedProcess
         ],
     }
     playbook.write_text(yaml.safe_dump([play]))
-    env = {**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_ROLES_PATH": str(REPO / "roles")}
-    env["ANSIBLE_CONFIG"] = str(REPO / "tests" / "ansible" / "render" / "ansible.cfg")
+    env = ansible_env(ANSIBLE_ROLES_PATH=str(REPO / "roles"))
     return subprocess.run(
         [ansible_playbook(), "-i", "localhost,", str(playbook), "-e", json.dumps({"test_sources": sources})],
         check=False,

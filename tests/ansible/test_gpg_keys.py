@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -21,9 +20,7 @@ from types import ModuleType
 import pytest
 import yaml
 
-from tests.ansible.helpers import REPO, ansible_playbook
-
-RENDER_CFG = Path(__file__).resolve().parent / "render" / "ansible.cfg"
+from tests.ansible.helpers import REPO, ansible_env, ansible_playbook
 
 
 def load() -> ModuleType:
@@ -148,7 +145,7 @@ def run_grafana_key_tasks(
         "grafana_gpg_key_fingerprints": pinned,
         "ansible_python_interpreter": sys.executable,
     }
-    env = {**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_CONFIG": str(RENDER_CFG)}
+    env = ansible_env()
     play = Path(__file__).resolve().parent / "signing_key" / "grafana_key.yml"
     cmd = [ansible_playbook(), "-i", "localhost,", str(play), "-e", json.dumps(extra)]
     done = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, cwd=REPO, timeout=240)

@@ -13,7 +13,6 @@ import datetime
 import hashlib
 import ipaddress
 import json
-import os
 import ssl
 import subprocess
 import sys
@@ -33,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tests import servers
-from tests.ansible.helpers import RENDER_PLAYBOOK, REPO, ansible_playbook, render
+from tests.ansible.helpers import REPO, ansible_env, ansible_playbook, render
 from tests.ansible.test_role_templates import load_hostmon_config
 
 CHECKS_PLAYBOOK = Path(__file__).resolve().parent / "tls" / "checks.yml"
@@ -333,12 +332,7 @@ def tls_checks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         }
     }
     (work / "inventory.yml").write_text(yaml.safe_dump(inventory))
-    env = {
-        **os.environ,
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_CONFIG": str(RENDER_PLAYBOOK.parent / "ansible.cfg"),
-        "ANSIBLE_ROLES_PATH": str(REPO / "roles"),
-    }
+    env = ansible_env(ANSIBLE_ROLES_PATH=str(REPO / "roles"))
     cmd = [ansible_playbook(), "-i", str(work / "inventory.yml"), str(CHECKS_PLAYBOOK), "--check"]
     cmd += ["-e", json.dumps({"out_dir": str(work / "out")})]
     done = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
