@@ -2,9 +2,9 @@
 
 A series is one (metric, host, tags) and has an integer id in ``series``; ``tags`` is the
 series' tag set besides host in its canonical text (:func:`encode_tags`: ``mount=/``; ``''``
-for the host family). ``series.last_ms`` is its newest sample (``/hosts`` reads only this
-table) and ``series.sealed_ms`` the end of its sealed past: every sample before it is in
-``chunks``, every sample after it in ``recent``.
+for the host family). ``series.last_ms`` and ``series.last`` are its newest sample's time and
+value (``/hosts`` reads only this table) and ``series.sealed_ms`` the end of its sealed past:
+every sample before it is in ``chunks``, every sample after it in ``recent``.
 
 Tiers (monitor/tiers.py writes them, monitor/api/stores/sqlite.py reads them):
 
@@ -35,7 +35,8 @@ range read as one seek per series.
 The schema's version is ``PRAGMA user_version``. Older stores migrate on the writer's first
 open, in one transaction (all or nothing): version 0 (a narrow ``points`` table without
 tags) and version 1 (narrow ``points`` with tags) are read in key order, written as chunks
-and rollups, and the old table dropped.
+and rollups, and the old table dropped; version 2 (the tiers, ``series`` without ``last``)
+gains the column, filled from each series' newest stored sample.
 """
 
 from __future__ import annotations
@@ -45,11 +46,11 @@ import re
 import sqlite3
 from pathlib import Path
 
-from monitor import sqlitedb
+from monitor import chunkcodec, sqlitedb
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 CHUNK_MS = 2 * 3_600_000
 TIER_WIDTHS_MS = {"minutes": 60_000, "five_minutes": 300_000, "hours": 3_600_000}
 _ROLLUP = """ (
@@ -72,6 +73,7 @@ SCHEMA = (
     tags      TEXT NOT NULL DEFAULT '',
     last_ms   INTEGER,
     sealed_ms INTEGER NOT NULL DEFAULT -9223372036854775808,
+    last      REAL,
     UNIQUE (metric, host, tags)
 )""",
     """CREATE TABLE IF NOT EXISTS recent (
@@ -163,15 +165,39 @@ def migrate(conn: sqlite3.Connection) -> None:
             raise sqlite3.DatabaseError(
                 f"the store's schema version {version} is newer than this code's ({SCHEMA_VERSION})"
             )
-        if version < SCHEMA_VERSION:
+        if version == 2:
+            _add_last_values(conn)
+        elif version < SCHEMA_VERSION:
             for statement in SCHEMA:
                 conn.execute(statement)
             _copy_points(conn)
+        if version < SCHEMA_VERSION:
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.commit()
     except BaseException:
         conn.rollback()
         raise
+
+
+def _add_last_values(conn: sqlite3.Connection) -> None:
+    """Version 2 to 3: ``series.last``, the value of each series' newest sample (at ``last_ms``),
+    from ``recent`` where the newest sample is still open, else from the chunk holding it."""
+    conn.execute("ALTER TABLE series ADD COLUMN last REAL")
+    conn.execute(
+        "UPDATE series SET last ="
+        " (SELECT value FROM recent WHERE series = series.id AND ts_ms = series.last_ms)"
+    )
+    sealed = conn.execute("SELECT id, last_ms FROM series WHERE last IS NULL AND last_ms IS NOT NULL")
+    for sid, last_ms in sealed.fetchall():
+        window_ms = last_ms - last_ms % CHUNK_MS
+        row = conn.execute(
+            "SELECT data FROM chunks WHERE series = ? AND start_ms = ?", (sid, window_ms)
+        ).fetchone()
+        if row is None:  # the newest sample's chunk went with a size limit: no value to show
+            continue
+        stamps, values = chunkcodec.decode(row[0])
+        if stamps[-1] == last_ms:
+            conn.execute("UPDATE series SET last = ? WHERE id = ?", (values[-1], sid))
 
 
 def _copy_points(conn: sqlite3.Connection) -> None:

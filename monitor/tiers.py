@@ -30,7 +30,11 @@ max and last times scale (whole numbers when scale is a power of ten above 1).""
 _EXACT_SUM = 1 << 53
 
 _INSERT_RECENT = "INSERT OR REPLACE INTO recent (series, ts_ms, value) VALUES (?, ?, ?)"
-_NEWEST = "UPDATE series SET last_ms = max(coalesce(last_ms, ?1), ?1) WHERE id = ?2"
+# Every SET expression reads the row as it was: last follows a sample at or after last_ms.
+_NEWEST = (
+    "UPDATE series SET last = CASE WHEN last_ms IS NULL OR ?1 >= last_ms THEN ?3 ELSE last END,"
+    " last_ms = max(coalesce(last_ms, ?1), ?1) WHERE id = ?2"
+)
 
 
 def window_of(ts_ms: int) -> int:
@@ -43,7 +47,7 @@ def store(conn: sqlite3.Connection, rows: Iterable[Row], ids: dict[SeriesKey, in
 
     IDS caches series ids across calls on one connection (filled here as series appear).
     """
-    per_series: dict[int, int] = {}
+    per_series: dict[int, tuple[int, float]] = {}  # the newest sample of each series in ROWS
     recent: list[tuple[int, int, float]] = []
     skipped = 0
     for metric, host, tags, ts_ms, value in rows:
@@ -55,10 +59,12 @@ def store(conn: sqlite3.Connection, rows: Iterable[Row], ids: dict[SeriesKey, in
         if sid is None:
             sid = ids[key] = _series_id(conn, key)
         recent.append((sid, ts_ms, value))
-        per_series[sid] = max(per_series.get(sid, ts_ms), ts_ms)
+        newest = per_series.get(sid)
+        if newest is None or ts_ms >= newest[0]:  # a re-sent sample later in ROWS wins, as in recent
+            per_series[sid] = (ts_ms, value)
     conn.executemany(_INSERT_RECENT, recent)
-    conn.executemany(_NEWEST, [(ts_ms, sid) for sid, ts_ms in per_series.items()])
-    for sid, newest_ms in per_series.items():
+    conn.executemany(_NEWEST, [(ts_ms, sid, value) for sid, (ts_ms, value) in per_series.items()])
+    for sid, (newest_ms, _) in per_series.items():
         seal(conn, sid, window_of(newest_ms))
     return skipped
 

@@ -3,11 +3,12 @@
 A host is ``silent`` when its newest sample is older than ``api.silent_after_s`` by the API's
 clock, else ``alerting`` when a rule or system condition fires for it in the alert log, else
 ``ok``. Its "now" values (:data:`NOW_METRICS`, and the fullest filesystem) are the newest
-sample within ``silent_after_s`` before its newest sample. Hosts whose newest samples lie close
-together (every live host; hosts that went silent together) share one window, so a fleet costs
-one query per family per such group, not per host: the windows are disjoint and read oldest
-first, and a host's values come from the last window holding any of its samples, the one that
-holds its newest.
+sample within ``silent_after_s`` before its newest sample. The embedded store keeps each
+series' newest sample beside its name, so a fleet is one read there; over InfluxDB, hosts whose
+newest samples lie close together (every live host; hosts that went silent together) share one
+window, so a fleet costs one query per family per such group, not per host: the windows are
+disjoint and read oldest first, and a host's values come from the last window holding any of
+its samples, the one that holds its newest.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 from monitor.alerts.history import Firing, Record
 from monitor.alerts.log import FIRING
 from monitor.alerts.silent import RULE as SILENT_RULE
-from monitor.api.stores import HostSeen, Query, Series, Store
+from monitor.api.stores import HostSeen, Newest, NewestSamples, Query, Series, Store, Tags
 from monitor.formats import iso_ms
 
 NOW_METRICS = ("cpu_usage_overall", "memory_usage")
@@ -39,8 +40,20 @@ class Now:
 def newest_values(
     store: Store, seen: Sequence[HostSeen], now_ms: int, silent_after_s: float
 ) -> dict[str, Now]:
-    """Every host's :class:`Now`, read with few queries (see the module docstring)."""
+    """Every host's :class:`Now`: from the newest sample the store keeps per series where it
+    can (:class:`NewestSamples`, the embedded store: one read), else from the windows of the
+    module docstring."""
     lookback_ms = round(silent_after_s * 1000)
+    metrics = (*NOW_METRICS, FILESYSTEM_METRIC)
+    if isinstance(store, NewestSamples):
+        samples = store.newest(metrics)
+    else:
+        samples = _newest_in_windows(store, seen, lookback_ms)
+    return _now(seen, samples, lookback_ms)
+
+
+def _newest_in_windows(store: Store, seen: Sequence[HostSeen], lookback_ms: int) -> list[Newest]:
+    """The newest sample of every series in the windows around the hosts' newest samples."""
     windows: list[tuple[int, int]] = []  # ascending, disjoint: a later window has newer samples
     for h in sorted(seen, key=lambda h: h.last_ms):
         joins = windows and h.last_ms - lookback_ms < windows[-1][1]
@@ -48,34 +61,53 @@ def newest_values(
             windows[-1] = (windows[-1][0], h.last_ms + 1)
         else:
             windows.append((max(h.last_ms - lookback_ms, windows[-1][1] if windows else 0), h.last_ms + 1))
-    host_rows: dict[str, list[float | None]] = {}
-    fullest: dict[str, tuple[float, str]] = {}
+    newest: dict[tuple[str, str, Tags], Newest] = {}
     for start_ms, end_ms in windows:
-        for s in store.rows(Query(NOW_METRICS, start_ms, end_ms)):
-            host_rows[s.host] = _last_values(s, len(NOW_METRICS))
-        in_window: dict[str, tuple[float, str]] = {}  # the newest window's mounts replace older ones
-        for s in store.rows(Query((FILESYSTEM_METRIC,), start_ms, end_ms)):
-            value = _last_values(s, 1)[0]
-            mount = dict(s.tags).get("mount", "")
-            if value is not None and (s.host not in in_window or value > in_window[s.host][0]):
-                in_window[s.host] = (value, mount)
-        fullest.update(in_window)
-    out = {}
-    for h in seen:
-        cpu, memory = host_rows.get(h.host, [None, None])
-        fs = fullest.get(h.host)
-        out[h.host] = Now(cpu, memory, None if fs is None else fs[0], None if fs is None else fs[1])
+        for metrics in (NOW_METRICS, (FILESYSTEM_METRIC,)):
+            for s in store.rows(Query(metrics, start_ms, end_ms)):
+                for metric, sample in zip(metrics, _last_samples(s, len(metrics)), strict=True):
+                    if sample is not None:
+                        newest[(metric, s.host, s.tags)] = Newest(metric, s.host, s.tags, *sample)
+    return list(newest.values())
+
+
+def _last_samples(series: Series, width: int) -> list[tuple[int, float] | None]:
+    """Per metric, its newest (ts_ms, value) in SERIES (rows in time order)."""
+    out: list[tuple[int, float] | None] = [None] * width
+    for ts_ms, row in series.rows:
+        for i, value in enumerate(row):
+            if value is not None:
+                out[i] = (ts_ms, value)
     return out
 
 
-def _last_values(series: Series, width: int) -> list[float | None]:
-    """Per metric, its newest value in SERIES (rows in time order)."""
-    values: list[float | None] = [None] * width
-    for _, row in series.rows:
-        for i, value in enumerate(row):
-            if value is not None:
-                values[i] = value
-    return values
+def _now(seen: Sequence[HostSeen], samples: Sequence[Newest], lookback_ms: int) -> dict[str, Now]:
+    """Each host's values: the newest samples of its series no older than LOOKBACK_MS before its
+    newest sample (a filesystem unmounted an hour ago is not its fullest); the fullest
+    filesystem is the highest of them, on a tie the first mount in order."""
+    since = {h.host: h.last_ms - lookback_ms for h in seen}
+    values: dict[str, dict[str, float]] = {}
+    fullest: dict[str, tuple[float, str]] = {}
+    for s in sorted(samples, key=lambda s: (s.host, s.tags)):
+        cut = since.get(s.host)
+        if cut is None or s.ts_ms < cut:
+            continue
+        if s.metric == FILESYSTEM_METRIC:
+            if s.host not in fullest or s.value > fullest[s.host][0]:
+                fullest[s.host] = (s.value, dict(s.tags).get("mount", ""))
+        else:
+            values.setdefault(s.host, {})[s.metric] = s.value
+    out = {}
+    for h in seen:
+        own = values.get(h.host, {})
+        fs = fullest.get(h.host)
+        out[h.host] = Now(
+            own.get("cpu_usage_overall"),
+            own.get("memory_usage"),
+            None if fs is None else fs[0],
+            None if fs is None else fs[1],
+        )
+    return out
 
 
 def status(age_s: float, silent_after_s: float, firing_rules: Sequence[str]) -> str:

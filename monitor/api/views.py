@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from collections.abc import Callable, Sequence
 from http import HTTPStatus
 from typing import Any
+
+import orjson
 
 from monitor import catalog
 from monitor.api.params import Window
@@ -108,37 +109,40 @@ def metrics_body(
 
 def metrics_json(body: dict[str, Any]) -> bytes:
     """:func:`metrics_body` as compact JSON: each series ``{"host", "tags", "points"}``, each
-    point ``{"time", "ts_ms", <metric>...}`` (null where a metric has no value), written
-    straight from the rows, the same bytes ``json.dumps`` gives for the dicts."""
-    head = _dumps({k: v for k, v in body.items() if k != "series"})[:-1]  # "series" comes last
-    # %r of a finite float is json's text for it; None goes in as _NULL, whose repr is null
-    point = '{"time":"%s%02d.%03dZ","ts_ms":%d' + "".join(f",{_dumps(n)}:%r" for n in body["metrics"]) + "}"
+    point ``{"time", "ts_ms", <metric>...}`` (null where a metric has no value). orjson writes
+    it: a 24-hour answer is over 100 000 floats, which it turns into text about ten times as
+    fast as ``json`` (the same numbers; an exponent is written ``1e-7``, not ``1e-07``)."""
+    keys = ("time", "ts_ms", *body["metrics"])
+    series = [
+        {
+            "host": s.host,
+            "tags": dict(s.tags),
+            "points": [
+                dict(zip(keys, (text, ts_ms, *row), strict=True))
+                for text, (ts_ms, row) in zip(time_texts([ts for ts, _ in s.rows]), s.rows, strict=True)
+            ],
+        }
+        for s in body["series"]
+    ]
+    return orjson.dumps({**body, "series": series})
+
+
+def time_texts(stamps: Sequence[int]) -> list[str]:
+    """:func:`iso_ms` of each of STAMPS, the text up to the minute made once a minute and the
+    seconds and milliseconds once per distinct value (a day of 10-second points: 10 ms less)."""
     minutes: dict[int, str] = {}  # "2024-05-01T12:00:" per epoch minute
-    parts = []
-    for s in body["series"]:
-        points = []
-        for ts_ms, row in s.rows:
-            minute, ms = divmod(ts_ms, 60_000)
-            if (prefix := minutes.get(minute)) is None:
-                prefix = minutes[minute] = iso_ms(minute * 60_000)[:17]
-            values = row if None not in row else [_NULL if v is None else v for v in row]
-            points.append(point % (prefix, ms // 1000, ms % 1000, ts_ms, *values))
-        parts.append(
-            f'{{"host":{_dumps(s.host)},"tags":{_dumps(dict(s.tags))},"points":[{",".join(points)}]}}'
-        )
-    return f'{head},"series":[{",".join(parts)}]}}'.encode()
-
-
-class _Null:
-    def __repr__(self) -> str:
-        return "null"
-
-
-_NULL = _Null()
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), allow_nan=False)
+    rests: dict[int, str] = {}  # "05.000Z" per millisecond of the minute
+    out = []
+    for ts_ms in stamps:
+        minute, ms = divmod(ts_ms, 60_000)
+        prefix = minutes.get(minute)
+        if prefix is None:
+            prefix = minutes[minute] = iso_ms(minute * 60_000)[:17]
+        rest = rests.get(ms)
+        if rest is None:
+            rest = rests[ms] = f"{ms // 1000:02d}.{ms % 1000:03d}Z"
+        out.append(prefix + rest)
+    return out
 
 
 def metrics_headers(body: dict[str, Any]) -> dict[str, str]:

@@ -155,12 +155,12 @@ def clone_hosts(source: Path, target: Path, hosts: int, newest_ms: int) -> None:
     since_ms = newest_ms - 3 * 3_600_000
     with conn:
         conn.execute("CREATE TEMP TABLE ids (old INTEGER, new INTEGER)")
-        originals = conn.execute("SELECT id, metric, tags, last_ms, sealed_ms FROM series").fetchall()
+        originals = conn.execute("SELECT id, metric, tags, last_ms, sealed_ms, last FROM series").fetchall()
         for n in range(1, hosts):
-            for sid, metric, tags, last_ms, sealed_ms in originals:
+            for sid, metric, tags, last_ms, sealed_ms, last in originals:
                 cur = conn.execute(
-                    "INSERT INTO series (metric, host, tags, last_ms, sealed_ms) VALUES (?, ?, ?, ?, ?)",
-                    (metric, f"host-{n:04d}", tags, last_ms - n, sealed_ms),
+                    "INSERT INTO series (metric, host, tags, last_ms, sealed_ms, last) VALUES (?, ?, ?, ?, ?, ?)",
+                    (metric, f"host-{n:04d}", tags, last_ms - n, sealed_ms, last),
                 )
                 conn.execute("INSERT INTO ids VALUES (?, ?)", (sid, cur.lastrowid))
         conn.execute(

@@ -106,19 +106,37 @@ class CountingStore(SQLiteStore):
         return super().rows(query, step_ms)
 
 
-def test_hosts_that_went_silent_together_share_one_window_and_keep_their_own_newest_values(tmp_path):
+class WindowsStore:
+    """The embedded store without its newest-sample read: /hosts then reads windows of rows,
+    as it does over InfluxDB."""
+
+    def __init__(self, path: Path) -> None:
+        self._store = CountingStore(path)
+
+    @property
+    def queries(self) -> int:
+        return self._store.queries
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        if name == "newest":
+            raise AttributeError(name)
+        return getattr(self._store, name)
+
+
+@pytest.mark.parametrize(("make_store", "queries"), [(CountingStore, 0), (WindowsStore, 4)])
+def test_hosts_that_went_silent_together_keep_their_own_newest_values(tmp_path, make_store, queries):
     cfg = make_config(tmp_path, silent_after_s=60)
     died_ms = NOW_MS - 3600 * S
     rows = []
     for i in range(40):  # a rack lost power: forty hosts' last samples within a few seconds
         rows += host_rows(f"r{i:02d}", died_ms + i * 100, float(i), 50.0, {"/": 10.0 + i})
     # a1 died an hour earlier; b1 had a fuller /tmp then (in a1's window), and only / at its end:
-    # the window holding b1's newest sample decides, not the largest value of any window
+    # the samples near b1's newest decide, not the largest value it ever had
     rows += host_rows("a1", died_ms - 3600 * S, 1.0, 1.0, {"/": 5.0})
     rows += host_rows("b1", died_ms - 3600 * S, 1.0, 1.0, {"/tmp": 99.0})
     rows += host_rows("b1", died_ms + 2 * S, 3.0, 3.0, {"/": 20.0})
     write_points(cfg.sink.path, rows)
-    store = CountingStore(cfg.sink.path)
+    store = make_store(cfg.sink.path)
     app = make_app(cfg, store, clock=lambda: NOW_S)
     by_host = {h["host"]: h for h in call(app, "/hosts").json()["hosts"]}
     assert by_host["r07"]["now"] == {
@@ -127,10 +145,26 @@ def test_hosts_that_went_silent_together_share_one_window_and_keep_their_own_new
         "filesystem_used_percent": 19.0,
         "filesystem_mount": "/",
     }
+    assert by_host["a1"]["now"]["filesystem_used_percent"] == 7.0
     assert by_host["b1"]["now"]["filesystem_mount"] == "/"
     assert by_host["b1"]["now"]["cpu_usage_overall"] == 5.0
     assert {h["status"] for h in by_host.values()} == {"silent"}
-    assert store.queries == 4  # two windows for 42 hosts (a1's, and the rest's), two families each
+    # windows: two (a1's, and the rest's) for 42 hosts, two families each; the embedded store
+    # reads its series table only
+    assert store.queries == queries
+
+
+def test_both_ways_of_reading_the_newest_values_give_the_same_hosts_body(fleet, tmp_path):
+    cfg, app = fleet
+    late = [("filesystem_used_percent", "web1", "mount=/old", NOW_MS - 900 * S, 99.0)]  # unmounted since
+    late.append(("cpu_usage_overall", "web2", "", NOW_MS - 30 * S, 1.0))  # a late sample, older than its newest
+    write_points(cfg.sink.path, late)
+    windows = make_app(cfg, WindowsStore(cfg.sink.path), clock=lambda: NOW_S)
+    body = call(app, "/hosts").json()
+    assert body == call(windows, "/hosts").json()
+    by_host = {h["host"]: h["now"] for h in body["hosts"]}
+    assert by_host["web1"]["filesystem_mount"] == "/var"
+    assert by_host["web2"]["cpu_usage_overall"] == 22.0
 
 
 def test_hosts_now_is_null_for_a_family_the_host_has_no_samples_of(tmp_path):

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from monitor import metricsdb, tiers
-from monitor.api.stores import Query, Series
+from monitor.api.stores import Newest, Query, Series
 from monitor.api.stores.sqlite import SQLiteStore
 from monitor.errors import StoreUnavailable
+from tests.store_helpers import stored, write_rows
 
 # The schema of every store written before tags existed (main at 170879b), kept verbatim.
 SCHEMA_0 = """
@@ -76,7 +77,7 @@ def test_distinct_tag_sets_have_distinct_texts():
 
 def test_a_new_store_is_created_at_the_current_version(tmp_path):
     conn = metricsdb.connect(tmp_path / "m.db")
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == metricsdb.SCHEMA_VERSION == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == metricsdb.SCHEMA_VERSION == 3
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert tables == {"series", "recent", "chunks", "minutes", "five_minutes", "hours"}
     conn.close()
@@ -87,7 +88,7 @@ def test_a_store_written_before_tags_is_migrated_on_first_open_with_nothing_lost
     old = [(f"cpu_usage_{i % 3 + 1}", f"h{i % 4}", T0 + i * 7_000, float(i)) for i in range(3000)]
     old_store(path, old)
     conn = metricsdb.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
     assert tiers.read_all(conn) == sorted((m, h, "", ts, v) for m, h, ts, v in old)
     assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'points'").fetchone()[0] == 0
     conn.close()
@@ -171,3 +172,40 @@ def test_the_api_on_a_store_not_yet_migrated_is_unavailable_naming_why(tmp_path)
     old_store(path, [("disk_read", "h", T0, 1.0)])
     with pytest.raises(StoreUnavailable, match="older version"):
         SQLiteStore(path).rows(Query(("disk_read",), T0, T0 + 1))
+
+
+def version_2_store(path: Path, rows: list[tuple[str, str, str, int, float]]) -> None:
+    """A store as version 2 wrote it: today's tiers, ``series`` without ``last`` (the column
+    version 3 added at the end of the table, so dropping it gives version 2's table)."""
+    write_rows(path, rows)
+    conn = metricsdb.connect(path)
+    with conn:  # what an idle series' newest sample went through: sealed into a chunk
+        tiers.seal_idle(conn)
+    conn.close()
+    conn = sqlite3.connect(path)
+    conn.execute("ALTER TABLE series DROP COLUMN last")
+    conn.execute("PRAGMA user_version = 2")
+    conn.commit()
+    conn.close()
+
+
+def test_a_version_2_store_gains_each_series_newest_value_from_recent_or_its_chunk(tmp_path):
+    path = tmp_path / "m.db"
+    step_ms = 10_000
+    live = [("cpu_usage_overall", "a", "", T0 + i * step_ms, round(i * 0.37 % 100, 2)) for i in range(1500)]
+    gone = [("filesystem_used_percent", "b", "mount=/", T0 + i * step_ms, i / 4) for i in range(100)]
+    version_2_store(path, [*live, *gone, ("memory_usage", "a", "", T0 + 1499 * step_ms, 12.5)])
+    conn = sqlite3.connect(path)
+    b = "SELECT count(*) FROM recent JOIN series ON series.id = recent.series WHERE host = 'b'"
+    assert conn.execute(b).fetchone()[0] == 0  # b's newest sample is in its chunk
+    conn.close()
+    before = stored(path)
+    with pytest.raises(StoreUnavailable, match=r"older version \(schema 2, this code reads 3\)"):
+        SQLiteStore(path).newest(["cpu_usage_overall"])
+    metricsdb.connect(path).close()
+    assert stored(path) == before
+    assert SQLiteStore(path).newest(["cpu_usage_overall", "memory_usage", "filesystem_used_percent"]) == [
+        Newest("cpu_usage_overall", "a", (), T0 + 1499 * step_ms, live[-1][4]),
+        Newest("filesystem_used_percent", "b", (("mount", "/"),), T0 + 99 * step_ms, 24.75),
+        Newest("memory_usage", "a", (), T0 + 1499 * step_ms, 12.5),
+    ]

@@ -11,10 +11,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from monitor import chunkcodec, metricsdb, tiers
-from monitor.api.stores import Query, Series
+from monitor.api.stores import Newest, Query, Series
 from monitor.api.stores.sqlite import SQLiteStore
 from monitor.api.stores.sqlite_tiers import plan
 from monitor.config import ShipperConfig, SinkConfig
+from monitor.errors import QueryFailed
 from monitor.lineprotocol import Sample, encode
 from monitor.sinks.sqlite import SQLiteSink
 from tests.store_helpers import stored, write_rows
@@ -124,6 +125,22 @@ def test_an_idle_series_is_sealed_into_the_rollups_before_raw_retention_removes_
         assert conn.execute("SELECT count(*) FROM recent WHERE ts_ms = ?", (T0,)).fetchone()[0] == 0
         assert conn.execute("SELECT n, sum FROM hours WHERE bucket_ms = ?", (T0,)).fetchall() == [(1, 5.0)]
     conn.close()
+
+
+def test_each_series_keeps_its_newest_sample_beside_its_name_through_late_and_re_sent_samples(tmp_path):
+    path = tmp_path / "m.db"
+    write_rows(path, [("disk_read", "h", "", T0 + i * 10_000, float(i)) for i in range(800)])  # sealed
+    write_rows(path, [("disk_read", "h", "", T0 + 10_000, 55.0)])  # late: older than the newest
+    store = SQLiteStore(path)
+    assert store.newest(["disk_read"]) == [Newest("disk_read", "h", (), T0 + 799 * 10_000, 799.0)]
+    write_rows(path, [("disk_read", "h", "", T0 + 799 * 10_000, 7.5), ("cpu_usage_overall", "h", "", T0, 1.0)])
+    write_rows(path, [("filesystem_used_percent", "h", "mount=/", T0, 3.0)])
+    assert store.newest(["disk_read", "filesystem_used_percent"]) == [
+        Newest("disk_read", "h", (), T0 + 799 * 10_000, 7.5),  # re-sent at the newest time: it wins
+        Newest("filesystem_used_percent", "h", (("mount", "/"),), T0, 3.0),
+    ]
+    with pytest.raises(QueryFailed, match="allow-listed"):
+        store.newest(["disk_read; DROP TABLE series"])
 
 
 def sink(path: Path, clock_s: list[float], **kw: object) -> SQLiteSink:

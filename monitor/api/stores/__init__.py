@@ -121,6 +121,17 @@ class HostSeen:
     last_ms: int
 
 
+@dataclass(frozen=True)
+class Newest:
+    """The newest sample of one series: its metric, host, tags, time and value."""
+
+    metric: str
+    host: str
+    tags: Tags
+    ts_ms: int
+    value: float
+
+
 def query_family(store: str, metrics: Sequence[str]) -> catalog.Family:
     """The one family of METRICS, for STORE's error: an unknown metric or a mix of families is
     refused before any query (no metrics: the host family)."""
@@ -229,6 +240,16 @@ class RawWindow(Protocol):
         ...
 
 
+@runtime_checkable
+class NewestSamples(Protocol):
+    """A store that keeps each series' newest sample where it reads it at once."""
+
+    def newest(self, metrics: Sequence[str]) -> list[Newest]:
+        """The newest sample of every series of METRICS (allow-listed), in (metric, host, tags)
+        order."""
+        ...
+
+
 def read_window(
     store: Store, query: Query, max_points: int, step_rule: StepRule, *, raw_if_fits: bool
 ) -> tuple[Counts, list[Series], int | None, str | None]:
@@ -266,6 +287,8 @@ __all__ = [
     "Counts",
     "HostSeen",
     "MetricInfo",
+    "Newest",
+    "NewestSamples",
     "Partial",
     "Query",
     "RawWindow",

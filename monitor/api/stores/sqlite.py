@@ -32,6 +32,7 @@ from monitor.api.stores import (
     Aggregation,
     HostSeen,
     MetricInfo,
+    Newest,
     Partial,
     Query,
     Series,
@@ -47,8 +48,12 @@ from monitor.errors import QueryFailed, StoreUnavailable
 _SERIES_SQL = "SELECT id, host, tags, sealed_ms FROM series WHERE metric = :metric"
 _METRICS = "SELECT DISTINCT metric FROM series"
 _HOSTS = "SELECT host, max(last_ms) FROM series WHERE last_ms IS NOT NULL GROUP BY host ORDER BY host"
+_NEWEST = (
+    "SELECT metric, host, tags, last_ms, last FROM series WHERE metric IN ({marks}) AND last IS NOT NULL"
+    " ORDER BY metric, host, tags"
+)
 _RAW_START = "SELECT min(start_ms) FROM chunks WHERE series = ?"
-_EMPTY_MARKERS = ("no such table",)
+_EMPTY_MARKERS = ("no such table", "no such column")
 SeriesKey = tuple[str, Tags]
 Column = tuple[list[int], list[float]]
 """One metric's (timestamps, values) of one series."""
@@ -104,7 +109,7 @@ class SQLiteStore:
             return StoreUnavailable(self.name, text)
         return QueryFailed(self.name, text)
 
-    def _fetch(self, conn: sqlite3.Connection, sql: str, params: dict[str, Any]) -> list[Any]:
+    def _fetch(self, conn: sqlite3.Connection, sql: str, params: dict[str, Any] | list[Any]) -> list[Any]:
         try:
             return conn.execute(sql, params).fetchall()
         except sqlite3.OperationalError as exc:
@@ -116,6 +121,13 @@ class SQLiteStore:
                     self.name,
                     "written by an older version (schema before tiers); the sink migrates it on its"
                     " next write",
+                ) from exc
+            if "no such column" in str(exc):
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                raise StoreUnavailable(
+                    self.name,
+                    f"written by an older version (schema {version}, this code reads"
+                    f" {metricsdb.SCHEMA_VERSION}); the sink migrates it on its next write",
                 ) from exc
             return []  # the sink has not created its tables yet: an empty store
 
@@ -196,6 +208,22 @@ class SQLiteStore:
             if conn is None:
                 return []
             return [HostSeen(host, int(ts_ms)) for host, ts_ms in self._fetch(conn, _HOSTS, {})]
+
+    def newest(self, metrics: Sequence[str]) -> list[Newest]:
+        """Each series' newest sample, as the sink keeps it in ``series`` (one small read)."""
+        for metric in metrics:
+            if not catalog.is_metric(metric):
+                raise QueryFailed(self.name, f"not an allow-listed metric: {metric!r}")
+        out: list[Newest] = []
+        if not metrics:
+            return out
+        with self._connect() as conn:
+            if conn is None:
+                return out
+            sql = _NEWEST.format(marks=", ".join("?" * len(metrics)))
+            for metric, host, tags, ts_ms, value in self._fetch(conn, sql, list(metrics)):
+                out.append(Newest(metric, host, metricsdb.decode_tags(tags), int(ts_ms), float(value)))
+        return out
 
     def counts(self, query: Query) -> dict[SeriesKey, int]:
         """Samples per series: raw ones, and before a series' oldest raw chunk the count its
