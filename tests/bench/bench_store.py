@@ -159,7 +159,8 @@ def clone_hosts(source: Path, target: Path, hosts: int, newest_ms: int) -> None:
         for n in range(1, hosts):
             for sid, metric, tags, last_ms, sealed_ms, last in originals:
                 cur = conn.execute(
-                    "INSERT INTO series (metric, host, tags, last_ms, sealed_ms, last) VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO series (metric, host, tags, last_ms, sealed_ms, last)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
                     (metric, f"host-{n:04d}", tags, last_ms - n, sealed_ms, last),
                 )
                 conn.execute("INSERT INTO ids VALUES (?, ?)", (sid, cur.lastrowid))

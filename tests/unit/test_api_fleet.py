@@ -157,7 +157,7 @@ def test_hosts_that_went_silent_together_keep_their_own_newest_values(tmp_path, 
 def test_both_ways_of_reading_the_newest_values_give_the_same_hosts_body(fleet, tmp_path):
     cfg, app = fleet
     late = [("filesystem_used_percent", "web1", "mount=/old", NOW_MS - 900 * S, 99.0)]  # unmounted since
-    late.append(("cpu_usage_overall", "web2", "", NOW_MS - 30 * S, 1.0))  # a late sample, older than its newest
+    late.append(("cpu_usage_overall", "web2", "", NOW_MS - 30 * S, 1.0))  # late: older than its newest
     write_points(cfg.sink.path, late)
     windows = make_app(cfg, WindowsStore(cfg.sink.path), clock=lambda: NOW_S)
     body = call(app, "/hosts").json()

@@ -133,7 +133,7 @@ def test_each_series_keeps_its_newest_sample_beside_its_name_through_late_and_re
     write_rows(path, [("disk_read", "h", "", T0 + 10_000, 55.0)])  # late: older than the newest
     store = SQLiteStore(path)
     assert store.newest(["disk_read"]) == [Newest("disk_read", "h", (), T0 + 799 * 10_000, 799.0)]
-    write_rows(path, [("disk_read", "h", "", T0 + 799 * 10_000, 7.5), ("cpu_usage_overall", "h", "", T0, 1.0)])
+    write_rows(path, [("disk_read", "h", "", T0 + 799 * 10_000, 7.5), ("cpu_usage_overall", "h", "", T0, 1)])
     write_rows(path, [("filesystem_used_percent", "h", "mount=/", T0, 3.0)])
     assert store.newest(["disk_read", "filesystem_used_percent"]) == [
         Newest("disk_read", "h", (), T0 + 799 * 10_000, 7.5),  # re-sent at the newest time: it wins
