@@ -1,4 +1,5 @@
-"""Packs one series' samples (timestamps and values) into a compact blob and back, exactly.
+"""Packs one series' samples (timestamps and values) into a compact blob and back, exactly;
+and one series' rollup buckets of a day (:func:`encode_buckets`) the same way.
 
 Layout (then zlib-compressed): a header ``<I q b`` (sample count, first timestamp, decimal
 scale ``k`` or -1), the timestamps as delta-of-delta integers (zero for a steady interval),
@@ -19,8 +20,10 @@ import struct
 import sys
 import zlib
 from array import array
+from collections.abc import Sequence
 from itertools import accumulate, pairwise, repeat
 from operator import truediv
+from typing import NamedTuple
 
 MAX_DECIMALS = 6
 _HEADER = struct.Struct("<Iqb")
@@ -105,4 +108,74 @@ def _swapped(code: str, raw: bytes) -> bytes:
     column = array(code)
     column.frombytes(raw)
     column.byteswap()
+    return column.tobytes()
+
+
+class Buckets(NamedTuple):
+    """Rollup buckets as columns, in time order: each bucket's start, sample count, scale, and
+    sum, min, max, newest sample's time and value (sum, min, max and last times scale)."""
+
+    bucket_ms: list[int]
+    n: array[int]
+    scale: array[int]
+    sum: array[float]
+    min: array[float]
+    max: array[float]
+    last_ms: list[int]
+    last: array[float]
+
+    def rows(self) -> list[tuple[int, int, int, float, float, float, int, float]]:
+        return list(zip(*self, strict=True))
+
+
+_BUCKETS_HEADER = struct.Struct("<I")
+
+
+def encode_buckets(buckets: Sequence[tuple[int, int, int, float, float, float, int, float]]) -> bytes:
+    """BUCKETS ((bucket_ms, n, scale, sum, min, max, last_ms, last), bucket_ms increasing, at
+    least one) as one blob: the starts as delta-of-delta integers, the newest samples' times as
+    offsets from their bucket's start, counts and scales as narrow integers, the four values as
+    doubles (whole numbers for scaled buckets), zlib-compressed."""
+    if not buckets:
+        raise ValueError("need at least one bucket")
+    starts, n, scale, total, low, high, last_ms, last = (list(c) for c in zip(*buckets, strict=True))
+    deltas = [b - a for a, b in zip([0, *starts], starts, strict=False)]
+    floats = b"".join(_doubles(column) for column in (total, low, high, last))
+    return zlib.compress(
+        _BUCKETS_HEADER.pack(len(starts))
+        + _ints(deltas)
+        + _ints(n)
+        + _ints(scale)
+        + _ints([t - b for t, b in zip(last_ms, starts, strict=True)])
+        + floats,
+        6,
+    )
+
+
+def decode_buckets(blob: bytes) -> Buckets:
+    """Inverse of :func:`encode_buckets`, as columns."""
+    data = zlib.decompress(blob)
+    (count,) = _BUCKETS_HEADER.unpack_from(data)
+    offset = _BUCKETS_HEADER.size
+    deltas, offset = _read_ints(data, offset, count)
+    n, offset = _read_ints(data, offset, count)
+    scale, offset = _read_ints(data, offset, count)
+    last_offsets, offset = _read_ints(data, offset, count)
+    starts = list(accumulate(deltas))
+    floats = []
+    for _ in range(4):
+        column = array("d")
+        column.frombytes(data[offset : offset + 8 * count])
+        if not _LITTLE:
+            column.byteswap()
+        floats.append(column)
+        offset += 8 * count
+    last_ms = [b + o for b, o in zip(starts, last_offsets, strict=True)]
+    return Buckets(starts, n, scale, floats[0], floats[1], floats[2], last_ms, floats[3])
+
+
+def _doubles(values: list[float]) -> bytes:
+    column = array("d", values)
+    if not _LITTLE:
+        column.byteswap()
     return column.tobytes()

@@ -11,22 +11,27 @@ Tiers (monitor/tiers.py writes them, monitor/api/stores/sqlite.py reads them):
 - raw: ``chunks``, one row per series and epoch-aligned :data:`CHUNK_MS` window holding that
   window's samples packed (monitor/chunkcodec.py: about 0.1 to 3 bytes a value where a narrow
   row costs 40 to 85); ``recent``, one row per sample of each series' open window.
-- rollups: ``minutes``, ``five_minutes`` and ``hours``, one row per series and bucket (count,
-  sum, min, max, and the newest sample's time and value), computed from a window's samples
-  when it is sealed, so a tier is always an exact function of the raw samples it summarises.
+- rollups: ``minutes`` and ``hours``, one row per series and bucket (count, sum, min, max, and
+  the newest sample's time and value); ``five_minute_days``, one row per series and day holding
+  that day's five-minute buckets packed as columns (:func:`monitor.chunkcodec.encode_buckets`).
+  Each is computed from a window's samples when it is sealed, so a tier is always an exact
+  function of the raw samples it summarises.
   Sum, min, max and last are stored times ``scale`` (``10**k``, the chunk's decimal scale: see
   monitor/chunkcodec.py; 1 for values that have none): whole numbers, which SQLite writes in
   2 to 6 bytes instead of a float's 8 (a REAL column still reads them back as floats, so
   ``min / scale`` is the exact value and ``sum / scale`` the sum of the bucket's samples).
   The five-minute tier exists for the API's usual long windows: 30 days under the default cap
-  of 10 000 points are 300-second buckets, a fifth of the rows the minute tier would aggregate.
-  It shares the minute tier's retention and size share.
+  of 10 000 points are 300-second buckets (8 640 per series). It is packed because those
+  windows read every bucket back into Python, and a row costs about a microsecond to step
+  through (13 series of 30 days: over 100 ms) where a day's blob costs a few tens; SQL never
+  aggregates it (one aggregate over a window reads hours and minutes). It shares the minute
+  tier's retention (by whole days) and size share.
 
 Why chunks of two hours: a window must hold whole hour buckets (the hour tier is computed
 from one sealed window); two hours of 10-second samples (720 values) pack to a few hundred
-bytes, and a day is 12 chunks per series to decode. Rollups stay one row per bucket: SQLite
-aggregates them in C, which keeps long windows fast; their cost is bounded by their
-retention and size share, not by the raw tier's.
+bytes, and a day is 12 chunks per series to decode. The minute and hour rollups stay one row
+per bucket: SQLite aggregates them in C, which keeps one aggregate over a long window fast;
+their cost is bounded by their retention and size share, not by the raw tier's.
 
 The primary keys make writes idempotent (a re-sent sample overwrites itself in ``recent``,
 or is merged into its sealed chunk, replacing the rollups of its window) and serve every
@@ -35,8 +40,9 @@ range read as one seek per series.
 The schema's version is ``PRAGMA user_version``. Older stores migrate on the writer's first
 open, in one transaction (all or nothing): version 0 (a narrow ``points`` table without
 tags) and version 1 (narrow ``points`` with tags) are read in key order, written as chunks
-and rollups, and the old table dropped; version 2 (the tiers, ``series`` without ``last``)
-gains the column, filled from each series' newest stored sample.
+and rollups, and the old table dropped; version 2 (the tiers, ``series`` without ``last``, the
+five-minute tier as rows) gains the column, filled from each series' newest stored sample, and
+its five-minute rows are packed into days.
 """
 
 from __future__ import annotations
@@ -53,6 +59,10 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 3
 CHUNK_MS = 2 * 3_600_000
 TIER_WIDTHS_MS = {"minutes": 60_000, "five_minutes": 300_000, "hours": 3_600_000}
+ROW_TIERS = ("minutes", "hours")
+"""The rollup tiers stored one row per bucket (their tables are named as the tiers)."""
+PACKED_TIER, PACKED_TABLE, PACKED_DAY_MS = "five_minutes", "five_minute_days", 86_400_000
+"""The rollup tier stored as one row of packed buckets per series and day."""
 _ROLLUP = """ (
     series    INTEGER NOT NULL,
     bucket_ms INTEGER NOT NULL,
@@ -89,7 +99,13 @@ SCHEMA = (
     data     BLOB NOT NULL,
     PRIMARY KEY (series, start_ms)
 ) WITHOUT ROWID""",
-    *(f"CREATE TABLE IF NOT EXISTS {tier}" + _ROLLUP for tier in TIER_WIDTHS_MS),
+    *(f"CREATE TABLE IF NOT EXISTS {tier}" + _ROLLUP for tier in ROW_TIERS),
+    f"""CREATE TABLE IF NOT EXISTS {PACKED_TABLE} (
+    series INTEGER NOT NULL,
+    day_ms INTEGER NOT NULL,
+    data   BLOB NOT NULL,
+    PRIMARY KEY (series, day_ms)
+) WITHOUT ROWID""",
 )
 _OLD_POINTS = "SELECT metric, host, {tags}, ts_ms, value FROM points ORDER BY metric, host, {tags}, ts_ms"
 MIGRATE_BATCH_ROWS = 100_000
@@ -167,6 +183,7 @@ def migrate(conn: sqlite3.Connection) -> None:
             )
         if version == 2:
             _add_last_values(conn)
+            _pack_five_minutes(conn)
         elif version < SCHEMA_VERSION:
             for statement in SCHEMA:
                 conn.execute(statement)
@@ -198,6 +215,30 @@ def _add_last_values(conn: sqlite3.Connection) -> None:
         stamps, values = chunkcodec.decode(row[0])
         if stamps[-1] == last_ms:
             conn.execute("UPDATE series SET last = ? WHERE id = ?", (values[-1], sid))
+
+
+def _pack_five_minutes(conn: sqlite3.Connection) -> None:
+    """Version 2 to 3: the ``five_minutes`` rows packed into one ``five_minute_days`` row per
+    series and day, then the old table dropped."""
+    conn.execute(SCHEMA[-1])
+    cursor = conn.execute(
+        "SELECT series, bucket_ms, n, scale, sum, min, max, last_ms, last FROM five_minutes"
+        " ORDER BY series, bucket_ms"
+    )
+    day: list[tuple[int, int, int, float, float, float, int, float]] = []
+    key: tuple[int, int] | None = None
+    insert = f"INSERT INTO {PACKED_TABLE} (series, day_ms, data) VALUES (?, ?, ?)"  # noqa: S608
+    while rows := cursor.fetchmany(MIGRATE_BATCH_ROWS):
+        for sid, bucket_ms, *rest in rows:
+            row_key = (sid, bucket_ms - bucket_ms % PACKED_DAY_MS)
+            if row_key != key and day:
+                conn.execute(insert, (*key, chunkcodec.encode_buckets(day)))  # type: ignore[misc]
+                day = []
+            key = row_key
+            day.append((bucket_ms, *rest))
+    if day and key is not None:
+        conn.execute(insert, (*key, chunkcodec.encode_buckets(day)))
+    conn.execute("DROP TABLE five_minutes")
 
 
 def _copy_points(conn: sqlite3.Connection) -> None:

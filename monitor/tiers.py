@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from itertools import groupby
 
 from monitor import chunkcodec
-from monitor.metricsdb import CHUNK_MS, TIER_WIDTHS_MS
+from monitor.metricsdb import CHUNK_MS, PACKED_DAY_MS, PACKED_TABLE, PACKED_TIER, ROW_TIERS, TIER_WIDTHS_MS
 
 Row = tuple[str, str, str, int, float]
 """One sample of one metric: (metric, host, tags text, ts_ms, value)."""
@@ -29,6 +29,8 @@ Bucket = tuple[int, int, int, float, float, float, int, float]
 max and last times scale (whole numbers when scale is a power of ten above 1)."""
 _EXACT_SUM = 1 << 53
 
+_PACKED_SQL = f"SELECT data FROM {PACKED_TABLE} WHERE series = ? AND day_ms = ?"  # noqa: S608
+_PACKED_WRITE = f"INSERT OR REPLACE INTO {PACKED_TABLE} (series, day_ms, data) VALUES (?, ?, ?)"  # noqa: S608
 _INSERT_RECENT = "INSERT OR REPLACE INTO recent (series, ts_ms, value) VALUES (?, ?, ?)"
 # Every SET expression reads the row as it was: last follows a sample at or after last_ms.
 _NEWEST = (
@@ -124,12 +126,26 @@ def _write_window(conn: sqlite3.Connection, sid: int, window_ms: int, new: list[
     )
     k, ints = chunkcodec.scaled(values)
     stored: list[tuple[int, float]] = list(zip(stamps, ints, strict=True)) if k >= 0 else samples
-    for tier, width_ms in TIER_WIDTHS_MS.items():  # table names from the schema, never input
+    scale = 10**k if k >= 0 else 1
+    for tier in ROW_TIERS:  # table names from the schema, never input
         conn.executemany(
             f"INSERT OR REPLACE INTO {tier} (series, bucket_ms, n, scale, sum, min, max, last_ms, last)"  # noqa: S608
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(sid, *bucket) for bucket in rollup(stored, width_ms, 10**k if k >= 0 else 1)],
+            [(sid, *bucket) for bucket in rollup(stored, TIER_WIDTHS_MS[tier], scale)],
         )
+    _write_packed(conn, sid, window_ms, rollup(stored, TIER_WIDTHS_MS[PACKED_TIER], scale))
+
+
+def _write_packed(conn: sqlite3.Connection, sid: int, window_ms: int, buckets: list[Bucket]) -> None:
+    """Put the window's five-minute BUCKETS into its day's packed row (replacing the window's
+    old ones: a window's buckets only ever grow when it is merged again)."""
+    day_ms = window_ms - window_ms % PACKED_DAY_MS
+    old = conn.execute(_PACKED_SQL, (sid, day_ms)).fetchone()
+    if old is not None:
+        end_ms = window_ms + CHUNK_MS
+        kept = [b for b in chunkcodec.decode_buckets(old[0]).rows() if not window_ms <= b[0] < end_ms]
+        buckets = sorted(kept + buckets)
+    conn.execute(_PACKED_WRITE, (sid, day_ms, chunkcodec.encode_buckets(buckets)))
 
 
 def rollup(samples: Sequence[tuple[int, float]], width_ms: int, scale: int = 1) -> list[Bucket]:
@@ -148,33 +164,31 @@ def rollup(samples: Sequence[tuple[int, float]], width_ms: int, scale: int = 1) 
     return out
 
 
-TABLES = {"raw": ("chunks", "recent"), "minutes": ("minutes", "five_minutes"), "hours": ("hours",)}
+TABLES = {"raw": ("chunks", "recent"), "minutes": ("minutes", PACKED_TABLE), "hours": ("hours",)}
 """The tables of each tier that has its own retention and size share (configuration's names)."""
 _DELETE = {  # every table name from the schema, never from input
     "raw": (
         "DELETE FROM chunks WHERE series IN (SELECT id FROM series) AND start_ms <= :cut - :chunk",
         "DELETE FROM recent WHERE series IN (SELECT id FROM series) AND ts_ms < :cut",
     ),
-    **{
-        tier: tuple(
-            f"DELETE FROM {table} WHERE series IN (SELECT id FROM series) AND bucket_ms < :cut"  # noqa: S608
-            for table in tables
-        )
-        for tier, tables in TABLES.items()
-        if tier != "raw"
-    },
+    "minutes": (
+        "DELETE FROM minutes WHERE series IN (SELECT id FROM series) AND bucket_ms < :cut",
+        f"DELETE FROM {PACKED_TABLE} WHERE series IN (SELECT id FROM series) AND day_ms <= :cut - :day",  # noqa: S608
+    ),
+    "hours": ("DELETE FROM hours WHERE series IN (SELECT id FROM series) AND bucket_ms < :cut",),
 }
 _OLDEST = {
     tier: f"SELECT min((SELECT min({column}) FROM {table} WHERE series = s.id)) FROM series s"  # noqa: S608
-    for tier, table, column in (("raw", "chunks", "start_ms"), *((t, t, "bucket_ms") for t in TIER_WIDTHS_MS))
+    for tier, table, column in (("raw", "chunks", "start_ms"), *((t, t, "bucket_ms") for t in ROW_TIERS))
 }
 
 
 def delete_before(conn: sqlite3.Connection, tier: str, cut_ms: int) -> int:
     """Delete TIER's data (a key of :data:`TABLES`) older than CUT_MS (``raw``: chunks that end
-    by then, and recent samples before it; a rollup tier: its buckets before it); the rows
-    deleted. Each series is one primary-key seek, never a scan."""
-    params = {"cut": cut_ms, "chunk": CHUNK_MS}
+    by then, and recent samples before it; a rollup tier: its buckets before it, the packed
+    five-minute days that end by then); the rows deleted. Each series is one primary-key seek,
+    never a scan."""
+    params = {"cut": cut_ms, "chunk": CHUNK_MS, "day": PACKED_DAY_MS}
     return sum(conn.execute(sql, params).rowcount for sql in _DELETE[tier])
 
 
@@ -186,7 +200,7 @@ def oldest_ms(conn: sqlite3.Connection, tier: str) -> int | None:
 
 def delete_host(conn: sqlite3.Connection, host: str) -> None:
     """Delete every sample of HOST in every tier, and its series."""
-    for table in ("recent", "chunks", *TIER_WIDTHS_MS):  # names from the schema, never input
+    for table in ("recent", "chunks", *ROW_TIERS, PACKED_TABLE):  # names from the schema, never input
         conn.execute(f"DELETE FROM {table} WHERE series IN (SELECT id FROM series WHERE host = ?)", (host,))  # noqa: S608
     conn.execute("DELETE FROM series WHERE host = ?", (host,))
 

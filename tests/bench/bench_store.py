@@ -172,7 +172,12 @@ def clone_hosts(source: Path, target: Path, hosts: int, newest_ms: int) -> None:
         conn.execute(
             "INSERT INTO recent SELECT ids.new, ts_ms, value FROM recent JOIN ids ON series = ids.old"
         )
-        for tier in metricsdb.TIER_WIDTHS_MS:
+        conn.execute(
+            "INSERT INTO five_minute_days SELECT ids.new, day_ms, data FROM five_minute_days"
+            " JOIN ids ON series = ids.old WHERE day_ms > ?",
+            (since_ms - metricsdb.PACKED_DAY_MS,),
+        )
+        for tier in metricsdb.ROW_TIERS:
             conn.execute(
                 f"INSERT INTO {tier} SELECT ids.new, bucket_ms, n, scale, sum, min, max, last_ms, last"
                 f" FROM {tier} JOIN ids ON series = ids.old WHERE bucket_ms >= ?",

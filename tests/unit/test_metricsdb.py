@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor import metricsdb, tiers
+from monitor import chunkcodec, metricsdb, tiers
 from monitor.api.stores import Newest, Query, Series
 from monitor.api.stores.sqlite import SQLiteStore
 from monitor.errors import StoreUnavailable
@@ -79,7 +79,7 @@ def test_a_new_store_is_created_at_the_current_version(tmp_path):
     conn = metricsdb.connect(tmp_path / "m.db")
     assert conn.execute("PRAGMA user_version").fetchone()[0] == metricsdb.SCHEMA_VERSION == 3
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert tables == {"series", "recent", "chunks", "minutes", "five_minutes", "hours"}
+    assert tables == {"series", "recent", "chunks", "minutes", "five_minute_days", "hours"}
     conn.close()
 
 
@@ -176,7 +176,8 @@ def test_the_api_on_a_store_not_yet_migrated_is_unavailable_naming_why(tmp_path)
 
 def version_2_store(path: Path, rows: list[tuple[str, str, str, int, float]]) -> None:
     """A store as version 2 wrote it: today's tiers, ``series`` without ``last`` (the column
-    version 3 added at the end of the table, so dropping it gives version 2's table)."""
+    version 3 added at the end of the table, so dropping it gives version 2's table), the
+    five-minute buckets as rows of a ``five_minutes`` table shaped like ``minutes``."""
     write_rows(path, rows)
     conn = metricsdb.connect(path)
     with conn:  # what an idle series' newest sample went through: sealed into a chunk
@@ -184,6 +185,13 @@ def version_2_store(path: Path, rows: list[tuple[str, str, str, int, float]]) ->
     conn.close()
     conn = sqlite3.connect(path)
     conn.execute("ALTER TABLE series DROP COLUMN last")
+    conn.execute("CREATE TABLE five_minutes" + metricsdb._ROLLUP)
+    for sid, blob in conn.execute("SELECT series, data FROM five_minute_days").fetchall():
+        buckets = chunkcodec.decode_buckets(blob).rows()
+        conn.executemany(
+            "INSERT INTO five_minutes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", [(sid, *b) for b in buckets]
+        )
+    conn.execute("DROP TABLE five_minute_days")
     conn.execute("PRAGMA user_version = 2")
     conn.commit()
     conn.close()
@@ -200,10 +208,21 @@ def test_a_version_2_store_gains_each_series_newest_value_from_recent_or_its_chu
     assert conn.execute(b).fetchone()[0] == 0  # b's newest sample is in its chunk
     conn.close()
     before = stored(path)
+    five_minutes = sqlite3.connect(path).execute("SELECT * FROM five_minutes ORDER BY 1, 2").fetchall()
+    assert len(five_minutes) > 2 * 24
     with pytest.raises(StoreUnavailable, match=r"older version \(schema 2, this code reads 3\)"):
         SQLiteStore(path).newest(["cpu_usage_overall"])
     metricsdb.connect(path).close()
     assert stored(path) == before
+    conn = sqlite3.connect(path)
+    packed = [
+        (sid, *bucket)
+        for sid, blob in conn.execute("SELECT series, data FROM five_minute_days ORDER BY series, day_ms")
+        for bucket in chunkcodec.decode_buckets(blob).rows()
+    ]
+    assert packed == five_minutes  # every bucket of every series, as it was
+    assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'five_minutes'").fetchone()[0] == 0
+    conn.close()
     assert SQLiteStore(path).newest(["cpu_usage_overall", "memory_usage", "filesystem_used_percent"]) == [
         Newest("cpu_usage_overall", "a", (), T0 + 1499 * step_ms, live[-1][4]),
         Newest("filesystem_used_percent", "b", (("mount", "/"),), T0 + 99 * step_ms, 24.75),

@@ -187,7 +187,9 @@ def test_range_queries_seek_the_primary_key_instead_of_scanning(db):
     for sql in (sqlite_tiers._RECENT_SQL, sqlite_tiers._RECENT_COUNT_SQL):
         text = plan(conn, sql, window)
         assert "SEARCH recent USING PRIMARY KEY (series=? AND ts_ms>? AND ts_ms<?)" in text, text
-    for tier in metricsdb.TIER_WIDTHS_MS:
+    text = plan(conn, sqlite_tiers._PACKED_SQL, {**window, "day": metricsdb.PACKED_DAY_MS})
+    assert "SEARCH five_minute_days USING PRIMARY KEY (series=? AND day_ms>? AND day_ms<?)" in text, text
+    for tier in metricsdb.ROW_TIERS:
         for sql in (
             *sqlite_tiers.TIER_SQL.values(),
             sqlite_tiers.TIER_LAST_SQL,
@@ -201,7 +203,7 @@ def test_range_queries_seek_the_primary_key_instead_of_scanning(db):
     assert "SEARCH series USING INDEX sqlite_autoindex_series_1 (metric=? AND host=?)" in series, series
     for statements in tiers._DELETE.values():  # retention: one seek per series
         for sql in statements:
-            text = plan(conn, sql, {"cut": T0, "chunk": metricsdb.CHUNK_MS})
+            text = plan(conn, sql, {"cut": T0, "chunk": metricsdb.CHUNK_MS, "day": metricsdb.PACKED_DAY_MS})
             assert "USING PRIMARY KEY (series=?" in text and "SCAN" not in text, text
     conn.close()
 

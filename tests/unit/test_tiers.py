@@ -79,7 +79,8 @@ def test_answers_from_the_tiers_equal_answers_from_raw_samples(tmp_path_factory,
         want |= {"max": max(values), "last": inside[-1][1]}
         assert got.samples == len(values)
         assert got.value == (pytest.approx(want[fn], rel=1e-9, abs=1e-9) if fn == "mean" else want[fn])
-    step_ms = data.draw(st.sampled_from([60_000, 300_000, HOUR_MS, 2 * HOUR_MS, 10_000, 90_000]))
+    steps = [60_000, 300_000, 600_000, 900_000, HOUR_MS, 2 * HOUR_MS, 10_000, 90_000]  # 5-15 min: packed days
+    step_ms = data.draw(st.sampled_from(steps))
     got_rows = store.rows(Query(("cpu_usage_overall",), start_ms, end_ms, "h"), step_ms)
     buckets: dict[int, list[float]] = {}
     for ts, v in inside:
@@ -114,6 +115,10 @@ def test_a_re_sent_or_late_sample_overwrites_in_every_tier_never_duplicates(tmp_
     total = store.aggregate("disk_read", "mean", T0, T0 + 2 * HOUR_MS, None)
     assert count.value == 720
     assert total.value == pytest.approx((sum(range(720)) - 2 + 99) / 720)
+    five = store.rows(Query(("disk_read",), T0, T0 + 10 * 60_000), step_ms=300_000)  # the packed day
+    assert five == [
+        Series("h", [(T0, [(sum(range(30)) - 2 + 99) / 30]), (T0 + 300_000, [sum(range(30, 60)) / 30])])
+    ]
 
 
 def test_an_idle_series_is_sealed_into_the_rollups_before_raw_retention_removes_it(tmp_path):
@@ -164,9 +169,15 @@ def test_each_tier_keeps_its_own_retention(tmp_path):
     held = {
         tier: sorted(v for (v,) in conn.execute(f"SELECT sum FROM {tier}")) for tier in ("minutes", "hours")
     }
+    held["five_minutes"] = sorted(
+        v
+        for (blob,) in conn.execute("SELECT data FROM five_minute_days")
+        for v in chunkcodec.decode_buckets(blob).sum
+    )
     conn.close()
     assert [r[4] for r in stored(path)] == [1.0]
-    assert held == {"minutes": [5.0], "hours": [5.0, 20.0]}  # the newest is still in its open window
+    # the newest is still in its open window; five-minute days go with the minute tier's retention
+    assert held == {"minutes": [5.0], "hours": [5.0, 20.0], "five_minutes": [5.0]}
     store = SQLiteStore(path)
     old = store.aggregate("disk_read", "max", now_ms - 21 * 86_400_000, now_ms - 19 * 86_400_000, None)
     assert old.value == 20.0  # answered from the hour tier: raw and minutes are gone there

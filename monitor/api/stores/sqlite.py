@@ -22,6 +22,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from operator import truediv
 from pathlib import Path
 from typing import Any
 
@@ -254,9 +255,10 @@ class SQLiteStore:
                 if step_ms is None:
                     stamps, values = sqlite_tiers.raw(conn, series.sid, query.start_ms, query.end_ms)
                 else:
-                    buckets = sqlite_tiers.step_buckets(conn, series, query.start_ms, query.end_ms, step_ms)
-                    stamps = [bucket_ms for bucket_ms, _, _ in buckets]
-                    values = [total / n for _, n, total in buckets]
+                    stamps, counts, sums = sqlite_tiers.step_buckets(
+                        conn, series, query.start_ms, query.end_ms, step_ms
+                    )
+                    values = list(map(truediv, sums, counts))
                 if stamps:
                     columns.setdefault(key, [None] * width)[i] = (stamps, values)
         return [Series(host, _pivot(cols), tags) for (host, tags), cols in sorted(columns.items())]

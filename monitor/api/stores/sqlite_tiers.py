@@ -9,7 +9,9 @@ Because every rollup bucket is computed from exactly the raw samples it covers, 
 from the parts equals the answer from raw samples (a property test holds it to that).
 
 Every range is one seek of a primary key: ``(series, start_ms)`` for chunks,
-``(series, ts_ms)`` for recent samples, ``(series, bucket_ms)`` for a tier.
+``(series, ts_ms)`` for recent samples, ``(series, bucket_ms)`` for a tier of rows,
+``(series, day_ms)`` for the packed five-minute days. Step buckets come back as columns
+(:data:`Columns`), so a long window makes no tuple per bucket.
 """
 
 from __future__ import annotations
@@ -17,17 +19,23 @@ from __future__ import annotations
 import sqlite3
 from bisect import bisect_left
 from dataclasses import dataclass
+from itertools import groupby
+from operator import truediv
 from typing import Any
 
 from monitor import chunkcodec
 from monitor.api.stores import Aggregation
-from monitor.metricsdb import CHUNK_MS, TIER_WIDTHS_MS
+from monitor.metricsdb import CHUNK_MS, PACKED_DAY_MS, PACKED_TABLE, PACKED_TIER, TIER_WIDTHS_MS
 
 Part = tuple[str, int, int]
 """(tier name or ``raw``, start_ms, end_ms): a half-open piece of a window."""
-StepBucket = tuple[int, int, float]
-"""(bucket_ms, samples, sum) of one step bucket."""
+Columns = tuple[list[int], list[int], list[float]]
+"""Step buckets as columns: each bucket's start, its samples, and their sum."""
 COARSE_FIRST = sorted(TIER_WIDTHS_MS, key=lambda t: -TIER_WIDTHS_MS[t])
+_PACKED_SQL = (
+    f"SELECT data FROM {PACKED_TABLE} WHERE series = :sid AND day_ms > :start - :day"  # noqa: S608
+    " AND day_ms < :end ORDER BY day_ms"
+)
 _CHUNKS_SQL = (
     "SELECT start_ms, data FROM chunks WHERE series = :sid AND start_ms > :start - :chunk"
     " AND start_ms < :end ORDER BY start_ms"
@@ -71,8 +79,11 @@ class SeriesRow:
 
 
 def usable_tiers(step_ms: int | None) -> list[str]:
-    """The tiers, coarsest first, whose buckets divide STEP_MS (None: one bucket, every tier)."""
-    return [t for t in COARSE_FIRST if step_ms is None or step_ms % TIER_WIDTHS_MS[t] == 0]
+    """The tiers, coarsest first, whose buckets divide STEP_MS (None: one aggregate over the
+    window, which the tiers of rows answer in SQL: every tier but the packed one)."""
+    if step_ms is None:
+        return [t for t in COARSE_FIRST if t != PACKED_TIER]
+    return [t for t in COARSE_FIRST if step_ms % TIER_WIDTHS_MS[t] == 0]
 
 
 def plan(start_ms: int, end_ms: int, sealed_ms: int, tiers: list[str]) -> list[Part]:
@@ -126,33 +137,69 @@ def raw_count(conn: sqlite3.Connection, sid: int, start_ms: int, end_ms: int) ->
 
 def step_buckets(
     conn: sqlite3.Connection, series: SeriesRow, start_ms: int, end_ms: int, step_ms: int
-) -> list[StepBucket]:
-    """(bucket, samples, sum) per epoch-aligned step bucket of the window that holds samples."""
-    out: list[StepBucket] = []
+) -> Columns:
+    """(bucket starts, samples, sums) of the window's epoch-aligned step buckets that hold samples."""
+    stamps: list[int] = []
+    counts: list[int] = []
+    sums: list[float] = []
     for tier, a, b in plan(start_ms, end_ms, series.sealed_ms, usable_tiers(step_ms)):
         if tier == "raw":
-            stamps, values = raw(conn, series.sid, a, b)
-            part = bucket_raw(stamps, values, step_ms)
+            part = bucket_raw(*raw(conn, series.sid, a, b), step_ms)
+        elif tier == PACKED_TIER:
+            part = packed(conn, series.sid, a, b, step_ms)
         else:
             params = {"sid": series.sid, "start": a, "end": b, "step": step_ms}
             sql = _BUCKETS_SQL if step_ms == TIER_WIDTHS_MS[tier] else _STEP_SQL  # no sort when equal
-            part = conn.execute(sql.format(tier=tier), params).fetchall()
-        if out and part and out[-1][0] == part[0][0]:  # a bucket split between two parts
-            bucket_ms, n, total = part[0]
-            out[-1] = (bucket_ms, out[-1][1] + n, out[-1][2] + total)
-            part = part[1:]
-        out += part
+            rows = conn.execute(sql.format(tier=tier), params).fetchall()
+            b_col, n_col, s_col = zip(*rows, strict=True) if rows else ((), (), ())
+            part = (list(b_col), list(n_col), list(s_col))
+        p_stamps, p_counts, p_sums = part
+        if stamps and p_stamps and stamps[-1] == p_stamps[0]:  # a bucket split between two parts
+            counts[-1] += p_counts[0]
+            sums[-1] += p_sums[0]
+            p_stamps, p_counts, p_sums = p_stamps[1:], p_counts[1:], p_sums[1:]
+        stamps += p_stamps
+        counts += p_counts
+        sums += p_sums
+    return stamps, counts, sums
+
+
+def packed(conn: sqlite3.Connection, sid: int, start_ms: int, end_ms: int, step_ms: int) -> Columns:
+    """Step buckets of the packed five-minute days' buckets in the window (STEP_MS a multiple
+    of five minutes)."""
+    params = {"sid": sid, "start": start_ms, "end": end_ms, "day": PACKED_DAY_MS}
+    stamps: list[int] = []
+    counts: list[int] = []
+    sums: list[float] = []
+    for (blob,) in conn.execute(_PACKED_SQL, params):
+        day = chunkcodec.decode_buckets(blob)
+        i, j = bisect_left(day.bucket_ms, start_ms), bisect_left(day.bucket_ms, end_ms)
+        stamps += day.bucket_ms[i:j]
+        counts += day.n[i:j]
+        sums += map(truediv, day.sum[i:j], day.scale[i:j])
+    if step_ms == TIER_WIDTHS_MS[PACKED_TIER] or not stamps:
+        return stamps, counts, sums
+    out: Columns = ([], [], [])
+    keyed = ((b - b % step_ms, n, total) for b, n, total in zip(stamps, counts, sums, strict=True))
+    for bucket_ms, group in groupby(keyed, key=lambda item: item[0]):
+        items = list(group)
+        out[0].append(bucket_ms)
+        out[1].append(sum(n for _, n, _ in items))
+        out[2].append(sum(total for _, _, total in items))
     return out
 
 
-def bucket_raw(stamps: list[int], values: list[float], step_ms: int) -> list[StepBucket]:
-    """(bucket, samples, sum) per step bucket of raw samples in time order (one bisect a bucket)."""
-    out: list[StepBucket] = []
+def bucket_raw(stamps: list[int], values: list[float], step_ms: int) -> Columns:
+    """(bucket starts, samples, sums) per step bucket of raw samples in time order (one bisect a
+    bucket)."""
+    out: Columns = ([], [], [])
     i, total = 0, len(stamps)
     while i < total:
         bucket_ms = stamps[i] - stamps[i] % step_ms
         j = bisect_left(stamps, bucket_ms + step_ms, i)
-        out.append((bucket_ms, j - i, sum(values[i:j])))
+        out[0].append(bucket_ms)
+        out[1].append(j - i)
+        out[2].append(sum(values[i:j]))
         i = j
     return out
 
