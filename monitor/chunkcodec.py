@@ -95,6 +95,7 @@ def _ints(numbers: list[int]) -> bytes:
 
 
 def _read_ints(data: bytes, offset: int, count: int) -> tuple[array[int], int]:
+    """A column :func:`_ints` wrote (or doubles, type code ``d``) of COUNT items at OFFSET."""
     code = chr(data[offset])
     column = array(code)
     end = offset + 1 + count * column.itemsize
@@ -113,7 +114,8 @@ def _swapped(code: str, raw: bytes) -> bytes:
 
 class Buckets(NamedTuple):
     """Rollup buckets as columns, in time order: each bucket's start, sample count, scale, and
-    sum, min, max, newest sample's time and value (sum, min, max and last times scale)."""
+    sum, min, max, its newest sample's time (as an offset from the bucket's start) and value
+    (sum, min, max and last times scale)."""
 
     bucket_ms: list[int]
     n: array[int]
@@ -121,11 +123,14 @@ class Buckets(NamedTuple):
     sum: array[float]
     min: array[float]
     max: array[float]
-    last_ms: list[int]
+    last_offset_ms: array[int]
     last: array[float]
 
     def rows(self) -> list[tuple[int, int, int, float, float, float, int, float]]:
-        return list(zip(*self, strict=True))
+        """(bucket_ms, n, scale, sum, min, max, last_ms, last) per bucket."""
+        last_ms = [b + o for b, o in zip(self.bucket_ms, self.last_offset_ms, strict=True)]
+        columns = (*self[:6], last_ms, self.last)
+        return list(zip(*columns, strict=True))
 
 
 _BUCKETS_HEADER = struct.Struct("<I")
@@ -133,45 +138,39 @@ _BUCKETS_HEADER = struct.Struct("<I")
 
 def encode_buckets(buckets: Sequence[tuple[int, int, int, float, float, float, int, float]]) -> bytes:
     """BUCKETS ((bucket_ms, n, scale, sum, min, max, last_ms, last), bucket_ms increasing, at
-    least one) as one blob: the starts as delta-of-delta integers, the newest samples' times as
-    offsets from their bucket's start, counts and scales as narrow integers, the four values as
-    doubles (whole numbers for scaled buckets), zlib-compressed."""
+    least one) as one blob of columns, each of the narrowest type that holds it: the starts as
+    deltas, the counts and scales, the newest samples' times as offsets from their bucket's
+    start, and the four values (whole numbers, as a scaled bucket's are, as integers; else
+    doubles). Not compressed: a long window reads hundreds of these, and inflating them would
+    cost more than reading the columns (a day of five-minute buckets is about 8 KB)."""
     if not buckets:
         raise ValueError("need at least one bucket")
     starts, n, scale, total, low, high, last_ms, last = (list(c) for c in zip(*buckets, strict=True))
     deltas = [b - a for a, b in zip([0, *starts], starts, strict=False)]
-    floats = b"".join(_doubles(column) for column in (total, low, high, last))
-    return zlib.compress(
-        _BUCKETS_HEADER.pack(len(starts))
-        + _ints(deltas)
-        + _ints(n)
-        + _ints(scale)
-        + _ints([t - b for t, b in zip(last_ms, starts, strict=True)])
-        + floats,
-        6,
-    )
+    offsets = [t - b for t, b in zip(last_ms, starts, strict=True)]
+    columns = [_ints(deltas), _ints(n), _ints(scale), _ints(offsets)]
+    columns += [_numbers(column) for column in (total, low, high, last)]
+    return _BUCKETS_HEADER.pack(len(starts)) + b"".join(columns)
 
 
 def decode_buckets(blob: bytes) -> Buckets:
     """Inverse of :func:`encode_buckets`, as columns."""
-    data = zlib.decompress(blob)
-    (count,) = _BUCKETS_HEADER.unpack_from(data)
+    (count,) = _BUCKETS_HEADER.unpack_from(blob)
     offset = _BUCKETS_HEADER.size
-    deltas, offset = _read_ints(data, offset, count)
-    n, offset = _read_ints(data, offset, count)
-    scale, offset = _read_ints(data, offset, count)
-    last_offsets, offset = _read_ints(data, offset, count)
-    starts = list(accumulate(deltas))
-    floats = []
-    for _ in range(4):
-        column = array("d")
-        column.frombytes(data[offset : offset + 8 * count])
-        if not _LITTLE:
-            column.byteswap()
-        floats.append(column)
-        offset += 8 * count
-    last_ms = [b + o for b, o in zip(starts, last_offsets, strict=True)]
-    return Buckets(starts, n, scale, floats[0], floats[1], floats[2], last_ms, floats[3])
+    columns = []
+    for _ in range(8):
+        column, offset = _read_ints(blob, offset, count)
+        columns.append(column)
+    deltas, n, scale, last_offsets, total, low, high, last = columns
+    return Buckets(list(accumulate(deltas)), n, scale, total, low, high, last_offsets, last)  # type: ignore[arg-type]
+
+
+def _numbers(values: list[float]) -> bytes:
+    """VALUES as :func:`_ints` when every one is a whole number a float holds exactly, else as
+    doubles (type code ``d``)."""
+    if all(float(v).is_integer() and -_EXACT < v < _EXACT for v in values):
+        return _ints([int(v) for v in values])
+    return b"d" + _doubles(values)
 
 
 def _doubles(values: list[float]) -> bytes:

@@ -128,19 +128,20 @@ def metrics_json(body: dict[str, Any]) -> bytes:
 
 
 def time_texts(stamps: Sequence[int]) -> list[str]:
-    """:func:`iso_ms` of each of STAMPS, the text up to the minute made once a minute and the
-    seconds and milliseconds once per distinct value (a day of 10-second points: 10 ms less)."""
-    minutes: dict[int, str] = {}  # "2024-05-01T12:00:" per epoch minute
-    rests: dict[int, str] = {}  # "05.000Z" per millisecond of the minute
+    """:func:`iso_ms` of each of STAMPS, the text up to the hour made once an hour and the rest
+    once per distinct offset into the hour (a day of 10-second points: 360 of them)."""
+    hours: dict[int, str] = {}  # "2024-05-01T12:" per epoch hour
+    rests: dict[int, str] = {}  # "05:30.000Z" per millisecond of the hour
     out = []
     for ts_ms in stamps:
-        minute, ms = divmod(ts_ms, 60_000)
-        prefix = minutes.get(minute)
+        hour, ms = divmod(ts_ms, 3_600_000)
+        prefix = hours.get(hour)
         if prefix is None:
-            prefix = minutes[minute] = iso_ms(minute * 60_000)[:17]
+            prefix = hours[hour] = iso_ms(hour * 3_600_000)[:14]
         rest = rests.get(ms)
         if rest is None:
-            rest = rests[ms] = f"{ms // 1000:02d}.{ms % 1000:03d}Z"
+            seconds, millis = divmod(ms, 1000)
+            rest = rests[ms] = f"{seconds // 60:02d}:{seconds % 60:02d}.{millis:03d}Z"
         out.append(prefix + rest)
     return out
 

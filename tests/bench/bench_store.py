@@ -21,6 +21,7 @@ Targets (issue 13): at most 10 bytes per raw value; p50 ``/metrics`` 24 h <= 50 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import random
 import shutil
@@ -32,7 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from monitor import catalog, metricsdb
+from monitor import catalog, chunkcodec, metricsdb
 from monitor.api.stores import Query
 from monitor.api.stores.sqlite import SQLiteStore
 from monitor.api.views import choose_step
@@ -229,7 +230,8 @@ def serve_and_measure(state: Path, now_s: float, requests: int) -> dict[str, Any
 def run(days: float = 30.0, requests: int = 30) -> dict[str, Any]:
     CACHE.mkdir(parents=True, exist_ok=True)
     end_ms = 1_790_000_000_000  # fixed, so the cached file stays valid; the API's clock is frozen here
-    schema = zlib.crc32("".join(metricsdb.SCHEMA).encode())  # a new layout builds a new file
+    layout = "".join(metricsdb.SCHEMA) + inspect.getsource(chunkcodec)
+    schema = zlib.crc32(layout.encode())  # a new layout or packing builds a new file
     one = CACHE / f"one-{days:g}d-{schema:08x}" / "metrics.db"
     meta_path = one.with_suffix(".json")
     if not meta_path.exists():

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from monitor import chunkcodec, metricsdb, tiers
 from monitor.api.stores import Newest, Query, Series
 from monitor.api.stores.sqlite import SQLiteStore
-from monitor.api.stores.sqlite_tiers import plan
+from monitor.api.stores.sqlite_tiers import DecodedChunks, plan
 from monitor.config import ShipperConfig, SinkConfig
 from monitor.errors import QueryFailed
 from monitor.lineprotocol import Sample, encode
@@ -146,6 +146,26 @@ def test_each_series_keeps_its_newest_sample_beside_its_name_through_late_and_re
     ]
     with pytest.raises(QueryFailed, match="allow-listed"):
         store.newest(["disk_read; DROP TABLE series"])
+
+
+def test_decoded_chunks_are_kept_up_to_their_limit_and_a_rewritten_chunk_is_read_anew(tmp_path):
+    path = tmp_path / "m.db"
+    write_rows(path, [("disk_read", "h", T0 + i * 10_000, float(i)) for i in range(800)])  # one sealed chunk
+    store = SQLiteStore(path)
+    query = Query(("disk_read",), T0, T0 + 3 * 10_000)
+    assert store.rows(query) == [Series("h", [(T0, [0.0]), (T0 + 10_000, [1.0]), (T0 + 20_000, [2.0])])]
+    write_rows(path, [("disk_read", "h", T0 + 10_000, 55.0)])  # late: the sealed chunk is rewritten
+    assert store.rows(query) == [Series("h", [(T0, [0.0]), (T0 + 10_000, [55.0]), (T0 + 20_000, [2.0])])]
+    cache = DecodedChunks(max_values=1000)
+    blobs = [chunkcodec.encode([T0 + i for i in range(400)], [float(k)] * 400) for k in range(3)]
+    first = cache.decode(blobs[0])
+    assert cache.decode(blobs[0]) is first  # a hit: no decode
+    cache.decode(blobs[1])
+    cache.decode(blobs[0])  # the newest use keeps it
+    cache.decode(blobs[2])  # 1 200 values: the least recently used (blobs[1]) goes
+    assert blobs[1] not in cache and blobs[0] in cache and blobs[2] in cache
+    assert cache.decode(blobs[0]) is first
+    assert list(cache.decode(blobs[2])[1]) == [2.0] * 400
 
 
 def sink(path: Path, clock_s: list[float], **kw: object) -> SQLiteSink:

@@ -299,7 +299,7 @@ def _pivot(columns: list[Column | None]) -> list[tuple[int, list[float | None]]]
     if all(c[0] == stamps for c in present[1:]):
         none: list[float | None] = [None] * len(stamps)
         values = [none if c is None else c[1] for c in columns]
-        return [(ts, vs) for ts, *vs in zip(stamps, *values, strict=True)]
+        return list(zip(stamps, map(list, zip(*values, strict=True)), strict=True))
     table: dict[int, list[float | None]] = {}
     for i, column in enumerate(columns):
         for ts, v in zip(*(column or ([], [])), strict=True):
