@@ -100,6 +100,8 @@ SCHEMA = (
     PRIMARY KEY (series, start_ms)
 ) WITHOUT ROWID""",
     *(f"CREATE TABLE IF NOT EXISTS {tier}" + _ROLLUP for tier in ROW_TIERS),
+    # /hosts: every host's newest sample, read in host order from the index alone
+    "CREATE INDEX IF NOT EXISTS series_by_host ON series (host, last_ms)",
     f"""CREATE TABLE IF NOT EXISTS {PACKED_TABLE} (
     series INTEGER NOT NULL,
     day_ms INTEGER NOT NULL,
@@ -183,6 +185,8 @@ def migrate(conn: sqlite3.Connection) -> None:
             )
         if version == 2:
             _add_last_values(conn)
+            for statement in SCHEMA:  # the new index and table
+                conn.execute(statement)
             _pack_five_minutes(conn)
         elif version < SCHEMA_VERSION:
             for statement in SCHEMA:
@@ -220,7 +224,6 @@ def _add_last_values(conn: sqlite3.Connection) -> None:
 def _pack_five_minutes(conn: sqlite3.Connection) -> None:
     """Version 2 to 3: the ``five_minutes`` rows packed into one ``five_minute_days`` row per
     series and day, then the old table dropped."""
-    conn.execute(SCHEMA[-1])
     cursor = conn.execute(
         "SELECT series, bucket_ms, n, scale, sum, min, max, last_ms, last FROM five_minutes"
         " ORDER BY series, bucket_ms"

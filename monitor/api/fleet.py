@@ -14,7 +14,8 @@ its samples, the one that holds its newest.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from monitor.alerts.history import Firing, Record
@@ -88,7 +89,7 @@ def _now(seen: Sequence[HostSeen], samples: Sequence[Newest], lookback_ms: int) 
     since = {h.host: h.last_ms - lookback_ms for h in seen}
     values: dict[str, dict[str, float]] = {}
     fullest: dict[str, tuple[float, str]] = {}
-    for s in sorted(samples, key=lambda s: (s.host, s.tags)):
+    for s in sorted(samples, key=itemgetter(1, 2)):  # by (host, tags)
         cut = since.get(s.host)
         if cut is None or s.ts_ms < cut:
             continue
@@ -146,7 +147,7 @@ def hosts_body(
                 "status": status(age_s, silent_after_s, firing_rules),
                 "silent_after_s": silent_after_s,
                 "firing": firing_rules,
-                "now": asdict(values),
+                "now": dict(vars(values)),  # its four fields (asdict copies deeply, 50 us each)
             }
         )
     return {"store": kind, "time": iso_ms(now_ms), "silent_after_s": silent_after_s, "hosts": hosts}

@@ -222,8 +222,12 @@ class SQLiteStore:
             if conn is None:
                 return out
             sql = _NEWEST.format(marks=", ".join("?" * len(metrics)))
-            for metric, host, tags, ts_ms, value in self._fetch(conn, sql, list(metrics)):
-                out.append(Newest(metric, host, metricsdb.decode_tags(tags), int(ts_ms), float(value)))
+            decoded: dict[str, Tags] = {"": ()}
+            for metric, host, text, ts_ms, value in self._fetch(conn, sql, list(metrics)):
+                tags = decoded.get(text)
+                if tags is None:
+                    tags = decoded[text] = metricsdb.decode_tags(text)
+                out.append(Newest(metric, host, tags, ts_ms, value))
         return out
 
     def counts(self, query: Query) -> dict[SeriesKey, int]:
