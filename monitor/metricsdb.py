@@ -3,8 +3,9 @@
 A series is one (metric, host, tags) and has an integer id in ``series``; ``tags`` is the
 series' tag set besides host in its canonical text (:func:`encode_tags`: ``mount=/``; ``''``
 for the host family). ``series.last_ms`` and ``series.last`` are its newest sample's time and
-value (``/hosts`` reads only this table) and ``series.sealed_ms`` the end of its sealed past:
-every sample before it is in ``chunks``, every sample after it in ``recent``.
+value (``/hosts`` reads only this table, every host's newest from the ``series_by_host`` index)
+and ``series.sealed_ms`` the end of its sealed past: every sample before it is in ``chunks``,
+every sample after it in ``recent``.
 
 Tiers (monitor/tiers.py writes them, monitor/api/stores/sqlite.py reads them):
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from array import array
 from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from monitor.api.params import Window
-from monitor.api.stores import Series
+from monitor.api.stores import ColumnRows, Series
 from monitor.api.views import metrics_body, metrics_json
 from monitor.formats import iso_ms
 
@@ -65,3 +66,17 @@ def test_the_rendered_json_is_compact_utf8_with_times_to_the_millisecond():
     assert '"memory_usage":null,"disk_read":1e-7}' in text
     assert '{"time":"1969-12-31T23:59:59.999Z","ts_ms":-1,' in text
     assert '"disk_read":104857600.0}' in text
+
+
+@given(st.lists(st.tuples(st.floats(allow_nan=False, allow_infinity=False), st.booleans()), max_size=8))
+def test_rows_held_as_columns_read_and_render_as_the_same_rows(cells):
+    stamps = array("q", [1_714_564_805_000 + 10_000 * i for i in range(len(cells))])
+    columns = [array("d", [v for v, _ in cells]), None, [v if keep else None for v, keep in cells]]
+    held = ColumnRows(stamps, columns)
+    rows = [(ts, [v, None, v if keep else None]) for ts, (v, keep) in zip(stamps, cells, strict=True)]
+    assert held == rows and rows == held and len(held) == len(rows)
+    assert list(held) == rows and held[-1:] == rows[-1:]
+    if rows:
+        assert held[0] == rows[0]
+    assert Series("h", held) == Series("h", rows)
+    assert metrics_json(body_of([Series("h", held)])) == metrics_json(body_of([Series("h", rows)]))

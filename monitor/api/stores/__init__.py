@@ -21,9 +21,9 @@ they reach any query; tag values and hosts are always quoted or bound, never pas
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol, get_args, runtime_checkable
+from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol, get_args, overload, runtime_checkable
 
 from monitor import catalog
 from monitor.catalog import is_metric, metric_order
@@ -59,9 +59,57 @@ class Query:
     tags: Tags = ()
 
 
+Row = tuple[int, list[float | None]]
+"""``(ts_ms, values)``: one timestamp of a series, values in the query's metric order."""
+
+
+class ColumnRows(Sequence[Row]):
+    """A series' rows held as columns: the timestamps and, per metric, its values at each of
+    them (None for a metric without samples in the series), made into rows only as they are
+    read. The embedded store answers this way (every metric of a sample shares its
+    timestamp); the /metrics JSON reads the columns directly, without the rows."""
+
+    __slots__ = ("columns", "stamps")
+
+    def __init__(self, stamps: Sequence[int], columns: Sequence[Sequence[float] | None]) -> None:
+        self.stamps = stamps
+        self.columns = columns
+
+    def value_columns(self) -> list[Sequence[float | None]]:
+        """Each metric's values, a column of None for a metric without samples."""
+        none: list[float | None] = [None] * len(self.stamps)
+        return [none if c is None else c for c in self.columns]
+
+    def __len__(self) -> int:
+        return len(self.stamps)
+
+    def __iter__(self) -> Iterator[Row]:
+        return zip(self.stamps, map(list, zip(*self.value_columns(), strict=True)), strict=True)
+
+    @overload
+    def __getitem__(self, index: int) -> Row: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Row]: ...
+    def __getitem__(self, index: int | slice) -> Row | list[Row]:
+        if isinstance(index, slice):
+            return list(self)[index]
+        return self.stamps[index], [None if c is None else c[index] for c in self.columns]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence):
+            return NotImplemented
+        return list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"ColumnRows({list(self)!r})"
+
+
 @dataclass(frozen=True)
 class Series:
-    """One series' rows: ``(ts_ms, values)`` in time order, values in the query's metric order.
+    """One series' rows: ``(ts_ms, values)`` in time order, values in the query's metric order
+    (a list, or :class:`ColumnRows`).
 
     A series is one host and one tag set (``tags``, sorted by key; ``()`` for the host family).
     A value is a finite float, or None where that metric has no sample at that time; a row
@@ -69,7 +117,7 @@ class Series:
     """
 
     host: str
-    rows: list[tuple[int, list[float | None]]]
+    rows: Sequence[Row]
     tags: Tags = ()
 
 
@@ -284,6 +332,7 @@ __all__ = [
     "AGGREGATES",
     "Aggregate",
     "Aggregation",
+    "ColumnRows",
     "Counts",
     "HostSeen",
     "MetricInfo",
@@ -292,6 +341,7 @@ __all__ = [
     "Partial",
     "Query",
     "RawWindow",
+    "Row",
     "Series",
     "StepRule",
     "Store",

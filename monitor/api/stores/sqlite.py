@@ -31,11 +31,13 @@ from monitor.api.stores import (
     AGGREGATES,
     Aggregate,
     Aggregation,
+    ColumnRows,
     HostSeen,
     MetricInfo,
     Newest,
     Partial,
     Query,
+    Row,
     Series,
     Tags,
     combine,
@@ -56,7 +58,7 @@ _NEWEST = (
 _RAW_START = "SELECT min(start_ms) FROM chunks WHERE series = ?"
 _EMPTY_MARKERS = ("no such table", "no such column")
 SeriesKey = tuple[str, Tags]
-Column = tuple[list[int], list[float]]
+Column = tuple[Sequence[int], Sequence[float]]
 """One metric's (timestamps, values) of one series."""
 
 
@@ -256,6 +258,8 @@ class SQLiteStore:
             if conn is None:
                 return []
             for i, key, series in self._ranges(conn, query):
+                stamps: Sequence[int]
+                values: Sequence[float]
                 if step_ms is None:
                     stamps, values = sqlite_tiers.raw(conn, series.sid, query.start_ms, query.end_ms)
                 else:
@@ -292,18 +296,17 @@ class SQLiteStore:
         return combine(fn, partials)
 
 
-def _pivot(columns: list[Column | None]) -> list[tuple[int, list[float | None]]]:
+def _pivot(columns: list[Column | None]) -> Sequence[Row]:
     """One series' per-metric (timestamps, values), each in time order, as rows in time order.
 
     Fast path: every metric present has the same timestamps (all fields of a sample share
-    one), so the rows are a transposition; otherwise a merge by timestamp, None in the gaps.
+    one): the columns as they are (:class:`ColumnRows`); otherwise a merge by timestamp, None
+    in the gaps.
     """
     present = [c for c in columns if c is not None]
     stamps = present[0][0]
     if all(c[0] == stamps for c in present[1:]):
-        none: list[float | None] = [None] * len(stamps)
-        values = [none if c is None else c[1] for c in columns]
-        return list(zip(stamps, map(list, zip(*values, strict=True)), strict=True))
+        return ColumnRows(stamps, [None if c is None else c[1] for c in columns])
     table: dict[int, list[float | None]] = {}
     for i, column in enumerate(columns):
         for ts, v in zip(*(column or ([], [])), strict=True):

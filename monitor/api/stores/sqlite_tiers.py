@@ -21,6 +21,7 @@ import threading
 from array import array
 from bisect import bisect_left
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import groupby
 from operator import truediv
@@ -84,6 +85,11 @@ class DecodedChunks:
         self._values = 0
         self._lock = threading.Lock()
 
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._values = 0
+
     def __contains__(self, blob: object) -> bool:
         return blob in self._entries
 
@@ -145,17 +151,18 @@ def plan(start_ms: int, end_ms: int, sealed_ms: int, tiers: list[str]) -> list[P
     ]
 
 
-def raw(conn: sqlite3.Connection, sid: int, start_ms: int, end_ms: int) -> tuple[list[int], list[float]]:
-    """The raw samples of series SID in the window, in time order."""
+def raw(conn: sqlite3.Connection, sid: int, start_ms: int, end_ms: int) -> tuple[array[int], array[float]]:
+    """The raw samples of series SID in the window, in time order (as arrays: copied from the
+    decoded chunks without an object per sample)."""
     params = {"sid": sid, "start": start_ms, "end": end_ms, "chunk": CHUNK_MS}
-    stamps: list[int] = []
-    values: list[float] = []
+    stamps: array[int] = array("q")
+    values: array[float] = array("d")
     for chunk_start_ms, blob in conn.execute(_CHUNKS_SQL, params):
         ts, vs = CHUNKS.decode(blob)
         i = 0 if chunk_start_ms >= start_ms else bisect_left(ts, start_ms)
         j = len(ts) if chunk_start_ms + CHUNK_MS <= end_ms else bisect_left(ts, end_ms)
-        stamps += ts[i:j].tolist()
-        values += vs[i:j].tolist()
+        stamps += ts[i:j]
+        values += vs[i:j]
     for ts_ms, value in conn.execute(_RECENT_SQL, params):
         stamps.append(ts_ms)
         values.append(value)
@@ -230,7 +237,7 @@ def packed(conn: sqlite3.Connection, sid: int, start_ms: int, end_ms: int, step_
     return out
 
 
-def bucket_raw(stamps: list[int], values: list[float], step_ms: int) -> Columns:
+def bucket_raw(stamps: Sequence[int], values: Sequence[float], step_ms: int) -> Columns:
     """(bucket starts, samples, sums) per step bucket of raw samples in time order (one bisect a
     bucket)."""
     out: Columns = ([], [], [])
@@ -270,7 +277,7 @@ def summaries(
 
 
 def _raw_summary(
-    fn: Aggregation, stamps: list[int], values: list[float]
+    fn: Aggregation, stamps: Sequence[int], values: Sequence[float]
 ) -> tuple[int, float | None, int | None]:
     n = len(values)
     if fn == "last":
