@@ -9,6 +9,7 @@ message): a single line of bounded length.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 DAY_MS = 86_400_000
@@ -28,6 +29,25 @@ def iso_ms(ts_ms: int) -> str:
     hours, seconds = divmod(seconds, 3600)
     minutes, seconds = divmod(seconds, 60)
     return f"{_date(day)}T{hours:02d}:{minutes:02d}:{seconds:02d}.{ms:03d}Z"
+
+
+def iso_ms_each(stamps: Sequence[int]) -> list[str]:
+    """:func:`iso_ms` of each of STAMPS, the text up to the hour made once an hour and the rest
+    once per distinct offset into the hour (a day of 10-second points: 360 of them)."""
+    hours: dict[int, str] = {}  # "2024-05-01T12:" per epoch hour
+    rests: dict[int, str] = {}  # "05:30.000Z" per millisecond of the hour
+    out = []
+    for ts_ms in stamps:
+        hour, ms = divmod(ts_ms, 3_600_000)
+        prefix = hours.get(hour)
+        if prefix is None:
+            prefix = hours[hour] = iso_ms(hour * 3_600_000)[:14]
+        rest = rests.get(ms)
+        if rest is None:
+            seconds, millis = divmod(ms, 1000)
+            rest = rests[ms] = f"{seconds // 60:02d}:{seconds % 60:02d}.{millis:03d}Z"
+        out.append(prefix + rest)
+    return out
 
 
 def number(value: float) -> str:

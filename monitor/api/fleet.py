@@ -15,14 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from operator import itemgetter
 from typing import Any
 
 from monitor.alerts.history import Firing, Record
 from monitor.alerts.log import FIRING
 from monitor.alerts.silent import RULE as SILENT_RULE
 from monitor.api.stores import HostSeen, Newest, NewestSamples, Query, Series, Store, Tags
-from monitor.formats import iso_ms
+from monitor.formats import iso_ms, iso_ms_each
 
 NOW_METRICS = ("cpu_usage_overall", "memory_usage")
 FILESYSTEM_METRIC = "filesystem_used_percent"
@@ -69,7 +68,7 @@ def _newest_in_windows(store: Store, seen: Sequence[HostSeen], lookback_ms: int)
                 for metric, sample in zip(metrics, _last_samples(s, len(metrics)), strict=True):
                     if sample is not None:
                         newest[(metric, s.host, s.tags)] = Newest(metric, s.host, s.tags, *sample)
-    return list(newest.values())
+    return sorted(newest.values())  # in (metric, host, tags) order, as NewestSamples gives them
 
 
 def _last_samples(series: Series, width: int) -> list[tuple[int, float] | None]:
@@ -85,19 +84,21 @@ def _last_samples(series: Series, width: int) -> list[tuple[int, float] | None]:
 def _now(seen: Sequence[HostSeen], samples: Sequence[Newest], lookback_ms: int) -> dict[str, Now]:
     """Each host's values: the newest samples of its series no older than LOOKBACK_MS before its
     newest sample (a filesystem unmounted an hour ago is not its fullest); the fullest
-    filesystem is the highest of them, on a tie the first mount in order."""
+    filesystem is the highest of them, on a tie the first mount in order (SAMPLES come in
+    (metric, host, tags) order)."""
     since = {h.host: h.last_ms - lookback_ms for h in seen}
     values: dict[str, dict[str, float]] = {}
-    fullest: dict[str, tuple[float, str]] = {}
-    for s in sorted(samples, key=itemgetter(1, 2)):  # by (host, tags)
-        cut = since.get(s.host)
-        if cut is None or s.ts_ms < cut:
+    fullest: dict[str, tuple[float, Tags]] = {}
+    for metric, host, tags, ts_ms, value in samples:
+        cut = since.get(host)
+        if cut is None or ts_ms < cut:
             continue
-        if s.metric == FILESYSTEM_METRIC:
-            if s.host not in fullest or s.value > fullest[s.host][0]:
-                fullest[s.host] = (s.value, dict(s.tags).get("mount", ""))
+        if metric == FILESYSTEM_METRIC:
+            best = fullest.get(host)
+            if best is None or value > best[0]:
+                fullest[host] = (value, tags)
         else:
-            values.setdefault(s.host, {})[s.metric] = s.value
+            values.setdefault(host, {})[metric] = value
     out = {}
     for h in seen:
         own = values.get(h.host, {})
@@ -106,7 +107,7 @@ def _now(seen: Sequence[HostSeen], samples: Sequence[Newest], lookback_ms: int) 
             own.get("cpu_usage_overall"),
             own.get("memory_usage"),
             None if fs is None else fs[0],
-            None if fs is None else fs[1],
+            None if fs is None else dict(fs[1]).get("mount", ""),
         )
     return out
 
@@ -134,14 +135,14 @@ def hosts_body(
     for f in firing:
         rules.setdefault(f.last.host, set()).add(f.last.rule)
     hosts = []
-    for h in seen:
+    for h, last_sample in zip(seen, iso_ms_each([h.last_ms for h in seen]), strict=True):
         age_s = round((now_ms - h.last_ms) / 1000, 3)
         firing_rules = sorted(rules.get(h.host, ()))
         values = (now or {}).get(h.host, Now())
         hosts.append(
             {
                 "host": h.host,
-                "last_sample": iso_ms(h.last_ms),
+                "last_sample": last_sample,
                 "last_sample_ms": h.last_ms,
                 "age_s": age_s,
                 "status": status(age_s, silent_after_s, firing_rules),

@@ -19,7 +19,7 @@ from monitor import catalog
 from monitor.api.params import Window
 from monitor.api.stores import Aggregate, Aggregation, ColumnRows, MetricInfo, Row, Series, Store, Tags
 from monitor.errors import ApiError, StoreError
-from monitor.formats import DAY_MS, iso_ms
+from monitor.formats import DAY_MS, iso_ms, iso_ms_each
 from monitor.status import SpoolStatus
 
 # Bucket widths the API picks when it must downsample: round numbers a person can read.
@@ -123,31 +123,12 @@ def _points(keys: tuple[str, ...], rows: Sequence[Row]) -> list[dict[str, Any]]:
         stamps = rows.stamps
         return [
             dict(zip(keys, point, strict=True))
-            for point in zip(time_texts(stamps), stamps, *rows.value_columns(), strict=True)
+            for point in zip(iso_ms_each(stamps), stamps, *rows.value_columns(), strict=True)
         ]
     return [
         dict(zip(keys, (text, ts_ms, *row), strict=True))
-        for text, (ts_ms, row) in zip(time_texts([ts for ts, _ in rows]), rows, strict=True)
+        for text, (ts_ms, row) in zip(iso_ms_each([ts for ts, _ in rows]), rows, strict=True)
     ]
-
-
-def time_texts(stamps: Sequence[int]) -> list[str]:
-    """:func:`iso_ms` of each of STAMPS, the text up to the hour made once an hour and the rest
-    once per distinct offset into the hour (a day of 10-second points: 360 of them)."""
-    hours: dict[int, str] = {}  # "2024-05-01T12:" per epoch hour
-    rests: dict[int, str] = {}  # "05:30.000Z" per millisecond of the hour
-    out = []
-    for ts_ms in stamps:
-        hour, ms = divmod(ts_ms, 3_600_000)
-        prefix = hours.get(hour)
-        if prefix is None:
-            prefix = hours[hour] = iso_ms(hour * 3_600_000)[:14]
-        rest = rests.get(ms)
-        if rest is None:
-            seconds, millis = divmod(ms, 1000)
-            rest = rests[ms] = f"{seconds // 60:02d}:{seconds % 60:02d}.{millis:03d}Z"
-        out.append(prefix + rest)
-    return out
 
 
 def metrics_headers(body: dict[str, Any]) -> dict[str, str]:

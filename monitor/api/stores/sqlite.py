@@ -49,8 +49,19 @@ from monitor.api.stores.sqlite_tiers import SeriesRow
 from monitor.errors import QueryFailed, StoreUnavailable
 
 _SERIES_SQL = "SELECT id, host, tags, sealed_ms FROM series WHERE metric = :metric"
-_METRICS = "SELECT DISTINCT metric FROM series"
-_HOSTS = "SELECT host, max(last_ms) FROM series WHERE last_ms IS NOT NULL GROUP BY host ORDER BY host"
+# Loose index scans: one seek per distinct metric (the unique key leads with it) or host (the
+# series_by_host index), not a pass over every series (36 000 for 1 000 hosts).
+_METRICS = (
+    "WITH RECURSIVE m(name) AS (SELECT min(metric) FROM series UNION ALL"
+    " SELECT (SELECT min(metric) FROM series WHERE metric > m.name) FROM m WHERE m.name IS NOT NULL)"
+    " SELECT name FROM m WHERE name IS NOT NULL"
+)
+_HOSTS = (
+    "WITH RECURSIVE h(name) AS (SELECT min(host) FROM series UNION ALL"
+    " SELECT (SELECT min(host) FROM series WHERE host > h.name) FROM h WHERE h.name IS NOT NULL)"
+    " SELECT name, (SELECT max(last_ms) FROM series WHERE host = h.name) AS newest FROM h"
+    " WHERE name IS NOT NULL AND newest IS NOT NULL"
+)
 _NEWEST = (
     "SELECT metric, host, tags, last_ms, last FROM series WHERE metric IN ({marks}) AND last IS NOT NULL"
     " ORDER BY metric, host, tags"
