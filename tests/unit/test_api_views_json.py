@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from monitor.api.params import Window
 from monitor.api.stores import ColumnRows, Series
 from monitor.api.views import metrics_body, metrics_json
-from monitor.formats import iso_ms
+from monitor.formats import iso_ms, iso_ms_each
 
 METRICS = ("cpu_usage_overall", "memory_usage", "disk_read")
 values = st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False))
@@ -80,3 +80,11 @@ def test_rows_held_as_columns_read_and_render_as_the_same_rows(cells):
         assert held[0] == rows[0]
     assert Series("h", held) == Series("h", rows)
     assert metrics_json(body_of([Series("h", held)])) == metrics_json(body_of([Series("h", rows)]))
+
+
+@given(
+    st.lists(st.integers(-(10**13), 10**13), max_size=50), st.lists(st.integers(0, 3_600_000), max_size=50)
+)
+def test_times_written_in_bulk_are_iso_ms_of_each(anywhere, within_an_hour):
+    stamps = anywhere + [1_714_564_800_000 + ms for ms in within_an_hour]  # many share an hour's prefix
+    assert iso_ms_each(stamps) == [iso_ms(ts) for ts in stamps]
