@@ -358,7 +358,7 @@ def _series_key(raw: dict[str, Any], family: catalog.Family | None = None) -> tu
 
 
 def _series(raw: dict[str, Any], metrics: Sequence[str], family: catalog.Family = "host") -> Series:
-    """One answered series as a Series; values are floats already (``parse_int=float``)."""
+    """One answered series as a Series (its values are floats already: see ``Answer``)."""
     columns = list(raw.get("columns") or [])
     values = raw.get("values") or []
     width = len(metrics)

@@ -12,7 +12,7 @@ once per call in it.
 from __future__ import annotations
 
 import http.client
-import json
+import itertools
 import ssl
 import time
 import urllib.parse
@@ -20,13 +20,17 @@ from collections.abc import Callable
 from concurrent import futures
 from typing import Any
 
+import orjson
+
 from monitor.errors import QueryFailed, StoreUnavailable
 from monitor.influxhttp import STALE_CONNECTION, ConnectionPool, Endpoint, describe
 
 _MAX_BODY_BYTES = 256 * 1024 * 1024
 _EMPTY_ERRORS = ("database not found",)  # nothing written yet: an empty store, as with SQLite
 Answer = list[dict[str, Any]]
-"""The series of one statement's result, as InfluxDB's JSON has them."""
+"""The series of one statement's result, as InfluxDB's JSON has them, except that every
+integer value is a float (InfluxDB writes a whole float without a fraction) but the time
+column's: ``epoch`` timestamps stay ints."""
 
 
 class QueryClient:
@@ -78,8 +82,8 @@ class QueryClient:
         params = {**self._params, "q": q}
         status, body = self._get(f"{self._path}?{urllib.parse.urlencode(params)}")
         try:
-            doc = json.loads(body, parse_int=float) if body else {}  # every value a float
-        except ValueError as exc:
+            doc = orjson.loads(body) if body else {}
+        except orjson.JSONDecodeError as exc:
             raise StoreUnavailable(self._name, f"not an InfluxDB answer (HTTP {status})") from exc
         error = _error_text(doc)
         if status in (401, 403):
@@ -91,7 +95,10 @@ class QueryClient:
         if status >= 300 or error:
             raise QueryFailed(self._name, f"HTTP {status}: {error or 'query failed'}")
         results = doc.get("results") or [{}]
-        return list(results[0].get("series") or []), False
+        series = list(results[0].get("series") or [])
+        for one in series:
+            _as_floats(one)
+        return series, False
 
     def _get(self, target: str) -> tuple[int, bytes]:
         """(status, body) of GET TARGET on a pooled connection, within one deadline; a
@@ -149,6 +156,15 @@ class QueryClient:
         else:
             self._pool.give(conn)
         return resp.status, b"".join(chunks)
+
+
+def _as_floats(series: dict[str, Any]) -> None:
+    """SERIES' integer values as floats, in place; the time column (first, named ``time``)
+    keeps its ints. Booleans and strings stay as they are."""
+    skip = 1 if (series.get("columns") or [None])[0] == "time" else 0
+    for row in series.get("values") or ():
+        if int in map(type, itertools.islice(row, skip, None)):
+            row[skip:] = [float(v) if type(v) is int else v for v in row[skip:]]
 
 
 def _error_text(doc: Any) -> str:
