@@ -7,8 +7,11 @@ import urllib.request
 
 import pytest
 
+from monitor.api import make_app
 from monitor.api.stores import Query
 from monitor.api.stores.influxql import InfluxQLStore
+from monitor.config import parse
+from tests.unit.test_api import call
 
 pytestmark = pytest.mark.integration
 
@@ -58,3 +61,13 @@ def test_aggregates_of_whole_floats_are_floats_and_counts_ints(store):
     assert store.aggregate("cpu_usage_overall", "count", T0, T0 + 2000, None).value == 3.0
     assert store.aggregate("cpu_usage_overall", "min", T0, T0 + 2000, None).value == -3.0
     assert store.counts(Query(CPU_MEM, T0, T0 + 2000)) == {("a", ()): 2, ("b", ()): 1}
+
+
+def test_the_metrics_answer_writes_whole_floats_with_a_fraction(store, tmp_path):
+    config = parse({"agent": {"state_dir": str(tmp_path)}}, environ={})
+    app = make_app(config, store, clock=lambda: (T0 + 2000) / 1000, spool_status=lambda: None)
+    response = call(app, "/metrics?start=1&end=0&host=b&metrics=cpu_usage_overall,memory_usage")
+    assert response.status == 200
+    assert b'"ts_ms":1700000001000,"cpu_usage_overall":-3.0,"memory_usage":0.0}' in response.body
+    csv = call(app, "/metrics?start=1&end=0&host=b&metrics=cpu_usage_overall,memory_usage&format=csv")
+    assert csv.body.decode().splitlines()[1].endswith(",-3.0,0.0"), csv.body

@@ -12,7 +12,6 @@ once per call in it.
 from __future__ import annotations
 
 import http.client
-import itertools
 import ssl
 import time
 import urllib.parse
@@ -28,9 +27,9 @@ from monitor.influxhttp import STALE_CONNECTION, ConnectionPool, Endpoint, descr
 _MAX_BODY_BYTES = 256 * 1024 * 1024
 _EMPTY_ERRORS = ("database not found",)  # nothing written yet: an empty store, as with SQLite
 Answer = list[dict[str, Any]]
-"""The series of one statement's result, as InfluxDB's JSON has them, except that every
-integer value is a float (InfluxDB writes a whole float without a fraction) but the time
-column's: ``epoch`` timestamps stay ints."""
+"""The series of one statement's result, as InfluxDB's JSON has them: ``epoch`` times are
+ints, and so is a whole float value (InfluxDB writes 50.0 as ``50``): a reader that wants
+floats converts them."""
 
 
 class QueryClient:
@@ -95,10 +94,7 @@ class QueryClient:
         if status >= 300 or error:
             raise QueryFailed(self._name, f"HTTP {status}: {error or 'query failed'}")
         results = doc.get("results") or [{}]
-        series = list(results[0].get("series") or [])
-        for one in series:
-            _as_floats(one)
-        return series, False
+        return list(results[0].get("series") or []), False
 
     def _get(self, target: str) -> tuple[int, bytes]:
         """(status, body) of GET TARGET on a pooled connection, within one deadline; a
@@ -156,15 +152,6 @@ class QueryClient:
         else:
             self._pool.give(conn)
         return resp.status, b"".join(chunks)
-
-
-def _as_floats(series: dict[str, Any]) -> None:
-    """SERIES' integer values as floats, in place; the time column (first, named ``time``)
-    keeps its ints. Booleans and strings stay as they are."""
-    skip = 1 if (series.get("columns") or [None])[0] == "time" else 0
-    for row in series.get("values") or ():
-        if int in map(type, itertools.islice(row, skip, None)):
-            row[skip:] = [float(v) if type(v) is int else v for v in row[skip:]]
 
 
 def _error_text(doc: Any) -> str:
