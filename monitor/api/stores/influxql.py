@@ -271,10 +271,10 @@ class InfluxQLStore:
         for raw in self._client.query(f"SELECT {selects} {tail} LIMIT {int(max_points) + 1}"):
             if len(raw.get("values") or []) > max_points:
                 return None
-            series = _series(raw, query.metrics, family)
+            series, nulls = _series_nulls(raw, query.metrics, family)
             if series.rows:
-                columns = list(zip(*(row for _, row in series.rows), strict=True))
-                counts[(series.host, series.tags)] = max(len(c) - c.count(None) for c in columns)
+                most = _most_values(series.rows) if nulls else len(series.rows)
+                counts[(series.host, series.tags)] = most
                 out.append(series)
         return counts, sorted(out, key=lambda s: (s.host, s.tags))
 
@@ -324,7 +324,9 @@ class InfluxQLStore:
         count = f"count({f}) AS {ident('samples')}"
         if fn == "count":
             rows = _first_rows(self._client.query(f"SELECT {value} {tail}"))
-            partials = [Partial(h, int(r["value"] or 0), r["value"], tags=t) for (h, t), r in rows.items()]
+            partials = [
+                Partial(h, int(r["value"] or 0), _number(r["value"]), tags=t) for (h, t), r in rows.items()
+            ]
             return combine(fn, partials)
         # InfluxDB reads a field once per call: the value and the count are asked at once
         values, counts = map(
@@ -358,21 +360,40 @@ def _series_key(raw: dict[str, Any], family: catalog.Family | None = None) -> tu
 
 
 def _series(raw: dict[str, Any], metrics: Sequence[str], family: catalog.Family = "host") -> Series:
-    """One answered series as a Series; values are floats already (``parse_int=float``)."""
+    """One answered series as a Series: its values in METRICS' order, as floats (InfluxDB
+    writes a whole float as an integer), and without the rows that have none."""
+    return _series_nulls(raw, metrics, family)[0]
+
+
+def _series_nulls(
+    raw: dict[str, Any], metrics: Sequence[str], family: catalog.Family = "host"
+) -> tuple[Series, int]:
+    """(:func:`_series`, how many of its values are None)."""
     columns = list(raw.get("columns") or [])
     values = raw.get("values") or []
     width = len(metrics)
-    if columns[1:] == list(metrics):  # the SELECT's own order: InfluxDB's rows as they are
-        rows = [(int(v[0]), v[1:]) for v in values if v.count(None) < width]
-    else:
+    if columns[1:] != list(metrics):  # not the SELECT's own order: into it
         index = [columns.index(m) if m in columns else None for m in metrics]
-        rows = []
-        for v in values:
-            row = [None if i is None else v[i] for i in index]
-            if row.count(None) < width:
-                rows.append((int(v[0]), row))
+        values = [[v[0], *(None if i is None else v[i] for i in index)] for v in values]
+    rows: list[tuple[int, list[float | None]]] = []
+    append = rows.append
+    nulls = 0
+    for v in values:
+        row = v[1:]
+        if int in map(type, row):
+            row = [float(x) if type(x) is int else x for x in row]
+        n = row.count(None)
+        if n < width:
+            append((int(v[0]), row))
+            nulls += n
     host, tags = _series_key(raw, family)
-    return Series(host, rows, tags)
+    return Series(host, rows, tags), nulls
+
+
+def _most_values(rows: list[tuple[int, list[float | None]]]) -> int:
+    """The non-null values of the metric that has the most in ROWS."""
+    columns = list(zip(*(row for _, row in rows), strict=True))
+    return max(len(c) - c.count(None) for c in columns)
 
 
 def _first_rows(answer: list[dict[str, Any]]) -> dict[tuple[str, Tags], dict[str, Any]]:

@@ -12,7 +12,6 @@ once per call in it.
 from __future__ import annotations
 
 import http.client
-import json
 import ssl
 import time
 import urllib.parse
@@ -20,13 +19,17 @@ from collections.abc import Callable
 from concurrent import futures
 from typing import Any
 
+import orjson
+
 from monitor.errors import QueryFailed, StoreUnavailable
 from monitor.influxhttp import STALE_CONNECTION, ConnectionPool, Endpoint, describe
 
 _MAX_BODY_BYTES = 256 * 1024 * 1024
 _EMPTY_ERRORS = ("database not found",)  # nothing written yet: an empty store, as with SQLite
 Answer = list[dict[str, Any]]
-"""The series of one statement's result, as InfluxDB's JSON has them."""
+"""The series of one statement's result, as InfluxDB's JSON has them: ``epoch`` times are
+ints, and so is a whole float value (InfluxDB writes 50.0 as ``50``): a reader that wants
+floats converts them."""
 
 
 class QueryClient:
@@ -78,8 +81,8 @@ class QueryClient:
         params = {**self._params, "q": q}
         status, body = self._get(f"{self._path}?{urllib.parse.urlencode(params)}")
         try:
-            doc = json.loads(body, parse_int=float) if body else {}  # every value a float
-        except ValueError as exc:
+            doc = orjson.loads(body) if body else {}
+        except orjson.JSONDecodeError as exc:
             raise StoreUnavailable(self._name, f"not an InfluxDB answer (HTTP {status})") from exc
         error = _error_text(doc)
         if status in (401, 403):
