@@ -7,8 +7,9 @@ batches (cached under .cache/ once built), and measures, side by side in one run
 
 - bytes per stored value: the whole file, the raw tier alone, and the narrow table of
   schema 1 (one row per value, frozen below) holding the first day of the same data;
-- through real HTTP (the API served as tests/bench/bench_api.py serves it): ``/metrics`` over
-  24 h and over 30 d, ``/metrics/aggregate`` over 24 h, p50 and p99;
+- through real HTTP, the API in a process of its own as ``hostmon api`` runs: ``/metrics`` over
+  24 h and over 30 d, ``/metrics/aggregate`` over 24 h, p50 and p99 (and each /metrics
+  request's first answer, before any chunk is decoded);
 - the same per-host requests in a store of 1,000 hosts (999 simulated by copying the host's
   newest three hours under other names) and ``/hosts`` there.
 
@@ -35,15 +36,16 @@ from pathlib import Path
 from typing import Any
 
 from monitor import catalog, chunkcodec, metricsdb
-from monitor.api.stores import Query, sqlite_tiers
+from monitor.api.stores import Query
 from monitor.api.stores.sqlite import SQLiteStore
 from monitor.api.views import choose_step
-from monitor.config import ShipperConfig, SinkConfig, parse
+from monitor.config import ShipperConfig, SinkConfig
 from monitor.formats import DAY_MS
 from monitor.lineprotocol import Sample, encode
 from monitor.sinks.sqlite import SQLiteSink
 from tests import servers
-from tests.bench.bench_api import api, latency, machine
+from tests.bench.bench_api import latency, machine
+from tests.bench.bench_api_vs_influxql import api_process
 
 CACHE = Path(".cache") / "bench_store"
 INTERVAL_MS = 10_000
@@ -219,12 +221,13 @@ def p50_ms(call: Callable[[], object], n: int) -> float:
 
 
 def serve_and_measure(state: Path, now_s: float, requests: int) -> dict[str, Any]:
-    """Latency of each endpoint; ``cold``: each /metrics request once first, no chunk decoded yet."""
-    config = parse({"agent": {"state_dir": str(state)}, "api": {"port": servers.free_port()}}, environ={})
+    """Latency of each endpoint from the API in a process of its own (as ``hostmon api`` runs:
+    the bench's client does not share its interpreter); ``cold``: each /metrics request once
+    first, when the new process has decoded no chunk yet."""
+    raw = {"agent": {"state_dir": str(state)}, "api": {"port": servers.free_port()}}
     out: dict[str, Any] = {"cold": {}}
-    with api(config, now_s) as url:
+    with api_process(raw, now_s) as (url, _):
         for key in ("metrics_24h", "metrics_30d"):
-            sqlite_tiers.CHUNKS.clear()
             started = time.perf_counter()
             with urllib.request.urlopen(url + ENDPOINTS[key], timeout=60) as resp:
                 resp.read()

@@ -33,6 +33,7 @@ from monitor.api.stores import (
     MetricInfo,
     Partial,
     Query,
+    Row,
     Series,
     Tags,
     combine,
@@ -390,7 +391,7 @@ def _series_nulls(
     return Series(host, rows, tags), nulls
 
 
-def _most_values(rows: list[tuple[int, list[float | None]]]) -> int:
+def _most_values(rows: Sequence[Row]) -> int:
     """The non-null values of the metric that has the most in ROWS."""
     columns = list(zip(*(row for _, row in rows), strict=True))
     return max(len(c) - c.count(None) for c in columns)
