@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from array import array
+from itertools import pairwise
 from typing import Any
 
 from hypothesis import given
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 
 from monitor.api.params import Window
 from monitor.api.stores import ColumnRows, Series
-from monitor.api.views import metrics_body, metrics_json
+from monitor.api.views import RenderedPoints, metrics_body, metrics_json
 from monitor.formats import iso_ms, iso_ms_each
 
 METRICS = ("cpu_usage_overall", "memory_usage", "disk_read")
@@ -88,3 +89,25 @@ def test_rows_held_as_columns_read_and_render_as_the_same_rows(cells):
 def test_times_written_in_bulk_are_iso_ms_of_each(anywhere, within_an_hour):
     stamps = anywhere + [1_714_564_800_000 + ms for ms in within_an_hour]  # many share an hour's prefix
     assert iso_ms_each(stamps) == [iso_ms(ts) for ts in stamps]
+
+
+@given(st.integers(0, 12), st.lists(st.integers(0, 12), max_size=6))
+def test_rows_written_from_kept_segments_are_the_rows_written_fresh(n, cuts):
+    stamps = array("q", [1_714_564_805_000 + 10_000 * i for i in range(n)])
+    columns = [array("d", [i / 4 for i in range(n)]), None, [None if i % 3 else i * 1.5 for i in range(n)]]
+    bounds = sorted({min(c, n) for c in cuts} | {0, n})
+    segments = [((n, a, b), a, b) for a, b in pairwise(bounds) if a < b][::2]  # every other run kept
+    plain = metrics_json(body_of([Series("h", ColumnRows(stamps, columns))]))
+    for _ in range(2):  # written, then read from what was kept
+        assert metrics_json(body_of([Series("h", ColumnRows(stamps, columns, segments))])) == plain
+
+
+def test_kept_segments_are_bounded_least_recently_used_first_out():
+    kept = RenderedPoints(max_bytes=10)
+    assert kept.get("a", lambda: b"12345") == b"12345"
+    assert kept.get("a", lambda: b"other") == b"12345"  # kept: not written again
+    kept.get("b", lambda: b"12345")
+    kept.get("a", lambda: b"x")  # a used last
+    kept.get("c", lambda: b"12345")  # 15 bytes: b, the least recently used, goes
+    assert kept.get("b", lambda: b"again") == b"again"
+    assert kept.get("c", lambda: b"no") == b"12345"

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from monitor import chunkcodec, metricsdb, tiers
+from monitor.api import make_app, views
 from monitor.api.stores import Newest, Query, Series
 from monitor.api.stores.sqlite import SQLiteStore
 from monitor.api.stores.sqlite_tiers import DecodedChunks, plan
@@ -19,6 +20,7 @@ from monitor.errors import QueryFailed
 from monitor.lineprotocol import Sample, encode
 from monitor.sinks.sqlite import SQLiteSink
 from tests.store_helpers import stored, write_rows
+from tests.unit.test_api import call, make_config
 
 T0 = 1_700_000_000_000 - 1_700_000_000_000 % metricsdb.CHUNK_MS  # a chunk boundary
 HOUR_MS = 3_600_000
@@ -166,6 +168,46 @@ def test_decoded_chunks_are_kept_up_to_their_limit_and_a_rewritten_chunk_is_read
     assert blobs[1] not in cache and blobs[0] in cache and blobs[2] in cache
     assert cache.decode(blobs[0]) is first
     assert list(cache.decode(blobs[2])[1]) == [2.0] * 400
+
+
+@pytest.mark.parametrize("days", [1, 3])
+def test_api_answers_written_from_kept_segments_follow_a_late_sample(tmp_path, days):
+    """A day (raw, segments of sealed chunks) or three (five-minute buckets, segments of packed
+    days): the JSON written again from the kept segments equals the JSON written fresh, and a
+    late sample into a sealed window (new chunk and day bytes, so new keys) shows at once."""
+    cfg = make_config(tmp_path, max_points=20_000 if days == 1 else 1_000)
+    now_ms = T0 + days * 86_400_000
+    write_rows(
+        cfg.sink.path,
+        [("cpu_usage_overall", "web1", "", now_ms - i * 10_000, i % 97 / 4) for i in range(days * 8640)],
+    )
+    write_rows(
+        cfg.sink.path,
+        [("memory_usage", "web1", "", now_ms - i * 10_000, i % 89 / 2) for i in range(days * 8640)],
+    )
+    app = make_app(cfg, SQLiteStore(cfg.sink.path), clock=lambda: now_ms / 1000)
+    target = f"/metrics?start={days * 1440}&end=0"
+    first = call(app, target).json()
+    assert first["step_s"] == (None if days == 1 else 300) and first["points"] > 800
+    query = Query(("cpu_usage_overall", "memory_usage"), now_ms - days * 86_400_000, now_ms)
+    rows = SQLiteStore(cfg.sink.path).rows(query, None if days == 1 else 300_000)[0].rows
+    assert len(rows.segments) >= (10 if days == 1 else 2)  # type: ignore[attr-defined]  # whole chunks or days
+    views.RENDERED.clear()
+    assert call(app, target).json() == first  # written fresh ...
+    assert call(app, target).json() == first  # ... and from what was kept
+    late_ms = now_ms - days * 8640 // 2 * 10_000  # mid-window: a whole chunk or day, long sealed
+    write_rows(cfg.sink.path, [("cpu_usage_overall", "web1", "", late_ms, 1000.0)])
+    again = call(app, target).json()
+    changed = [p for p in again["series"][0]["points"] if p["cpu_usage_overall"] != _point(first, p["ts_ms"])]
+    assert len(changed) == 1  # the point or bucket holding it, nothing else
+    assert (
+        changed[0]["cpu_usage_overall"] > _point(first, changed[0]["ts_ms"]) + 20
+    )  # 1000 in 1 or 30 samples
+    assert changed[0]["ts_ms"] <= late_ms < changed[0]["ts_ms"] + (10_000 if days == 1 else 300_000)
+
+
+def _point(body: dict, ts_ms: int) -> float | None:
+    return next((p["cpu_usage_overall"] for p in body["series"][0]["points"] if p["ts_ms"] == ts_ms), None)
 
 
 def sink(path: Path, clock_s: list[float], **kw: object) -> SQLiteSink:

@@ -21,7 +21,7 @@ they reach any query; tag values and hosts are always quoted or bound, never pas
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol, get_args, overload, runtime_checkable
 
@@ -63,17 +63,31 @@ Row = tuple[int, list[float | None]]
 """``(ts_ms, values)``: one timestamp of a series, values in the query's metric order."""
 
 
+Segment = tuple[Hashable, int, int]
+"""``(key, start, end)``: rows ``start:end`` of a :class:`ColumnRows` are a pure function of
+KEY (equal keys, equal rows), so what is made of them can be kept and reused under KEY."""
+
+
 class ColumnRows(Sequence[Row]):
     """A series' rows held as columns: the timestamps and, per metric, its values at each of
     them (None for a metric without samples in the series), made into rows only as they are
     read. The embedded store answers this way (every metric of a sample shares its
-    timestamp); the /metrics JSON reads the columns directly, without the rows."""
+    timestamp); the /metrics JSON reads the columns directly, without the rows.
 
-    __slots__ = ("columns", "stamps")
+    ``segments`` name runs of rows that cannot change (the embedded store: the samples of
+    sealed chunks the window holds whole, keyed by the chunks' bytes), in order, disjoint."""
 
-    def __init__(self, stamps: Sequence[int], columns: Sequence[Sequence[float] | None]) -> None:
+    __slots__ = ("columns", "segments", "stamps")
+
+    def __init__(
+        self,
+        stamps: Sequence[int],
+        columns: Sequence[Sequence[float] | None],
+        segments: Sequence[Segment] = (),
+    ) -> None:
         self.stamps = stamps
         self.columns = columns
+        self.segments = segments
 
     def value_columns(self) -> list[Sequence[float | None]]:
         """Each metric's values, a column of None for a metric without samples."""
@@ -342,6 +356,7 @@ __all__ = [
     "Query",
     "RawWindow",
     "Row",
+    "Segment",
     "Series",
     "StepRule",
     "Store",

@@ -38,6 +38,7 @@ from monitor.api.stores import (
     Partial,
     Query,
     Row,
+    Segment,
     Series,
     Tags,
     combine,
@@ -45,7 +46,7 @@ from monitor.api.stores import (
     query_family,
     sqlite_tiers,
 )
-from monitor.api.stores.sqlite_tiers import SeriesRow
+from monitor.api.stores.sqlite_tiers import SeriesRow, WholeChunk
 from monitor.errors import QueryFailed, StoreUnavailable
 
 _SERIES_SQL = "SELECT id, host, tags, sealed_ms FROM series WHERE metric = :metric"
@@ -265,6 +266,7 @@ class SQLiteStore:
     def rows(self, query: Query, step_ms: int | None = None) -> list[Series]:
         width = len(query.metrics)
         columns: dict[SeriesKey, list[Column | None]] = {}
+        whole: dict[SeriesKey, list[list[WholeChunk] | None]] = {}
         with self._connect() as conn:
             if conn is None:
                 return []
@@ -272,15 +274,29 @@ class SQLiteStore:
                 stamps: Sequence[int]
                 values: Sequence[float]
                 if step_ms is None:
-                    stamps, values = sqlite_tiers.raw(conn, series.sid, query.start_ms, query.end_ms)
+                    chunks: list[WholeChunk] = []
+                    stamps, values = sqlite_tiers.raw(
+                        conn, series.sid, query.start_ms, query.end_ms, whole=chunks
+                    )
+                    if stamps:
+                        whole.setdefault(key, [None] * width)[i] = chunks
                 else:
+                    days: list[WholeChunk] = []
                     stamps, counts, sums = sqlite_tiers.step_buckets(
-                        conn, series, query.start_ms, query.end_ms, step_ms
+                        conn, series, query.start_ms, query.end_ms, step_ms, whole=days
                     )
                     values = list(map(truediv, sums, counts))
+                    if stamps:
+                        whole.setdefault(key, [None] * width)[i] = days
                 if stamps:
                     columns.setdefault(key, [None] * width)[i] = (stamps, values)
-        return [Series(host, _pivot(cols), tags) for (host, tags), cols in sorted(columns.items())]
+        out = []
+        for (host, tags), cols in sorted(columns.items()):
+            rows = _pivot(cols)
+            if isinstance(rows, ColumnRows) and (host, tags) in whole:
+                rows.segments = _segments(whole[(host, tags)])
+            out.append(Series(host, rows, tags))
+        return out
 
     def aggregate(
         self,
@@ -305,6 +321,19 @@ class SQLiteStore:
                 for n, value, ts_ms in sqlite_tiers.summaries(conn, fn, series, start_ms, end_ms):
                     partials.append(Partial(name, n, value, ts_ms, series_tags))
         return combine(fn, partials)
+
+
+def _segments(per_metric: list[list[WholeChunk] | None]) -> list[Segment]:
+    """The runs of rows that come from chunks every metric's column holds whole, at the same
+    places (samples that share timestamps), keyed by those chunks' bytes in metric order."""
+    present = [chunks for chunks in per_metric if chunks is not None]
+    places = [(start, n) for _, start, n in present[0]]
+    if any([(start, n) for _, start, n in chunks] != places for chunks in present[1:]):
+        return []
+    blobs = [[None] * len(places) if c is None else [blob for blob, _, _ in c] for c in per_metric]
+    return [
+        (tuple(b), start, start + n) for b, (start, n) in zip(zip(*blobs, strict=True), places, strict=True)
+    ]
 
 
 def _pivot(columns: list[Column | None]) -> Sequence[Row]:

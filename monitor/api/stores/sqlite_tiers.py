@@ -33,6 +33,8 @@ from monitor.metricsdb import CHUNK_MS, PACKED_DAY_MS, PACKED_TABLE, PACKED_TIER
 
 Part = tuple[str, int, int]
 """(tier name or ``raw``, start_ms, end_ms): a half-open piece of a window."""
+WholeChunk = tuple[bytes, int, int]
+"""A chunk a window holds entirely: its blob, the index of its first sample, its samples."""
 Columns = tuple[list[int], list[int], list[float]]
 """Step buckets as columns: each bucket's start, its samples, and their sum."""
 COARSE_FIRST = sorted(TIER_WIDTHS_MS, key=lambda t: -TIER_WIDTHS_MS[t])
@@ -151,9 +153,12 @@ def plan(start_ms: int, end_ms: int, sealed_ms: int, tiers: list[str]) -> list[P
     ]
 
 
-def raw(conn: sqlite3.Connection, sid: int, start_ms: int, end_ms: int) -> tuple[array[int], array[float]]:
+def raw(
+    conn: sqlite3.Connection, sid: int, start_ms: int, end_ms: int, *, whole: list[WholeChunk] | None = None
+) -> tuple[array[int], array[float]]:
     """The raw samples of series SID in the window, in time order (as arrays: copied from the
-    decoded chunks without an object per sample)."""
+    decoded chunks without an object per sample). WHOLE, when given, gets each chunk the
+    window holds entirely: (its blob, where its samples start in the arrays, how many)."""
     params = {"sid": sid, "start": start_ms, "end": end_ms, "chunk": CHUNK_MS}
     stamps: array[int] = array("q")
     values: array[float] = array("d")
@@ -161,6 +166,8 @@ def raw(conn: sqlite3.Connection, sid: int, start_ms: int, end_ms: int) -> tuple
         ts, vs = CHUNKS.decode(blob)
         i = 0 if chunk_start_ms >= start_ms else bisect_left(ts, start_ms)
         j = len(ts) if chunk_start_ms + CHUNK_MS <= end_ms else bisect_left(ts, end_ms)
+        if whole is not None and i == 0 and j == len(ts):
+            whole.append((blob, len(stamps), j))
         stamps += ts[i:j]
         values += vs[i:j]
     for ts_ms, value in conn.execute(_RECENT_SQL, params):
@@ -184,17 +191,27 @@ def raw_count(conn: sqlite3.Connection, sid: int, start_ms: int, end_ms: int) ->
 
 
 def step_buckets(
-    conn: sqlite3.Connection, series: SeriesRow, start_ms: int, end_ms: int, step_ms: int
+    conn: sqlite3.Connection,
+    series: SeriesRow,
+    start_ms: int,
+    end_ms: int,
+    step_ms: int,
+    *,
+    whole: list[WholeChunk] | None = None,
 ) -> Columns:
-    """(bucket starts, samples, sums) of the window's epoch-aligned step buckets that hold samples."""
+    """(bucket starts, samples, sums) of the window's epoch-aligned step buckets that hold
+    samples. WHOLE, when given, gets each packed day whose five-minute buckets are step buckets
+    of the answer as they are (a five-minute step, the day inside the window): its blob, where
+    its buckets start in the columns, how many."""
     stamps: list[int] = []
     counts: list[int] = []
     sums: list[float] = []
     for tier, a, b in plan(start_ms, end_ms, series.sealed_ms, usable_tiers(step_ms)):
+        days: list[WholeChunk] = []
         if tier == "raw":
             part = bucket_raw(*raw(conn, series.sid, a, b), step_ms)
         elif tier == PACKED_TIER:
-            part = packed(conn, series.sid, a, b, step_ms)
+            part = packed(conn, series.sid, a, b, step_ms, whole=days if whole is not None else None)
         else:
             params = {"sid": series.sid, "start": a, "end": b, "step": step_ms}
             sql = _BUCKETS_SQL if step_ms == TIER_WIDTHS_MS[tier] else _STEP_SQL  # no sort when equal
@@ -202,26 +219,44 @@ def step_buckets(
             b_col, n_col, s_col = zip(*rows, strict=True) if rows else ((), (), ())
             part = (list(b_col), list(n_col), list(s_col))
         p_stamps, p_counts, p_sums = part
+        shift = len(stamps)
         if stamps and p_stamps and stamps[-1] == p_stamps[0]:  # a bucket split between two parts
             counts[-1] += p_counts[0]
             sums[-1] += p_sums[0]
             p_stamps, p_counts, p_sums = p_stamps[1:], p_counts[1:], p_sums[1:]
+            shift -= 1
+            if whole and whole[-1][1] + whole[-1][2] == len(stamps):  # its last bucket changed
+                whole.pop()
+            days = [d for d in days if d[1] > 0]  # a day whose first bucket went into the last one
+        if whole is not None:
+            whole += [(blob, start + shift, n) for blob, start, n in days]
         stamps += p_stamps
         counts += p_counts
         sums += p_sums
     return stamps, counts, sums
 
 
-def packed(conn: sqlite3.Connection, sid: int, start_ms: int, end_ms: int, step_ms: int) -> Columns:
+def packed(
+    conn: sqlite3.Connection,
+    sid: int,
+    start_ms: int,
+    end_ms: int,
+    step_ms: int,
+    *,
+    whole: list[WholeChunk] | None = None,
+) -> Columns:
     """Step buckets of the packed five-minute days' buckets in the window (STEP_MS a multiple
-    of five minutes)."""
+    of five minutes); WHOLE as :func:`step_buckets` says."""
     params = {"sid": sid, "start": start_ms, "end": end_ms, "day": PACKED_DAY_MS}
     stamps: list[int] = []
     counts: list[int] = []
     sums: list[float] = []
+    as_they_are = step_ms == TIER_WIDTHS_MS[PACKED_TIER]
     for (blob,) in conn.execute(_PACKED_SQL, params):
         day = chunkcodec.decode_buckets(blob)
         i, j = bisect_left(day.bucket_ms, start_ms), bisect_left(day.bucket_ms, end_ms)
+        if whole is not None and as_they_are and i == 0 and j == len(day.bucket_ms):
+            whole.append((blob, len(stamps), j))
         stamps += day.bucket_ms[i:j]
         counts += day.n[i:j].tolist()
         sums += map(truediv, day.sum[i:j], day.scale[i:j])
