@@ -10,15 +10,14 @@ import csv
 import functools
 import io
 import math
-import threading
-from collections import OrderedDict
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from http import HTTPStatus
 from typing import Any
 
 import orjson
 
 from monitor import catalog
+from monitor.api.cache import BoundedCache
 from monitor.api.params import Window
 from monitor.api.stores import Aggregate, Aggregation, ColumnRows, MetricInfo, Row, Series, Store, Tags
 from monitor.errors import ApiError, StoreError
@@ -161,37 +160,13 @@ def _segmented(keys: tuple[str, ...], rows: ColumnRows) -> orjson.Fragment:
     return orjson.Fragment(b"[" + b",".join(parts) + b"]")
 
 
-class RenderedPoints:
+class RenderedPoints(BoundedCache[bytes]):
     """The JSON text of the points of segments of rows that cannot change (sealed chunks),
     keyed by the metric names and the segment's key, up to MAX_BYTES in all (least recently
     used first out). A dashboard asking for the same day again writes only its newest part."""
 
     def __init__(self, max_bytes: int = 32 * 1024 * 1024) -> None:
-        self.max_bytes = max_bytes
-        self._entries: OrderedDict[Hashable, bytes] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-
-    def get(self, key: Hashable, render: Callable[[], bytes]) -> bytes:
-        with self._lock:
-            text = self._entries.get(key)
-            if text is not None:
-                self._entries.move_to_end(key)
-                return text
-        text = render()
-        with self._lock:
-            if key not in self._entries:
-                self._entries[key] = text
-                self._bytes += len(text)
-            while self._bytes > self.max_bytes and self._entries:
-                _, old = self._entries.popitem(last=False)
-                self._bytes -= len(old)
-        return text
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-            self._bytes = 0
+        super().__init__(max_bytes, size=len)
 
 
 RENDERED = RenderedPoints()

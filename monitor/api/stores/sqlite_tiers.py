@@ -17,10 +17,8 @@ Every range is one seek of a primary key: ``(series, start_ms)`` for chunks,
 from __future__ import annotations
 
 import sqlite3
-import threading
 from array import array
 from bisect import bisect_left
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import groupby
@@ -28,6 +26,7 @@ from operator import truediv
 from typing import Any
 
 from monitor import chunkcodec
+from monitor.api.cache import BoundedCache
 from monitor.api.stores import Aggregation
 from monitor.metricsdb import CHUNK_MS, PACKED_DAY_MS, PACKED_TABLE, PACKED_TIER, TIER_WIDTHS_MS
 
@@ -74,43 +73,23 @@ TIER_LAST_SQL = (
 )
 
 
-class DecodedChunks:
+class DecodedChunks(BoundedCache[tuple["array[int]", "array[float]"]]):
     """The last decoded raw chunks, keyed by their blob (a chunk rewritten by a late sample is
     another blob, so an entry is never stale), up to MAX_VALUES samples in all (16 bytes each:
     the default 1 000 000 is 16 MB, a day of the default collectors for about nine hosts).
     Dashboards ask for the same windows again every few seconds; a hit costs a lookup instead
-    of a decode. Safe across waitress's threads."""
+    of a decode."""
 
     def __init__(self, max_values: int = 1_000_000) -> None:
-        self.max_values = max_values
-        self._entries: OrderedDict[bytes, tuple[array[int], array[float]]] = OrderedDict()
-        self._values = 0
-        self._lock = threading.Lock()
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-            self._values = 0
-
-    def __contains__(self, blob: object) -> bool:
-        return blob in self._entries
+        super().__init__(max_values, size=lambda entry: len(entry[0]))
 
     def decode(self, blob: bytes) -> tuple[array[int], array[float]]:
-        with self._lock:
-            hit = self._entries.get(blob)
-            if hit is not None:
-                self._entries.move_to_end(blob)
-                return hit
-        stamps, values = chunkcodec.decode(blob)
-        entry = (array("q", stamps), array("d", values))
-        with self._lock:
-            if blob not in self._entries:
-                self._entries[blob] = entry
-                self._values += len(stamps)
-            while self._values > self.max_values and self._entries:
-                _, (old, _) = self._entries.popitem(last=False)
-                self._values -= len(old)
-        return entry
+        return self.get(blob, lambda: _decoded(blob))
+
+
+def _decoded(blob: bytes) -> tuple[array[int], array[float]]:
+    stamps, values = chunkcodec.decode(blob)
+    return array("q", stamps), array("d", values)
 
 
 CHUNKS = DecodedChunks()
