@@ -51,6 +51,7 @@ from __future__ import annotations
 import logging
 import re
 import sqlite3
+from itertools import groupby
 from pathlib import Path
 
 from monitor import chunkcodec, sqlitedb
@@ -204,6 +205,8 @@ def migrate(conn: sqlite3.Connection) -> None:
 def _add_last_values(conn: sqlite3.Connection) -> None:
     """Version 2 to 3: ``series.last``, the value of each series' newest sample (at ``last_ms``),
     from ``recent`` where the newest sample is still open, else from the chunk holding it."""
+    from monitor import tiers  # the write path, which imports this module
+
     conn.execute("ALTER TABLE series ADD COLUMN last REAL")
     conn.execute(
         "UPDATE series SET last ="
@@ -211,9 +214,8 @@ def _add_last_values(conn: sqlite3.Connection) -> None:
     )
     sealed = conn.execute("SELECT id, last_ms FROM series WHERE last IS NULL AND last_ms IS NOT NULL")
     for sid, last_ms in sealed.fetchall():
-        window_ms = last_ms - last_ms % CHUNK_MS
         row = conn.execute(
-            "SELECT data FROM chunks WHERE series = ? AND start_ms = ?", (sid, window_ms)
+            "SELECT data FROM chunks WHERE series = ? AND start_ms = ?", (sid, tiers.window_of(last_ms))
         ).fetchone()
         if row is None:  # the newest sample's chunk went with a size limit: no value to show
             continue
@@ -229,19 +231,10 @@ def _pack_five_minutes(conn: sqlite3.Connection) -> None:
         "SELECT series, bucket_ms, n, scale, sum, min, max, last_ms, last FROM five_minutes"
         " ORDER BY series, bucket_ms"
     )
-    day: list[tuple[int, int, int, float, float, float, int, float]] = []
-    key: tuple[int, int] | None = None
     insert = f"INSERT INTO {PACKED_TABLE} (series, day_ms, data) VALUES (?, ?, ?)"  # noqa: S608
-    while rows := cursor.fetchmany(MIGRATE_BATCH_ROWS):
-        for sid, bucket_ms, *rest in rows:
-            row_key = (sid, bucket_ms - bucket_ms % PACKED_DAY_MS)
-            if row_key != key and day:
-                conn.execute(insert, (*key, chunkcodec.encode_buckets(day)))  # type: ignore[misc]
-                day = []
-            key = row_key
-            day.append((bucket_ms, *rest))
-    if day and key is not None:
-        conn.execute(insert, (*key, chunkcodec.encode_buckets(day)))
+    rows = (row for batch in iter(lambda: cursor.fetchmany(MIGRATE_BATCH_ROWS), []) for row in batch)
+    for (sid, day_ms), day in groupby(rows, key=lambda r: (r[0], r[1] - r[1] % PACKED_DAY_MS)):
+        conn.execute(insert, (sid, day_ms, chunkcodec.encode_buckets([bucket[1:] for bucket in day])))
     conn.execute("DROP TABLE five_minutes")
 
 
