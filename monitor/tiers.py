@@ -37,6 +37,10 @@ _NEWEST = (
     "UPDATE series SET last = CASE WHEN last_ms IS NULL OR ?1 >= last_ms THEN ?3 ELSE last END,"
     " last_ms = max(coalesce(last_ms, ?1), ?1) WHERE id = ?2"
 )
+_HOST_NEWEST = (
+    "INSERT INTO hosts (name, last_ms) VALUES (?, ?)"
+    " ON CONFLICT (name) DO UPDATE SET last_ms = max(last_ms, excluded.last_ms)"
+)
 
 
 def window_of(ts_ms: int) -> int:
@@ -50,6 +54,7 @@ def store(conn: sqlite3.Connection, rows: Iterable[Row], ids: dict[SeriesKey, in
     IDS caches series ids across calls on one connection (filled here as series appear).
     """
     per_series: dict[int, tuple[int, float]] = {}  # the newest sample of each series in ROWS
+    per_host: dict[str, int] = {}  # the newest sample time of each host in ROWS
     recent: list[tuple[int, int, float]] = []
     skipped = 0
     for metric, host, tags, ts_ms, value in rows:
@@ -64,8 +69,11 @@ def store(conn: sqlite3.Connection, rows: Iterable[Row], ids: dict[SeriesKey, in
         newest = per_series.get(sid)
         if newest is None or ts_ms >= newest[0]:  # a re-sent sample later in ROWS wins, as in recent
             per_series[sid] = (ts_ms, value)
+        if ts_ms > per_host.get(host, ts_ms - 1):
+            per_host[host] = ts_ms
     conn.executemany(_INSERT_RECENT, recent)
     conn.executemany(_NEWEST, [(ts_ms, sid, value) for sid, (ts_ms, value) in per_series.items()])
+    conn.executemany(_HOST_NEWEST, per_host.items())
     for sid, (newest_ms, _) in per_series.items():
         seal(conn, sid, window_of(newest_ms))
     return skipped
@@ -199,10 +207,18 @@ def oldest_ms(conn: sqlite3.Connection, tier: str) -> int | None:
 
 
 def delete_host(conn: sqlite3.Connection, host: str) -> None:
-    """Delete every sample of HOST in every tier, and its series."""
+    """Delete every sample of HOST in every tier, its series and its ``hosts`` row."""
     for table in ("recent", "chunks", *ROW_TIERS, PACKED_TABLE):  # names from the schema, never input
         conn.execute(f"DELETE FROM {table} WHERE series IN (SELECT id FROM series WHERE host = ?)", (host,))  # noqa: S608
     conn.execute("DELETE FROM series WHERE host = ?", (host,))
+    conn.execute("DELETE FROM hosts WHERE name = ?", (host,))
+
+
+def delete_series_before(conn: sqlite3.Connection, cut_ms: int) -> None:
+    """Forget the series whose newest sample is older than CUT_MS (for when no tier holds
+    anything of them any more), and the hosts all of whose series those are."""
+    conn.execute("DELETE FROM series WHERE last_ms < ?", (cut_ms,))
+    conn.execute("DELETE FROM hosts WHERE last_ms < ?", (cut_ms,))  # its newest series is older
 
 
 def read_all(conn: sqlite3.Connection) -> list[Row]:

@@ -177,7 +177,7 @@ class SQLiteSink:
             with conn:
                 old = tiers.delete_before(conn, tier, cutoff_ms)
                 if tier == "hours":  # nothing of these series is left in any tier
-                    conn.execute("DELETE FROM series WHERE last_ms < ?", (cutoff_ms,))
+                    tiers.delete_series_before(conn, cutoff_ms)
             if old:
                 log.info("%s: deleted %d %s rows older than their retention", self._name, old, tier)
         if sqlitedb.live_bytes(conn) > self._max_db_bytes:

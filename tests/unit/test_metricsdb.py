@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from monitor import chunkcodec, metricsdb, tiers
-from monitor.api.stores import Newest, Query, Series
+from monitor.api.stores import HostSeen, Newest, Query, Series
 from monitor.api.stores.sqlite import SQLiteStore
 from monitor.errors import StoreUnavailable
 from tests.store_helpers import stored, write_rows
@@ -77,9 +77,9 @@ def test_distinct_tag_sets_have_distinct_texts():
 
 def test_a_new_store_is_created_at_the_current_version(tmp_path):
     conn = metricsdb.connect(tmp_path / "m.db")
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == metricsdb.SCHEMA_VERSION == 3
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == metricsdb.SCHEMA_VERSION == 4
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert tables == {"series", "recent", "chunks", "minutes", "five_minute_days", "hours"}
+    assert tables == {"series", "recent", "chunks", "minutes", "five_minute_days", "hours", "hosts"}
     conn.close()
 
 
@@ -88,7 +88,7 @@ def test_a_store_written_before_tags_is_migrated_on_first_open_with_nothing_lost
     old = [(f"cpu_usage_{i % 3 + 1}", f"h{i % 4}", T0 + i * 7_000, float(i)) for i in range(3000)]
     old_store(path, old)
     conn = metricsdb.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == metricsdb.SCHEMA_VERSION
     assert tiers.read_all(conn) == sorted((m, h, "", ts, v) for m, h, ts, v in old)
     assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'points'").fetchone()[0] == 0
     conn.close()
@@ -145,6 +145,7 @@ def test_a_version_1_store_is_migrated_into_chunks_and_rollups_with_nothing_lost
     assert conn.execute("SELECT count(*) FROM chunks").fetchone()[0] >= 4 * 3
     store = SQLiteStore(path)
     end_ms = T0 + (3 * 720 + 17) * step_ms
+    assert store.hosts() == [HostSeen("a", end_ms - step_ms), HostSeen("b", end_ms - step_ms)]
     for fn in ("count", "mean", "min", "max", "last"):
         got = store.aggregate("cpu_usage_overall", fn, T0, end_ms, "a")
         values = [v for m, h, _, _, v in old if m == "cpu_usage_overall" and h == "a"]
@@ -174,16 +175,32 @@ def test_the_api_on_a_store_not_yet_migrated_is_unavailable_naming_why(tmp_path)
         SQLiteStore(path).rows(Query(("disk_read",), T0, T0 + 1))
 
 
-def version_2_store(path: Path, rows: list[tuple[str, str, str, int, float]]) -> None:
-    """A store as version 2 wrote it: today's tiers, ``series`` without ``last`` (the column
-    version 3 added at the end of the table, so dropping it gives version 2's table), the
-    five-minute buckets as rows of a ``five_minutes`` table shaped like ``minutes``."""
+def version_3_store(path: Path, rows: list[tuple[str, str, str, int, float]]) -> None:
+    """A store as version 3 wrote it: today's tables but ``hosts``, and the ``series_by_host``
+    index (``CREATE INDEX series_by_host ON series (host, last_ms)``) where today's has
+    ``series_newest``."""
     write_rows(path, rows)
     conn = metricsdb.connect(path)
     with conn:  # what an idle series' newest sample went through: sealed into a chunk
         tiers.seal_idle(conn)
     conn.close()
     conn = sqlite3.connect(path)
+    conn.execute("DROP TABLE hosts")
+    conn.execute("DROP INDEX series_newest")
+    conn.execute("CREATE INDEX series_by_host ON series (host, last_ms)")
+    conn.execute("PRAGMA user_version = 3")
+    conn.commit()
+    conn.close()
+
+
+def version_2_store(path: Path, rows: list[tuple[str, str, str, int, float]]) -> None:
+    """A store as version 2 wrote it: version 3's tiers, ``series`` without ``last`` (the column
+    version 3 added at the end of the table, so dropping it gives version 2's table) and without
+    the index on it, the five-minute buckets as rows of a ``five_minutes`` table shaped like
+    ``minutes``."""
+    version_3_store(path, rows)
+    conn = sqlite3.connect(path)
+    conn.execute("DROP INDEX series_by_host")
     conn.execute("ALTER TABLE series DROP COLUMN last")
     conn.execute("CREATE TABLE five_minutes" + metricsdb._ROLLUP)
     for sid, blob in conn.execute("SELECT series, data FROM five_minute_days").fetchall():
@@ -195,6 +212,32 @@ def version_2_store(path: Path, rows: list[tuple[str, str, str, int, float]]) ->
     conn.execute("PRAGMA user_version = 2")
     conn.commit()
     conn.close()
+
+
+def indexes(path: Path) -> set[str]:
+    conn = sqlite3.connect(path)
+    names = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    conn.close()
+    return {name for name in names if not name.startswith("sqlite_autoindex")}
+
+
+def test_a_version_3_store_gains_each_host_newest_sample_time(tmp_path):
+    path = tmp_path / "m.db"
+    rows = [
+        ("cpu_usage_overall", "a", "", T0 + 5_000, 1.0),
+        ("filesystem_used_percent", "a", "mount=/", T0 + 9_000, 2.0),  # a's newest is a filesystem's
+        ("filesystem_used_percent", "a", "mount=/old", T0 + 1_000, 3.0),
+        ("disk_read", "b", "", T0 + 2 * 86_400_000, 4.0),  # b's is sealed into its chunk
+    ]
+    version_3_store(path, [*rows, ("disk_read", "b", "", T0, 5.0)])
+    assert indexes(path) == {"series_by_host"}
+    before = stored(path)
+    with pytest.raises(StoreUnavailable, match=r"older version \(schema 3, this code reads 4\)"):
+        SQLiteStore(path).hosts()
+    metricsdb.connect(path).close()
+    assert stored(path) == before
+    assert indexes(path) == {"series_newest"}
+    assert SQLiteStore(path).hosts() == [HostSeen("a", T0 + 9_000), HostSeen("b", T0 + 2 * 86_400_000)]
 
 
 def test_a_version_2_store_gains_each_series_newest_value_from_recent_or_its_chunk(tmp_path):
@@ -210,7 +253,7 @@ def test_a_version_2_store_gains_each_series_newest_value_from_recent_or_its_chu
     before = stored(path)
     five_minutes = sqlite3.connect(path).execute("SELECT * FROM five_minutes ORDER BY 1, 2").fetchall()
     assert len(five_minutes) > 2 * 24
-    with pytest.raises(StoreUnavailable, match=r"older version \(schema 2, this code reads 3\)"):
+    with pytest.raises(StoreUnavailable, match=r"older version \(schema 2, this code reads 4\)"):
         SQLiteStore(path).newest(["cpu_usage_overall"])
     metricsdb.connect(path).close()
     assert stored(path) == before
@@ -228,3 +271,5 @@ def test_a_version_2_store_gains_each_series_newest_value_from_recent_or_its_chu
         Newest("filesystem_used_percent", "b", (("mount", "/"),), T0 + 99 * step_ms, 24.75),
         Newest("memory_usage", "a", (), T0 + 1499 * step_ms, 12.5),
     ]
+    assert SQLiteStore(path).hosts() == [HostSeen("a", T0 + 1499 * step_ms), HostSeen("b", T0 + 99 * step_ms)]
+    assert indexes(path) == {"series_newest"}

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from monitor import chunkcodec, metricsdb, tiers
 from monitor.api import make_app, views
-from monitor.api.stores import Newest, Query, Series
+from monitor.api.stores import HostSeen, Newest, Query, Series
 from monitor.api.stores.sqlite import SQLiteStore
 from monitor.api.stores.sqlite_tiers import DecodedChunks, plan
 from monitor.config import ShipperConfig, SinkConfig
@@ -273,3 +273,29 @@ def test_a_bucket_whose_scaled_sum_a_float_cannot_hold_is_stored_unscaled_and_ex
     assert store.aggregate("swap_used_bytes", "max", T0, T0 + 60_000, "h").value == big + 0.25
     mean = store.aggregate("swap_used_bytes", "mean", T0, T0 + 60_000, "h").value
     assert mean == pytest.approx(big + 0.25 / 40, rel=1e-15)
+
+
+def test_each_host_keeps_its_newest_sample_time_and_goes_with_its_last_series(tmp_path):
+    path = tmp_path / "m.db"
+    now_s = [(T0 + 40 * 86_400_000) / 1000]
+    s = sink(path, now_s, retention_days=2.0, minutes_retention_days=10.0, hours_retention_days=30.0)
+    now_ms = int(now_s[0] * 1000)
+    s.write(
+        [
+            encode(Sample(now_ms - 35 * 86_400_000, "gone", {"disk_read": 1.0}), "system"),
+            encode(Sample(now_ms - 35 * 86_400_000, "kept", {"disk_read": 2.0}), "system"),
+            encode(Sample(now_ms - 1_000, "kept", {"cpu_usage_overall": 3.0}), "system"),
+            encode(Sample(now_ms - 60_000, "kept", {"memory_usage": 4.0}), "system"),  # late: older
+        ]
+    )
+    s.close()
+    store = SQLiteStore(path)
+    assert store.hosts() == [HostSeen("kept", now_ms - 1_000)]  # gone's only series outlived its hours
+    conn = metricsdb.connect(path)
+    with conn:
+        tiers.store(conn, [("disk_read", "other", "", now_ms, 5.0)], {})
+    assert [h.host for h in store.hosts()] == ["kept", "other"]
+    with conn:
+        tiers.delete_host(conn, "kept")
+    conn.close()
+    assert store.hosts() == [HostSeen("other", now_ms)]
