@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from monitor.api import make_app
+from monitor.api import make_app, views
 from monitor.api.stores import Query
 from monitor.api.stores.influxql import InfluxQLStore
 from monitor.config import parse
@@ -31,7 +31,8 @@ FIELDS = "cpu_usage_overall,memory_usage"
 
 
 def lines() -> list[str]:
-    """Host a: an hour at 1 s; host b: its first 10 minutes at 1 s; host fast: the last 20 s at 10 Hz."""
+    """Host a: an hour at 1 s; host b: its first 10 minutes at 1 s; host fast: the last 20 s at
+    10 Hz; host mem: memory only, minutes 30 to 40 at 1 s."""
     out = [
         f"system,host=a cpu_usage_overall={i % 97},memory_usage={i % 13} {T0 + i * 1000}" for i in range(3600)
     ]
@@ -40,6 +41,7 @@ def lines() -> list[str]:
         f"system,host=fast cpu_usage_overall={i},memory_usage=1 {NOW_MS - 20_000 + i * 100}"
         for i in range(200)
     ]
+    out += [f"system,host=mem memory_usage={i % 5} {T0 + 1_800_000 + i * 1000}" for i in range(600)]
     return out
 
 
@@ -97,14 +99,32 @@ def test_series_that_fit_but_exceed_the_cap_together_are_downsampled_without_a_c
     assert sent[0].endswith("LIMIT 1001") and "GROUP BY time(" in sent[1] and len(sent) == 2
 
 
-def test_a_window_the_probe_expects_over_the_cap_is_counted_and_downsampled(recorded, tmp_path):
+def test_a_window_the_probe_expects_over_the_cap_is_downsampled_while_it_is_counted(recorded, tmp_path):
     proxy, store = recorded
     answer = ask(store, f"/metrics?start=60&end=0&host=a&metrics={FIELDS}", tmp_path, 1000)
-    assert (answer["raw_samples"], answer["downsampled"]) == (3600, True)
+    assert (answer["raw_samples"], answer["downsampled"], answer["step_s"]) == (3600, True, 5)
     sent = statements(proxy)
     assert sent[0].endswith("LIMIT 16"), sent  # the probe: a's first rows, 1 s apart
     assert not any(q.endswith("LIMIT 1001") for q in sent)
-    assert any("count(" in q for q in sent) and "GROUP BY time(" in sent[-1]
+    # then the rows at the probe's step and the counts, asked at once (in any order): one of each
+    assert len(sent) == 4 and sorted("count(" in q for q in sent[1:]) == [False, True, True], sent
+    assert sum("GROUP BY time(5000ms" in q for q in sent) == 1, sent
+    query = Query(tuple(FIELDS.split(",")), NOW_MS - 3_600_000, NOW_MS, "a")
+    assert [[ts, *values] for ts, values in store.rows(query, 5000)[0].rows] == [
+        [p["ts_ms"], p["cpu_usage_overall"], p["memory_usage"]] for p in answer["series"][0]["points"]
+    ]
+
+
+def test_a_window_whose_counts_find_a_series_the_probe_missed_is_read_again_at_their_step(recorded, tmp_path):
+    proxy, store = recorded
+    # minutes 20 to 40: the probe reads cpu_usage_overall, which host mem does not have
+    answer = ask(store, f"/metrics?start=40&end=20&metrics={FIELDS}", tmp_path, 1000)
+    assert answer["raw_samples"] == 1200 + 600 and [s["host"] for s in answer["series"]] == ["a", "mem"]
+    grouped = [q for q in statements(proxy) if "GROUP BY time(" in q]
+    one, two = (views.choose_step(None, n, hosts, 1_200_000, 1000)[0] for n, hosts in ((1200, 1), (1800, 2)))
+    assert one != two and answer["step_s"] * 1000 == two
+    assert [f"time({one}ms)" in grouped[0], f"time({two}ms)" in grouped[1], len(grouped)] == [True, True, 2]
+    assert answer["points"] <= 1000
 
 
 def test_a_series_over_the_cap_in_the_raw_read_is_then_counted_and_downsampled(recorded, tmp_path):

@@ -293,12 +293,22 @@ class Store(Protocol):
 
 @runtime_checkable
 class RawWindow(Protocol):
-    """A store that can read a window's raw rows and their counts in one pass."""
+    """A store that can read a window's raw rows and their counts in one pass, and guess a
+    window's series and rows from a cheap probe (a server that counts by reading every value:
+    InfluxDB)."""
 
     def raw_window(self, query: Query, max_points: int) -> tuple[Counts, list[Series]] | None:
         """(counts as :meth:`Store.counts` gives them, rows as ``rows(query)`` gives them) when
-        no series holds more than MAX_POINTS rows in the window; None when one does, or when
-        the store expects one to (it need not have read anything then)."""
+        no series holds more than MAX_POINTS rows in the window; None when one does."""
+        ...
+
+    def estimate(self, query: Query, max_points: int) -> Counts | None:
+        """Each series' expected rows in the window (a guess); None when the window is too short
+        for any series to hold more than MAX_POINTS rows (then nothing was asked)."""
+        ...
+
+    def rows_while_counting(self, query: Query, step_ms: int) -> tuple[Counts, list[Series]]:
+        """(``counts(query)``, ``rows(query, step_ms)``), read at once."""
         ...
 
 
@@ -317,16 +327,34 @@ def read_window(
 ) -> tuple[Counts, list[Series], int | None, str | None]:
     """(counts, rows, step in ms or None for raw, why) of QUERY's window, STEP_RULE picking the
     step from the counts. RAW_IF_FITS promises that STEP_RULE answers raw for counts totalling
-    at most MAX_POINTS: a :class:`RawWindow` store then answers a window that fits from one
-    read (no count first); any other store, or a window that does not fit, is read as
-    ``counts()``, then ``rows()`` at the chosen step."""
+    at most MAX_POINTS.
+
+    Any store is read as ``counts()``, then ``rows()`` at the chosen step. A
+    :class:`RawWindow` store is first asked for its estimate: a window expected to fit is
+    read raw in one pass (no count first); a window expected at a step is read at that step
+    while it is counted, and read again only if the counts choose another step (so the answer
+    is always the one the counts give)."""
     if not query.metrics:
         return {}, [], *step_rule({})
-    read = store.raw_window(query, max_points) if raw_if_fits and isinstance(store, RawWindow) else None
-    counts = store.counts(query) if read is None else read[0]
-    step_ms, reason = step_rule(counts)
-    if read is not None and step_ms is None:
-        return counts, read[1], step_ms, reason
+    guess = store.estimate(query, max_points) if isinstance(store, RawWindow) else None
+    if isinstance(store, RawWindow) and raw_if_fits and (guess is None or sum(guess.values()) <= max_points):
+        read = store.raw_window(query, max_points)
+        if read is not None:
+            counts = read[0]
+            step_ms, reason = step_rule(counts)
+            if step_ms is None:
+                return counts, read[1], step_ms, reason
+            return counts, store.rows(query, step_ms) if counts else [], step_ms, reason
+        guess = None  # it did not fit: count first
+    guessed = step_rule(guess)[0] if guess else None
+    if isinstance(store, RawWindow) and guessed is not None:
+        counts, series = store.rows_while_counting(query, guessed)
+        step_ms, reason = step_rule(counts)
+        if step_ms == guessed:
+            return counts, series, step_ms, reason
+    else:
+        counts = store.counts(query)
+        step_ms, reason = step_rule(counts)
     return counts, store.rows(query, step_ms) if counts else [], step_ms, reason
 
 

@@ -18,6 +18,7 @@ is :class:`monitor.api.stores.influxql_http.QueryClient`.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -232,41 +233,63 @@ class InfluxQLStore:
                     newest[host] = max(newest.get(host, int(row["time"])), int(row["time"]))
         return [HostSeen(h, ts) for h, ts in sorted(newest.items())]
 
-    def counts(self, query: Query) -> dict[tuple[str, Tags], int]:
-        """Each series' most frequent metric's count; the metrics are counted in two halves at
-        once (InfluxDB reads each field apart, one core per query)."""
+    def _tail(self, query: Query) -> tuple[catalog.Family, str]:
+        """(family, ``FROM ... WHERE ... GROUP BY <series>``) of QUERY."""
         family = self._family(query.metrics)
         where = self._where(family, query.start_ms, query.end_ms, query.host, query.tags)
-        tail = f"FROM {self._source(family)} WHERE {where} GROUP BY {self._group(family)}"
+        return family, f"FROM {self._source(family)} WHERE {where} GROUP BY {self._group(family)}"
+
+    def _count_statements(self, query: Query) -> list[str]:
+        """The metrics counted in two halves at once (InfluxDB reads each field apart, one core
+        per query)."""
+        _, tail = self._tail(query)
         half = -(-len(query.metrics) // 2)
         parts = [query.metrics[:half], query.metrics[half:]] if len(query.metrics) > 1 else [query.metrics]
-        statements = [
+        return [
             "SELECT " + ", ".join(f"count({self._field(m)}) AS {ident(m)}" for m in part) + f" {tail}"
             for part in parts
         ]
-        out: dict[tuple[str, Tags], int] = {}
-        for answer in self._client.queries(*statements):
-            for series in answer:
-                key = _series_key(series, family)
-                n = max((int(v or 0) for row in series.get("values") or [] for v in row[1:]), default=0)
-                if n:
-                    out[key] = max(out.get(key, 0), n)
+
+    def _rows_statement(self, query: Query, step_ms: int | None) -> str:
+        family = self._family(query.metrics)
+        where = self._where(family, query.start_ms, query.end_ms, query.host, query.tags)
+        if step_ms is None:
+            selects = ", ".join(self._field(m) for m in query.metrics)
+            group = self._group(family)
+        else:
+            selects = ", ".join(f"mean({self._field(m)}) AS {ident(m)}" for m in query.metrics)
+            group = f"time({int(step_ms)}ms), {self._group(family)} fill(none)"
+        return f"SELECT {selects} FROM {self._source(family)} WHERE {where} GROUP BY {group}"  # noqa: S608
+
+    def counts(self, query: Query) -> dict[tuple[str, Tags], int]:
+        """Each series' most frequent metric's count."""
+        return _counts(self._client.queries(*self._count_statements(query)), self._family(query.metrics))
+
+    def estimate(self, query: Query, max_points: int) -> Counts | None:
+        """Each series' rows in the window, extrapolated from its first rows of the first metric
+        (one small query); None for a window too short to hold more than MAX_POINTS rows per
+        series at the densest rate expected (nothing asked)."""
+        if query.end_ms - query.start_ms <= max_points * _DENSEST_INTERVAL_MS:
+            return None
+        family, tail = self._tail(query)
+        out: Counts = {}
+        for raw in self._client.query(f"SELECT {self._field(query.metrics[0])} {tail} LIMIT {_PROBE_ROWS}"):
+            stamps = [int(v[0]) for v in raw.get("values") or []]
+            if len(stamps) < _PROBE_ROWS:
+                expected = len(stamps)
+            else:
+                span_ms = max(stamps[-1] - stamps[0], 1)
+                expected = math.ceil((query.end_ms - stamps[0]) * (len(stamps) - 1) / span_ms)
+            if expected:
+                out[_series_key(raw, family)] = expected
         return out
 
     def raw_window(self, query: Query, max_points: int) -> tuple[Counts, list[Series]] | None:
         """One ``SELECT <fields> ... LIMIT max_points+1`` (per series); a series' count is its
-        most frequent metric's non-null values, exactly what ``count()`` gives. A window the
-        probe (:meth:`_expected_rows`) finds over MAX_POINTS is not read (None)."""
-        family = self._family(query.metrics)
-        where = self._where(family, query.start_ms, query.end_ms, query.host, query.tags)
+        most frequent metric's non-null values, exactly what ``count()`` gives. None when a
+        series holds more than MAX_POINTS rows."""
+        family, tail = self._tail(query)
         selects = ", ".join(self._field(m) for m in query.metrics)
-        tail = f"FROM {self._source(family)} WHERE {where} GROUP BY {self._group(family)}"
-        window_ms = query.end_ms - query.start_ms
-        if (
-            window_ms > max_points * _DENSEST_INTERVAL_MS
-            and self._expected_rows(self._field(query.metrics[0]), tail, query) > max_points
-        ):
-            return None
         counts: Counts = {}
         out = []
         for raw in self._client.query(f"SELECT {selects} {tail} LIMIT {int(max_points) + 1}"):
@@ -279,30 +302,17 @@ class InfluxQLStore:
                 out.append(series)
         return counts, sorted(out, key=lambda s: (s.host, s.tags))
 
-    def _expected_rows(self, field: str, tail: str, query: Query) -> float:
-        """The window's rows in all series, extrapolated from each series' first rows of FIELD."""
-        expected = 0.0
-        for raw in self._client.query(f"SELECT {field} {tail} LIMIT {_PROBE_ROWS}"):
-            stamps = [int(v[0]) for v in raw.get("values") or []]
-            if len(stamps) < _PROBE_ROWS:
-                expected += len(stamps)
-            else:
-                span_ms = max(stamps[-1] - stamps[0], 1)
-                expected += (query.end_ms - stamps[0]) * (len(stamps) - 1) / span_ms
-        return expected
-
     def rows(self, query: Query, step_ms: int | None = None) -> list[Series]:
+        answer = self._client.query(self._rows_statement(query, step_ms))
+        return _rows(answer, query.metrics, self._family(query.metrics))
+
+    def rows_while_counting(self, query: Query, step_ms: int) -> tuple[Counts, list[Series]]:
+        """(``counts(query)``, ``rows(query, step_ms)``), the three statements asked at once."""
         family = self._family(query.metrics)
-        where = self._where(family, query.start_ms, query.end_ms, query.host, query.tags)
-        if step_ms is None:
-            selects = ", ".join(self._field(m) for m in query.metrics)
-            group = self._group(family)
-        else:
-            selects = ", ".join(f"mean({self._field(m)}) AS {ident(m)}" for m in query.metrics)
-            group = f"time({int(step_ms)}ms), {self._group(family)} fill(none)"
-        q = f"SELECT {selects} FROM {self._source(family)} WHERE {where} GROUP BY {group}"  # noqa: S608
-        out = [_series(s, query.metrics, family) for s in self._client.query(q)]
-        return sorted((s for s in out if s.rows), key=lambda s: (s.host, s.tags))
+        rows, *counted = self._client.queries(
+            self._rows_statement(query, step_ms), *self._count_statements(query)
+        )
+        return _counts(counted, family), _rows(rows, query.metrics, family)
 
     def aggregate(
         self,
@@ -350,6 +360,24 @@ class InfluxQLStore:
     def close(self) -> None:
         """Stop the helper threads, close the kept-alive connections."""
         self._client.close()
+
+
+def _counts(answers: Sequence[list[dict[str, Any]]], family: catalog.Family) -> Counts:
+    """Each series' most frequent metric's count from the answers of the count statements."""
+    out: Counts = {}
+    for answer in answers:
+        for series in answer:
+            key = _series_key(series, family)
+            n = max((int(v or 0) for row in series.get("values") or [] for v in row[1:]), default=0)
+            if n:
+                out[key] = max(out.get(key, 0), n)
+    return out
+
+
+def _rows(answer: list[dict[str, Any]], metrics: Sequence[str], family: catalog.Family) -> list[Series]:
+    """The answered series that have rows, in (host, tags) order."""
+    out = [_series(s, metrics, family) for s in answer]
+    return sorted((s for s in out if s.rows), key=lambda s: (s.host, s.tags))
 
 
 def _series_key(raw: dict[str, Any], family: catalog.Family | None = None) -> tuple[str, Tags]:
