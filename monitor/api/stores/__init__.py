@@ -336,25 +336,25 @@ def read_window(
     is always the one the counts give)."""
     if not query.metrics:
         return {}, [], *step_rule({})
-    guess = store.estimate(query, max_points) if isinstance(store, RawWindow) else None
-    if isinstance(store, RawWindow) and raw_if_fits and (guess is None or sum(guess.values()) <= max_points):
-        read = store.raw_window(query, max_points)
-        if read is not None:
-            counts = read[0]
+    counts: Counts | None = None
+    if isinstance(store, RawWindow):
+        guess = store.estimate(query, max_points)
+        if raw_if_fits and (guess is None or sum(guess.values()) <= max_points):
+            read = store.raw_window(query, max_points)
+            if read is not None:
+                counts = read[0]
+                step_ms, reason = step_rule(counts)
+                if step_ms is None:
+                    return counts, read[1], step_ms, reason
+        guessed = step_rule(guess)[0] if guess and counts is None else None
+        if guessed is not None:
+            counts, series = store.rows_while_counting(query, guessed)
             step_ms, reason = step_rule(counts)
-            if step_ms is None:
-                return counts, read[1], step_ms, reason
-            return counts, store.rows(query, step_ms) if counts else [], step_ms, reason
-        guess = None  # it did not fit: count first
-    guessed = step_rule(guess)[0] if guess else None
-    if isinstance(store, RawWindow) and guessed is not None:
-        counts, series = store.rows_while_counting(query, guessed)
-        step_ms, reason = step_rule(counts)
-        if step_ms == guessed:
-            return counts, series, step_ms, reason
-    else:
+            if step_ms == guessed:
+                return counts, series, step_ms, reason
+    if counts is None:
         counts = store.counts(query)
-        step_ms, reason = step_rule(counts)
+    step_ms, reason = step_rule(counts)
     return counts, store.rows(query, step_ms) if counts else [], step_ms, reason
 
 

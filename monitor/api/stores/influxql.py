@@ -233,11 +233,15 @@ class InfluxQLStore:
                     newest[host] = max(newest.get(host, int(row["time"])), int(row["time"]))
         return [HostSeen(h, ts) for h, ts in sorted(newest.items())]
 
-    def _tail(self, query: Query) -> tuple[catalog.Family, str]:
-        """(family, ``FROM ... WHERE ... GROUP BY <series>``) of QUERY."""
+    def _tail(self, query: Query, step_ms: int | None = None) -> tuple[catalog.Family, str]:
+        """(family, ``FROM ... WHERE ... GROUP BY <series>``) of QUERY; by ``time(STEP_MS)``
+        first, empty buckets left out, when STEP_MS is given."""
         family = self._family(query.metrics)
         where = self._where(family, query.start_ms, query.end_ms, query.host, query.tags)
-        return family, f"FROM {self._source(family)} WHERE {where} GROUP BY {self._group(family)}"
+        group = self._group(family)
+        if step_ms is not None:
+            group = f"time({int(step_ms)}ms), {group} fill(none)"
+        return family, f"FROM {self._source(family)} WHERE {where} GROUP BY {group}"
 
     def _count_statements(self, query: Query) -> list[str]:
         """The metrics counted in two halves at once (InfluxDB reads each field apart, one core
@@ -251,15 +255,12 @@ class InfluxQLStore:
         ]
 
     def _rows_statement(self, query: Query, step_ms: int | None) -> str:
-        family = self._family(query.metrics)
-        where = self._where(family, query.start_ms, query.end_ms, query.host, query.tags)
+        _, tail = self._tail(query, step_ms)
         if step_ms is None:
             selects = ", ".join(self._field(m) for m in query.metrics)
-            group = self._group(family)
         else:
             selects = ", ".join(f"mean({self._field(m)}) AS {ident(m)}" for m in query.metrics)
-            group = f"time({int(step_ms)}ms), {self._group(family)} fill(none)"
-        return f"SELECT {selects} FROM {self._source(family)} WHERE {where} GROUP BY {group}"  # noqa: S608
+        return f"SELECT {selects} {tail}"
 
     def counts(self, query: Query) -> dict[tuple[str, Tags], int]:
         """Each series' most frequent metric's count."""
@@ -307,7 +308,7 @@ class InfluxQLStore:
         return _rows(answer, query.metrics, self._family(query.metrics))
 
     def rows_while_counting(self, query: Query, step_ms: int) -> tuple[Counts, list[Series]]:
-        """(``counts(query)``, ``rows(query, step_ms)``), the three statements asked at once."""
+        """(``counts(query)``, ``rows(query, step_ms)``), every statement asked at once."""
         family = self._family(query.metrics)
         rows, *counted = self._client.queries(
             self._rows_statement(query, step_ms), *self._count_statements(query)
@@ -326,10 +327,8 @@ class InfluxQLStore:
     ) -> Aggregate:
         if fn not in AGGREGATES:
             raise QueryFailed(self.name, f"not an aggregate: {fn!r}")
-        family = self._family((metric,))
         f = self._field(metric)
-        where = self._where(family, start_ms, end_ms, host, tags)
-        tail = f"FROM {self._source(family)} WHERE {where} GROUP BY {self._group(family)}"
+        _, tail = self._tail(Query((metric,), start_ms, end_ms, host, tags))
         call = {"mean": f"sum({f})", "count": f"count({f})"}.get(fn, f"{fn}({f})")
         value = f"{call} AS {ident('value')}"
         count = f"count({f}) AS {ident('samples')}"
