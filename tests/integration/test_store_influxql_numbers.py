@@ -8,7 +8,7 @@ import urllib.request
 import pytest
 
 from monitor.api import make_app
-from monitor.api.stores import Query
+from monitor.api.stores import ColumnRows, Query
 from monitor.api.stores.influxql import InfluxQLStore
 from monitor.config import parse
 from tests.unit.test_api import call
@@ -71,3 +71,35 @@ def test_the_metrics_answer_writes_whole_floats_with_a_fraction(store, tmp_path)
     assert b'"ts_ms":1700000001000,"cpu_usage_overall":-3.0,"memory_usage":0.0}' in response.body
     csv = call(app, "/metrics?start=1&end=0&host=b&metrics=cpu_usage_overall,memory_usage&format=csv")
     assert csv.body.decode().splitlines()[1].endswith(",-3.0,0.0"), csv.body
+
+
+def test_fields_missing_here_and_there_come_back_as_floats_and_none_held_as_columns(influxdb1, influx_db):
+    lines = [
+        f"system,host=c cpu_usage_overall=1,memory_usage=2,disk_read=3 {T0}",
+        f"system,host=c cpu_usage_overall=4,disk_read=5 {T0 + 1000}",
+        f"system,host=c memory_usage=6,disk_read=7 {T0 + 2000}",
+    ]
+    req = urllib.request.Request(
+        f"{influxdb1.url}/write?db={influx_db}&precision=ms", data="\n".join(lines).encode(), method="POST"
+    )
+    urllib.request.urlopen(req, timeout=10).close()
+    store = InfluxQLStore(influxdb1.url, influx_db, timeout_s=5)
+    try:
+        # two statements, (cpu, memory) and (disk): each answers all three times, with gaps
+        query = Query(("cpu_usage_overall", "memory_usage", "disk_read"), T0, T0 + 3000)
+        expected = [(T0, [1.0, 2.0, 3.0]), (T0 + 1000, [4.0, None, 5.0]), (T0 + 2000, [None, 6.0, 7.0])]
+        (raw,) = store.rows(query)
+        assert isinstance(raw.rows, ColumnRows) and raw.rows == expected
+        none = type(None)
+        assert types(list(raw.rows)) == {
+            (int, float, float, float),
+            (int, float, none, float),
+            (int, none, float, float),
+        }
+        window = store.raw_window(query, 10)
+        assert window is not None and window[0] == {("c", ()): 3} and window[1] == [raw]
+        # (cpu) and (memory): the halves answer different times, merged by time
+        (pair,) = store.rows(Query(("cpu_usage_overall", "memory_usage"), T0, T0 + 3000))
+        assert list(pair.rows) == [(T0, [1.0, 2.0]), (T0 + 1000, [4.0, None]), (T0 + 2000, [None, 6.0])]
+    finally:
+        store.close()

@@ -1,5 +1,6 @@
 """A /metrics window whose raw rows fit the cap is answered over InfluxDB from one raw read,
-no count() first; one that does not fit is counted and downsampled as before.
+no count() first; one that does not fit is counted and downsampled as before. Every read of
+rows is two statements, each over half of the metrics, asked at once.
 
 A FaultProxy in mode "record" in front of a real InfluxDB 1.6.7 keeps every statement the
 store sends.
@@ -80,8 +81,12 @@ def test_a_window_that_fits_is_one_raw_read_and_no_count(recorded, tmp_path):
     answer = ask(store, f"/metrics?start=10&end=0&host=a&metrics={FIELDS}", tmp_path, 1000)
     assert (answer["raw_samples"], answer["points"], answer["downsampled"]) == (600, 600, False)
     sent = statements(proxy)
-    assert len(sent) == 1 and sent[0].startswith("SELECT") and sent[0].endswith("LIMIT 1001"), sent
-    assert not any("count(" in q for q in sent)
+    # one raw read: a statement per half of the metrics, asked at once
+    assert sorted(q.split(" FROM ")[0] for q in sent) == [
+        'SELECT "cpu_usage_overall"',
+        'SELECT "memory_usage"',
+    ]
+    assert all(q.endswith("LIMIT 1001") for q in sent), sent
     query = Query(tuple(FIELDS.split(",")), NOW_MS - 600_000, NOW_MS, "a")
     assert [[ts, *values] for ts, values in store.rows(query)[0].rows] == [
         [p["ts_ms"], p["cpu_usage_overall"], p["memory_usage"]] for p in answer["series"][0]["points"]
@@ -96,7 +101,8 @@ def test_series_that_fit_but_exceed_the_cap_together_are_downsampled_without_a_c
     assert answer["downsample_reason"] == "1200 raw points exceed max_points=1000"
     sent = statements(proxy)
     assert not any("count(" in q for q in sent), sent
-    assert sent[0].endswith("LIMIT 1001") and "GROUP BY time(" in sent[1] and len(sent) == 2
+    assert len(sent) == 4 and all(q.endswith("LIMIT 1001") for q in sent[:2]), sent  # the raw read...
+    assert all("GROUP BY time(" in q for q in sent[2:]), sent  # ...then the rows at the step
 
 
 def test_a_window_the_probe_expects_over_the_cap_is_downsampled_while_it_is_counted(recorded, tmp_path):
@@ -106,9 +112,10 @@ def test_a_window_the_probe_expects_over_the_cap_is_downsampled_while_it_is_coun
     sent = statements(proxy)
     assert sent[0].endswith("LIMIT 16"), sent  # the probe: a's first rows, 1 s apart
     assert not any(q.endswith("LIMIT 1001") for q in sent)
-    # then the rows at the probe's step and the counts, asked at once (in any order): one of each
-    assert len(sent) == 4 and sorted("count(" in q for q in sent[1:]) == [False, True, True], sent
-    assert sum("GROUP BY time(5000ms" in q for q in sent) == 1, sent
+    # then the rows at the probe's step and the counts, asked at once (in any order), each in
+    # two halves of the metrics
+    assert len(sent) == 5 and sorted("count(" in q for q in sent[1:]) == [False, False, True, True], sent
+    assert sum("GROUP BY time(5000ms" in q for q in sent) == 2, sent
     query = Query(tuple(FIELDS.split(",")), NOW_MS - 3_600_000, NOW_MS, "a")
     assert [[ts, *values] for ts, values in store.rows(query, 5000)[0].rows] == [
         [p["ts_ms"], p["cpu_usage_overall"], p["memory_usage"]] for p in answer["series"][0]["points"]
@@ -123,7 +130,9 @@ def test_a_window_whose_counts_find_a_series_the_probe_missed_is_read_again_at_t
     grouped = [q for q in statements(proxy) if "GROUP BY time(" in q]
     one, two = (views.choose_step(None, n, hosts, 1_200_000, 1000)[0] for n, hosts in ((1200, 1), (1800, 2)))
     assert one != two and answer["step_s"] * 1000 == two
-    assert [f"time({one}ms)" in grouped[0], f"time({two}ms)" in grouped[1], len(grouped)] == [True, True, 2]
+    # the rows at the probe's step (two halves of the metrics), then again at the counts' step
+    assert [f"time({one}ms)" in q for q in grouped] == [True, True, False, False], grouped
+    assert [f"time({two}ms)" in q for q in grouped] == [False, False, True, True], grouped
     assert answer["points"] <= 1000
 
 

@@ -63,6 +63,10 @@ Row = tuple[int, list[float | None]]
 """``(ts_ms, values)``: one timestamp of a series, values in the query's metric order."""
 
 
+Column = tuple[Sequence[int], Sequence[float | None]]
+"""``(timestamps, values)`` of one metric of a series, in time order (a value None where the
+metric has no sample at a timestamp its neighbours in the answer have)."""
+
 Segment = tuple[Hashable, int, int]
 """``(key, start, end)``: rows ``start:end`` of a :class:`ColumnRows` are a pure function of
 KEY (equal keys, equal rows), so what is made of them can be kept and reused under KEY."""
@@ -70,9 +74,10 @@ KEY (equal keys, equal rows), so what is made of them can be kept and reused und
 
 class ColumnRows(Sequence[Row]):
     """A series' rows held as columns: the timestamps and, per metric, its values at each of
-    them (None for a metric without samples in the series), made into rows only as they are
-    read. The embedded store answers this way (every metric of a sample shares its
-    timestamp); the /metrics JSON reads the columns directly, without the rows.
+    them (None for a metric without samples in the series, a value None where it has none at
+    that time), made into rows only as they are read. Both stores answer this way where every
+    metric has the same timestamps (:func:`pivot`); the /metrics JSON reads the columns
+    directly, without the rows.
 
     ``segments`` name runs of rows that cannot change (the embedded store: the samples of
     sealed chunks the window holds whole, keyed by the chunks' bytes), in order, disjoint."""
@@ -82,7 +87,7 @@ class ColumnRows(Sequence[Row]):
     def __init__(
         self,
         stamps: Sequence[int],
-        columns: Sequence[Sequence[float] | None],
+        columns: Sequence[Sequence[float | None] | None],
         segments: Sequence[Segment] = (),
     ) -> None:
         self.stamps = stamps
@@ -133,6 +138,27 @@ class Series:
     host: str
     rows: Sequence[Row]
     tags: Tags = ()
+
+
+def pivot(columns: Sequence[Column | None]) -> Sequence[Row]:
+    """One series' per-metric (timestamps, values), each in time order, as rows in time order.
+
+    Fast path: every metric present has the same timestamps (all fields of a sample share
+    one): the columns as they are (:class:`ColumnRows`); otherwise a merge by timestamp, None
+    in the gaps.
+    """
+    present = [c for c in columns if c is not None]
+    stamps = present[0][0]
+    if all(c[0] == stamps for c in present[1:]):
+        return ColumnRows(stamps, [None if c is None else c[1] for c in columns])
+    table: dict[int, list[float | None]] = {}
+    for i, column in enumerate(columns):
+        for ts, v in zip(*(column or ([], [])), strict=True):
+            row = table.get(ts)
+            if row is None:
+                row = table[ts] = [None] * len(columns)
+            row[i] = v
+    return sorted(table.items())
 
 
 @dataclass(frozen=True)
@@ -374,6 +400,7 @@ __all__ = [
     "AGGREGATES",
     "Aggregate",
     "Aggregation",
+    "Column",
     "ColumnRows",
     "Counts",
     "HostSeen",
@@ -394,6 +421,7 @@ __all__ = [
     "known_metrics",
     "make_store",
     "metric_order",
+    "pivot",
     "query_family",
     "read_window",
 ]

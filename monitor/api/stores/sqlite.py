@@ -31,18 +31,19 @@ from monitor.api.stores import (
     AGGREGATES,
     Aggregate,
     Aggregation,
+    Column,
     ColumnRows,
     HostSeen,
     MetricInfo,
     Newest,
     Partial,
     Query,
-    Row,
     Segment,
     Series,
     Tags,
     combine,
     known_metrics,
+    pivot,
     query_family,
     sqlite_tiers,
 )
@@ -64,7 +65,6 @@ _NEWEST = (  # from the series_newest index alone, in its order
 _RAW_START = "SELECT min(start_ms) FROM chunks WHERE series = ?"
 _EMPTY_MARKERS = ("no such table", "no such column")
 SeriesKey = tuple[str, Tags]
-Column = tuple[Sequence[int], Sequence[float]]
 """One metric's (timestamps, values) of one series."""
 
 
@@ -287,7 +287,7 @@ class SQLiteStore:
                     columns.setdefault(key, [None] * width)[i] = (stamps, values)
         out = []
         for (host, tags), cols in sorted(columns.items()):
-            rows = _pivot(cols)
+            rows = pivot(cols)
             if isinstance(rows, ColumnRows) and (host, tags) in whole:
                 rows.segments = _segments(whole[(host, tags)])
             out.append(Series(host, rows, tags))
@@ -329,24 +329,3 @@ def _segments(per_metric: list[list[WholeChunk] | None]) -> list[Segment]:
     return [
         (tuple(b), start, start + n) for b, (start, n) in zip(zip(*blobs, strict=True), places, strict=True)
     ]
-
-
-def _pivot(columns: list[Column | None]) -> Sequence[Row]:
-    """One series' per-metric (timestamps, values), each in time order, as rows in time order.
-
-    Fast path: every metric present has the same timestamps (all fields of a sample share
-    one): the columns as they are (:class:`ColumnRows`); otherwise a merge by timestamp, None
-    in the gaps.
-    """
-    present = [c for c in columns if c is not None]
-    stamps = present[0][0]
-    if all(c[0] == stamps for c in present[1:]):
-        return ColumnRows(stamps, [None if c is None else c[1] for c in columns])
-    table: dict[int, list[float | None]] = {}
-    for i, column in enumerate(columns):
-        for ts, v in zip(*(column or ([], [])), strict=True):
-            row = table.get(ts)
-            if row is None:
-                row = table[ts] = [None] * len(columns)
-            row[i] = v
-    return sorted(table.items())
