@@ -103,10 +103,10 @@ def seal(conn: sqlite3.Connection, sid: int, before_ms: int) -> None:
 def seal_idle(conn: sqlite3.Connection) -> int:
     """Seal the open window of every series whose newest sample is in an older window than the
     store's newest sample; the number of series sealed."""
-    newest_ms = conn.execute("SELECT max(last_ms) FROM series").fetchone()[0]
-    if newest_ms is None:
+    newest = newest_ms(conn)
+    if newest is None:
         return 0
-    cut_ms = window_of(int(newest_ms))
+    cut_ms = window_of(newest)
     idle = conn.execute(
         "SELECT id FROM series WHERE last_ms < ? AND last_ms >= sealed_ms", (cut_ms,)
     ).fetchall()
@@ -198,6 +198,12 @@ def delete_before(conn: sqlite3.Connection, tier: str, cut_ms: int) -> int:
     never a scan."""
     params = {"cut": cut_ms, "chunk": CHUNK_MS, "day": PACKED_DAY_MS}
     return sum(conn.execute(sql, params).rowcount for sql in _DELETE[tier])
+
+
+def newest_ms(conn: sqlite3.Connection) -> int | None:
+    """The time of the store's newest sample (None when it holds none)."""
+    value = conn.execute("SELECT max(last_ms) FROM series").fetchone()[0]
+    return None if value is None else int(value)
 
 
 def oldest_ms(conn: sqlite3.Connection, tier: str) -> int | None:

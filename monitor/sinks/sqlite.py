@@ -44,7 +44,6 @@ log = logging.getLogger(__name__)
 RETENTION_INTERVAL_S = 60.0
 SHRINK_TO = 0.9  # after a size cut the live data is under this fraction of max_db_bytes
 MAX_SHRINK_ROUNDS = 20
-_NEWEST = "SELECT max(last_ms) FROM series"
 Row = tiers.Row
 
 
@@ -134,7 +133,7 @@ class SQLiteSink:
                     raise Unavailable(self._name, one_line(self._move_aside(problem)))
                 self._conn = metricsdb.connect(self._path, timeout_s=self._timeout_s)
                 if self._next_retention_s == -math.inf:  # before this process's first write
-                    self._newest_at_start_ms = self._conn.execute(_NEWEST).fetchone()[0]
+                    self._newest_at_start_ms = tiers.newest_ms(self._conn)
             with self._conn:  # one transaction: all rows or none
                 tiers.store(self._conn, rows, self._ids)
         except (sqlite3.Error, OSError) as exc:  # locked, disk full, I/O error, cannot create, damaged
@@ -195,7 +194,7 @@ class SQLiteSink:
             for _ in range(MAX_SHRINK_ROUNDS):
                 used = _tier_bytes(conn, tier)
                 oldest = tiers.oldest_ms(conn, tier)
-                newest = conn.execute(_NEWEST).fetchone()[0]
+                newest = tiers.newest_ms(conn)
                 if used <= target or oldest is None or newest is None or oldest >= newest:
                     break
                 cutoff = oldest + max(1, int((newest - oldest) * (1 - target / used)))
