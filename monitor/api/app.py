@@ -196,7 +196,7 @@ class _Api:
             now_ms,
             silent_after_s=silent_after_s,
             firing=self.history.firing(),
-            now=fleet.newest_values(self.store, seen, now_ms, silent_after_s),
+            now=fleet.newest_values(self.store, seen, silent_after_s),
         )
         return _json_response(body)
 

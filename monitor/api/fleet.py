@@ -37,9 +37,7 @@ class Now:
     filesystem_mount: str | None = None
 
 
-def newest_values(
-    store: Store, seen: Sequence[HostSeen], now_ms: int, silent_after_s: float
-) -> dict[str, Now]:
+def newest_values(store: Store, seen: Sequence[HostSeen], silent_after_s: float) -> dict[str, Now]:
     """Every host's :class:`Now`: from the newest sample the store keeps per series where it
     can (:class:`NewestSamples`, the embedded store: one read), else from the windows of the
     module docstring."""

@@ -68,4 +68,4 @@ def test_newest_values_are_the_same_from_both_stores(kind, request):
     store = request.getfixturevalue(kind)
     seen = store.hosts()
     assert [h.host for h in seen] == ["bare", "busy", "dead", "live"]
-    assert newest_values(store, seen, NOW_MS, SILENT_AFTER_S) == EXPECTED
+    assert newest_values(store, seen, SILENT_AFTER_S) == EXPECTED
